@@ -1,0 +1,285 @@
+"""The ``mamori`` command line: parse, hand over, print. No probing logic lives here.
+
+Exit codes: 0 done, 1 findings at or above --fail-on (later), 2 bad usage (one line on stderr,
+nothing stored), 3 the scan could not run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, NoReturn
+
+import typer
+from rich.console import Console
+
+from mamori import __version__
+from mamori.model import ScanStatus
+
+EXIT_OK, EXIT_FINDINGS, EXIT_USAGE, EXIT_FAILED = 0, 1, 2, 3
+FORMATS = ("table", "json")
+# UDP ports with a service-specific payload: what `--udp` sweeps when -p names no U: ports.
+DEFAULT_UDP_PORTS = (53, 123, 137, 161, 1900, 5353, 11211)
+
+app = typer.Typer(
+    name="mamori",
+    help="mamori (守り): what does this host expose to the network, and how do I close it?\n\n"
+    "Only scan hosts you own or are allowed to test.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+stderr = Console(stderr=True, highlight=False)
+
+
+class UsageProblem(Exception):
+    """Bad user input: reported as one line, exit 2, nothing stored."""
+
+
+def _fail(code: int, message: str) -> NoReturn:
+    stderr.print(f"mamori: error: {message}", markup=False, highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def _check_format(fmt: str) -> str:
+    if fmt not in FORMATS:
+        raise UsageProblem(f"unknown --format {fmt!r} (choose from {', '.join(FORMATS)})")
+    return fmt
+
+
+def _emit(text: str, output: Path | None) -> None:
+    """Write a rendered report to --output, or stdout. Only the report goes to stdout."""
+    if output is None:
+        sys.stdout.write(text if text.endswith("\n") else text + "\n")
+        sys.stdout.flush()
+        return
+    try:
+        output.write_text(text if text.endswith("\n") else text + "\n", encoding="utf-8")
+    except OSError as exc:
+        _fail(EXIT_FAILED, f"cannot write {output}: {exc.strerror or exc}")
+    stderr.print(f"report written to {output}", markup=False)
+
+
+def _open_store(db: str | None):  # type: ignore[no-untyped-def]
+    from mamori.store import Store, StoreError
+
+    try:
+        return Store.open(db)
+    except StoreError as exc:
+        _fail(EXIT_FAILED, str(exc))
+
+
+@contextmanager
+def _terminate_as_interrupt() -> Iterator[None]:
+    """SIGTERM behaves like Ctrl-C, so the scan is closed as "interrupted", not left running."""
+
+    def handler(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+@app.callback(invoke_without_command=True)
+def _root(
+    version: Annotated[bool, typer.Option("--version", help="Print the version and exit.")] = False,
+) -> None:
+    if version:
+        sys.stdout.write(f"mamori {__version__}\n")
+        raise typer.Exit(EXIT_OK)
+
+
+DbOption = Annotated[
+    str | None,
+    typer.Option("--db", envvar="MAMORI_DB", help="Database URL or SQLite file "
+                 "(default: mamori.db in the user data directory)."),
+]
+FormatOption = Annotated[str, typer.Option("--format", "-f", help="table or json.")]
+OutputOption = Annotated[
+    Path | None, typer.Option("--output", "-o", help="Write the report to this file.")
+]
+
+
+@app.command()
+def scan(
+    targets: Annotated[list[str], typer.Argument(
+        help="Host names, IPv4/IPv6 addresses, CIDR blocks or ranges (127.0.1.1-20).",
+        show_default=False)],
+    ports: Annotated[str | None, typer.Option(
+        "-p", "--ports", help="Ports: 22,80,1000-2000, - for all 65,535, T:/U: prefixes.")] = None,
+    top_ports: Annotated[int | None, typer.Option(
+        "--top-ports", help="The N most common TCP ports (default 1000 when -p is not given).")] = None,
+    udp: Annotated[bool, typer.Option("--udp", help="Also probe UDP services.")] = False,
+    exclude: Annotated[list[str] | None, typer.Option(
+        "--exclude", help="Addresses or ranges to leave out (comma-separated).")] = None,
+    exclude_ports: Annotated[str | None, typer.Option(
+        "--exclude-ports", help="Ports never to touch, same syntax as -p.")] = None,
+    rate: Annotated[float | None, typer.Option(
+        "--rate", help="At most this many probes per second.")] = None,
+    timeout: Annotated[float, typer.Option(
+        "--timeout", help="Longest wait for one probe, in seconds.")] = 1.5,
+    identify: Annotated[bool, typer.Option(
+        "--identify/--no-identify", help="Identify the services that answer.")] = True,
+    fmt: FormatOption = "table",
+    output: OutputOption = None,
+    db: DbOption = None,
+) -> None:
+    """Sweep TARGETS' ports, identify what answers, and keep the result."""
+    from mamori.net.sweep import SweepOptions
+    from mamori.pipeline import ScanPlan
+    from mamori.ports import PortSpecError, parse_port_spec, top_ports_tcp
+    from mamori.targets import TargetSpecError, expand_targets
+
+    try:
+        _check_format(fmt)
+        if rate is not None and rate <= 0:
+            raise UsageProblem("--rate must be a positive number of probes per second")
+        if not 0 < timeout <= 60:
+            raise UsageProblem("--timeout must be between 0 and 60 seconds")
+        if top_ports is not None and not 0 < top_ports <= 65535:
+            raise UsageProblem("--top-ports must be between 1 and 65535")
+        if ports is not None and top_ports is not None:
+            raise UsageProblem("give either -p or --top-ports, not both")
+        if ports is not None:
+            tcp, udp_spec = parse_port_spec(ports)
+        else:
+            tcp, udp_spec = top_ports_tcp(top_ports or 1000), ()
+        udp_ports: tuple[int, ...] = ()
+        if udp:
+            udp_ports = udp_spec or DEFAULT_UDP_PORTS
+        elif udp_spec and not tcp:
+            udp_ports = udp_spec
+        if exclude_ports:
+            ex_tcp, ex_udp = parse_port_spec(exclude_ports, default_both=True)
+            tcp = tuple(p for p in tcp if p not in set(ex_tcp))
+            udp_ports = tuple(p for p in udp_ports if p not in set(ex_udp))
+        if not tcp and not udp_ports:
+            raise UsageProblem("no ports left to scan")
+        chosen = expand_targets(targets, exclude or ())
+    except (UsageProblem, PortSpecError, TargetSpecError) as exc:
+        _fail(EXIT_USAGE, str(exc))
+
+    plan = ScanPlan(
+        targets=tuple(chosen),
+        tcp_ports=tuple(tcp),
+        udp_ports=tuple(udp_ports),
+        sweep=SweepOptions(max_timeout=timeout, rate=rate),
+        identify=identify,
+    )
+    options = {
+        "ports": ports, "top_ports": top_ports, "udp": udp, "exclude": exclude or [],
+        "exclude_ports": exclude_ports, "rate": rate, "timeout": timeout, "identify": identify,
+        "tcp_port_count": len(plan.tcp_ports), "udp_port_count": len(plan.udp_ports),
+    }
+    store = _open_store(db)
+    scan_id = store.begin_scan("scan", list(targets), options)
+    status = _run_plan(plan, store, scan_id)
+    record = store.get_scan(scan_id)
+    store.close()
+    if record is None:  # pragma: no cover - the store just wrote it
+        _fail(EXIT_FAILED, f"scan {scan_id} vanished from the store")
+    from mamori.report import render
+
+    _emit(render(record, fmt), output)
+    if status is ScanStatus.INTERRUPTED:
+        raise typer.Exit(130)
+    if status is not ScanStatus.DONE:
+        raise typer.Exit(EXIT_FAILED)
+
+
+def _run_plan(plan, store, scan_id: int) -> ScanStatus:  # type: ignore[no-untyped-def]
+    from mamori.progress import progress_reporter
+    from mamori.pipeline import run_scan
+    from mamori.storesink import StoreSink
+
+    sink = StoreSink(store, scan_id)
+    status = ScanStatus.FAILED
+    try:
+        with _terminate_as_interrupt(), progress_reporter(stderr) as progress:
+            asyncio.run(run_scan(plan, sink, progress))
+        status = ScanStatus.DONE
+    except KeyboardInterrupt:
+        status = ScanStatus.INTERRUPTED
+        stderr.print("interrupted: results so far are kept", markup=False)
+    except OSError as exc:
+        stderr.print(f"mamori: error: the scan could not run: {exc}", markup=False)
+    finally:
+        store.finish_scan(scan_id, status)
+    return status
+
+
+@app.command()
+def history(
+    limit: Annotated[int, typer.Option("--limit", "-n", help="How many scans to list.")] = 50,
+    fmt: FormatOption = "table",
+    db: DbOption = None,
+) -> None:
+    """List past scans, newest first."""
+    try:
+        _check_format(fmt)
+        if limit < 1:
+            raise UsageProblem("--limit must be at least 1")
+    except UsageProblem as exc:
+        _fail(EXIT_USAGE, str(exc))
+    from mamori.report import render_history
+
+    store = _open_store(db)
+    summaries = store.list_scans(limit)
+    store.close()
+    _emit(render_history(summaries, fmt), None)
+
+
+@app.command()
+def show(
+    scan_id: Annotated[int, typer.Argument(help="The scan's id, as `mamori history` lists it.")],
+    fmt: FormatOption = "table",
+    output: OutputOption = None,
+    db: DbOption = None,
+) -> None:
+    """Print one stored scan again."""
+    try:
+        _check_format(fmt)
+    except UsageProblem as exc:
+        _fail(EXIT_USAGE, str(exc))
+    from mamori.report import render
+
+    store = _open_store(db)
+    record = store.get_scan(scan_id)
+    store.close()
+    if record is None:
+        _fail(EXIT_USAGE, f"no scan with id {scan_id}")
+    _emit(render(record, fmt), output)
+
+
+def main() -> None:
+    """Console-script entry point: usage errors become one line on stderr and exit code 2."""
+    import click
+
+    try:
+        rc = app(standalone_mode=False)
+        sys.exit(rc if isinstance(rc, int) else EXIT_OK)
+    except click.exceptions.NoArgsIsHelpError as exc:
+        sys.stdout.write((exc.ctx.get_help() if exc.ctx else "") + "\n")
+        sys.exit(EXIT_OK)
+    except click.UsageError as exc:
+        message = exc.format_message().replace("\n", " ")
+        sys.stderr.write(f"mamori: error: {message} (see mamori --help)\n")
+        sys.exit(EXIT_USAGE)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        sys.stderr.write("mamori: aborted\n")
+        sys.exit(130)
+    except BrokenPipeError:  # `mamori ... | head`: not an error worth a traceback
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        sys.exit(EXIT_OK)

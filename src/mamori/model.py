@@ -1,0 +1,177 @@
+"""The records every part of mamori shares: frozen, typed, and free of I/O.
+
+Data flows one way (see docs/ARCHITECTURE.md): net + protocols produce these records, the
+pipeline assembles them, the store keeps them, and report renders them. Errors are data too:
+a probe that could not run yields a ``ProbeError`` and is never read as "closed" or "clean".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from types import MappingProxyType
+from typing import Any
+
+JSON_SCHEMA_VERSION = "1.0"
+
+_EMPTY: Mapping[str, str] = MappingProxyType({})
+
+
+class Proto(StrEnum):
+    TCP = "tcp"
+    UDP = "udp"
+
+
+class PortState(StrEnum):
+    """Port states as nmap defines them."""
+
+    OPEN = "open"
+    CLOSED = "closed"
+    FILTERED = "filtered"  # TCP: no answer, or an ICMP unreachable other than port-unreachable
+    OPEN_FILTERED = "open|filtered"  # UDP: silence
+
+
+class Reason(StrEnum):
+    """Why a port got its state: the observed evidence, as nmap's --reason."""
+
+    SYN_ACK = "syn-ack"  # TCP connect completed
+    CONN_REFUSED = "conn-refused"  # RST to our SYN
+    NO_RESPONSE = "no-response"  # deadline passed
+    HOST_UNREACH = "host-unreach"  # ICMP host/net unreachable or admin-prohibited
+    UDP_RESPONSE = "udp-response"  # a datagram came back from the probed address:port
+    PORT_UNREACH = "port-unreach"  # ICMP port unreachable
+    SELF_CONNECT = "self-connect"  # TCP simultaneous open with ourselves: the port is not open
+
+
+class ErrorKind(StrEnum):
+    """Stable codes for what went wrong while probing (errors are data)."""
+
+    TIMEOUT = "timeout"  # no complete answer before the deadline
+    IDLE = "idle"  # the peer accepted and stayed silent
+    REFUSED = "refused"
+    RESET = "reset"
+    UNREACHABLE = "unreachable"
+    TOO_LARGE = "too-large"  # the peer sent more than the byte cap
+    TRICKLE = "trickle"  # the peer sent so slowly that the total deadline passed
+    GARBAGE = "garbage"  # bytes that match no known protocol
+    PROTOCOL = "protocol"  # bytes that started like a protocol and then broke its rules
+    TLS = "tls"  # TLS handshake failed
+    RESOLVE = "resolve"  # host name did not resolve
+    RESOURCE = "resource"  # out of file descriptors, ports, memory
+    OS = "os"  # any other OSError, with errno in the detail
+    INTERNAL = "internal"  # a bug in mamori: recorded, never hidden
+
+
+class ScanStatus(StrEnum):
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+    INTERRUPTED = "interrupted"  # the process died mid-scan; found so on the next start
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """One address to probe; ``hostname`` is what the user typed when it was a name."""
+
+    address: str
+    hostname: str | None = None
+
+    @property
+    def family(self) -> int:
+        return 6 if ":" in self.address else 4
+
+
+@dataclass(frozen=True, slots=True)
+class PortResult:
+    """What the sweep saw at one (address, proto, port)."""
+
+    address: str
+    port: int
+    proto: Proto
+    state: PortState
+    reason: Reason
+    rtt_ms: float | None = None
+    # Raw reply of a UDP probe (capped), so identification need not ask again.
+    reply: bytes | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeError:
+    """A probe that could not finish. ``port`` is None for host- or scan-level errors."""
+
+    address: str | None
+    port: int | None
+    proto: Proto | None
+    kind: ErrorKind
+    detail: str
+    probe: str | None = None  # which probe or stage: "sweep", "identify:http", ...
+
+
+@dataclass(frozen=True, slots=True)
+class Service:
+    """What answers on an endpoint, judged from its replies, not from its port number."""
+
+    name: str  # "ssh", "http", "smtp", ... ("unknown" when something answered but matched nothing)
+    product: str | None = None
+    version: str | None = None
+    tls: bool = False
+    # "confirmed": a reply matched a protocol's rules; "likely": partial evidence;
+    # "port": nothing answered usefully, name guessed from the port number only.
+    confidence: str = "confirmed"
+    method: str = ""  # the probe whose reply identified it, e.g. "null", "http-get", "tls"
+    banner: str | None = None  # printable excerpt of the identifying reply, capped
+    extra: Mapping[str, str] = field(default_factory=lambda: _EMPTY)
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    address: str
+    port: int
+    proto: Proto
+    state: PortState
+    reason: Reason
+    rtt_ms: float | None = None
+    service: Service | None = None
+
+    @property
+    def key(self) -> tuple[str, str, int]:
+        return (self.address, self.proto.value, self.port)
+
+
+@dataclass(frozen=True, slots=True)
+class HostResult:
+    address: str
+    hostname: str | None
+    endpoints: tuple[Endpoint, ...]
+    # Ports probed but not listed individually (closed ones), per protocol: {"tcp": 65530}
+    not_shown: Mapping[str, Mapping[str, int]] = field(default_factory=lambda: MappingProxyType({}))
+
+
+@dataclass(frozen=True, slots=True)
+class ScanSummary:
+    id: int
+    kind: str  # "scan", later "check", "import"
+    status: ScanStatus
+    started_at: datetime
+    finished_at: datetime | None
+    targets: tuple[str, ...]
+    open_ports: int
+    error_count: int
+
+
+@dataclass(frozen=True, slots=True)
+class ScanRecord:
+    """One scan as stored and as reported."""
+
+    id: int
+    kind: str
+    status: ScanStatus
+    started_at: datetime
+    finished_at: datetime | None
+    targets: tuple[str, ...]
+    options: Mapping[str, Any]
+    hosts: tuple[HostResult, ...]
+    errors: tuple[ProbeError, ...]
+    mamori_version: str = ""

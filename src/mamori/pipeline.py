@@ -1,0 +1,193 @@
+"""One scan, start to finish: sweep → identify → hand every record to a sink as it arrives.
+
+The sweep runs in a worker thread (it is a blocking, batched epoll loop); identification is
+asyncio. Every record reaches the sink on the event-loop thread, one at a time, so the sink (the
+store) needs no locking and commits each result as it comes: a scan killed half-way leaves what
+it had found.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from mamori.identify.engine import identify_tcp, identify_udp, udp_payload
+from mamori.model import Endpoint, ErrorKind, PortResult, PortState, ProbeError, Proto, Service, Target
+from mamori.net.stream import Limits
+from mamori.net.sweep import SweepOptions, SweepStats, tcp_sweep
+from mamori.net.udp import udp_sweep
+
+# Filtered ports are listed one by one only while they are few; a firewalled host that drops
+# everything would otherwise fill the report with 65,535 rows (nmap collapses them too).
+MAX_LISTED_FILTERED = 100
+
+
+@dataclass(frozen=True)
+class ScanPlan:
+    targets: tuple[Target, ...]
+    tcp_ports: tuple[int, ...]
+    udp_ports: tuple[int, ...] = ()
+    sweep: SweepOptions = field(default_factory=SweepOptions)
+    identify: bool = True
+    identify_concurrency: int = 32
+    identify_budget: float = 15.0
+    probe_limits: Limits = field(default_factory=Limits)
+
+    @property
+    def total_probes(self) -> int:
+        return len(self.targets) * (len(self.tcp_ports) + len(self.udp_ports))
+
+
+class ScanSink(Protocol):
+    """Where results go as they arrive (the store, in the CLI)."""
+
+    def on_host(self, target: Target) -> None: ...
+    def on_endpoints(self, endpoints: list[Endpoint]) -> None: ...
+    def on_service(self, address: str, proto: Proto, port: int, service: Service) -> None: ...
+    def on_error(self, error: ProbeError) -> None: ...
+    def on_not_shown(self, address: str, counts: dict[str, dict[str, int]]) -> None: ...
+
+
+class ProgressFn(Protocol):
+    def __call__(self, *, advance: int = 0, total: int | None = None, stage: str | None = None) -> None: ...
+
+
+def _no_progress(*, advance: int = 0, total: int | None = None, stage: str | None = None) -> None:
+    return None
+
+
+def _endpoint(r: PortResult) -> Endpoint:
+    return Endpoint(r.address, r.port, r.proto, r.state, r.reason, r.rtt_ms)
+
+
+class _Runner:
+    def __init__(self, plan: ScanPlan, sink: ScanSink, progress: ProgressFn) -> None:
+        self.plan = plan
+        self.sink = sink
+        self.progress = progress
+        self.stop = threading.Event()
+        self.loop = asyncio.get_running_loop()
+        self.open_tcp: asyncio.Queue[PortResult | None] = asyncio.Queue()
+        self.udp_replies: list[PortResult] = []
+        self.filtered: dict[tuple[str, str], list[PortResult]] = {}
+        self.not_shown: dict[str, dict[str, dict[str, int]]] = {}
+
+    # -- called from the sweep thread: hop onto the loop thread ------------------------------
+    def _from_thread(self, fn: Callable[[], None]) -> None:
+        self.loop.call_soon_threadsafe(fn)
+
+    def _on_result(self, r: PortResult) -> None:
+        self._from_thread(lambda: self._record(r))
+
+    def _on_error(self, e: ProbeError) -> None:
+        self._from_thread(lambda: self.sink.on_error(e))
+
+    def _on_progress(self, n: int) -> None:
+        self._from_thread(lambda: self.progress(advance=n))
+
+    # -- loop thread -----------------------------------------------------------------------
+    def _record(self, r: PortResult) -> None:
+        if r.state is PortState.FILTERED or r.state is PortState.OPEN_FILTERED:
+            bucket = self.filtered.setdefault((r.address, r.proto.value), [])
+            bucket.append(r)
+            if len(bucket) <= MAX_LISTED_FILTERED:
+                self.sink.on_endpoints([_endpoint(r)])
+            return
+        self.sink.on_endpoints([_endpoint(r)])
+        if r.state is PortState.OPEN and r.proto is Proto.TCP and self.plan.identify:
+            self.open_tcp.put_nowait(r)
+        elif r.state is PortState.OPEN and r.proto is Proto.UDP:
+            self.udp_replies.append(r)
+
+    def _merge_stats(self, stats: SweepStats, proto: Proto) -> None:
+        for address, counts in stats.counts.items():
+            per_host = self.not_shown.setdefault(address, {})
+            hidden = {"closed": counts.get(PortState.CLOSED.value, 0)}
+            listed = len(self.filtered.get((address, proto.value), []))
+            for state in (PortState.FILTERED, PortState.OPEN_FILTERED):
+                n = counts.get(state.value, 0)
+                if n and listed > MAX_LISTED_FILTERED:
+                    hidden[state.value] = n - MAX_LISTED_FILTERED
+            per_host[proto.value] = {k: v for k, v in hidden.items() if v}
+
+    async def _sweep(self) -> None:
+        addresses = [t.address for t in self.plan.targets]
+        common = {
+            "on_result": self._on_result,
+            "on_error": self._on_error,
+            "on_progress": self._on_progress,
+            "should_stop": self.stop.is_set,
+        }
+        try:
+            if self.plan.tcp_ports:
+                self.progress(stage="TCP sweep")
+                stats = await asyncio.to_thread(
+                    tcp_sweep, addresses, list(self.plan.tcp_ports), self.plan.sweep, **common
+                )
+                await asyncio.sleep(0)  # let queued call_soon_threadsafe callbacks run first
+                self._merge_stats(stats, Proto.TCP)
+            if self.plan.udp_ports:
+                self.progress(stage="UDP sweep")
+                stats = await asyncio.to_thread(
+                    udp_sweep, addresses, list(self.plan.udp_ports), self.plan.sweep,
+                    payload_for=udp_payload, **common,
+                )
+                await asyncio.sleep(0)
+                self._merge_stats(stats, Proto.UDP)
+        finally:
+            for _ in range(self.plan.identify_concurrency):
+                self.open_tcp.put_nowait(None)
+
+    async def _identify_worker(self, names: dict[str, str | None]) -> None:
+        while True:
+            r = await self.open_tcp.get()
+            if r is None:
+                return
+            self.progress(total=1)
+            try:
+                svc, errors = await asyncio.wait_for(
+                    identify_tcp(r.address, r.port, limits=self.plan.probe_limits,
+                                 budget=self.plan.identify_budget),
+                    timeout=self.plan.identify_budget + 5,
+                )
+            except TimeoutError:
+                svc, errors = None, [ProbeError(r.address, r.port, Proto.TCP, ErrorKind.TIMEOUT,
+                                                "identification exceeded its budget", "identify")]
+            for e in errors:
+                self.sink.on_error(e)
+            if svc is not None:
+                self.sink.on_service(r.address, Proto.TCP, r.port, svc)
+            self.progress(advance=1)
+
+    async def run(self) -> None:
+        names = {t.address: t.hostname for t in self.plan.targets}
+        for t in self.plan.targets:
+            self.sink.on_host(t)
+        self.progress(total=self.plan.total_probes)
+        workers = [asyncio.create_task(self._identify_worker(names))
+                   for _ in range(self.plan.identify_concurrency)]
+        try:
+            await self._sweep()
+            self.progress(stage="identifying")
+            await asyncio.gather(*workers)
+        finally:
+            self.stop.set()
+            for w in workers:
+                w.cancel()
+        for r in self.udp_replies:
+            svc = identify_udp(r.port, r.reply or b"")
+            if svc is not None:
+                self.sink.on_service(r.address, Proto.UDP, r.port, svc)
+        for address, counts in self.not_shown.items():
+            self.sink.on_not_shown(address, counts)
+
+
+async def run_scan(plan: ScanPlan, sink: ScanSink, progress: ProgressFn = _no_progress) -> None:
+    """Run ``plan`` and hand every result to ``sink`` as it arrives. Returns when all is done.
+
+    Probe failures reach the sink as ProbeError records; only bugs propagate as exceptions.
+    """
+    await _Runner(plan, sink, progress).run()
