@@ -145,7 +145,7 @@ class HostResult:
     address: str
     hostname: str | None
     endpoints: tuple[Endpoint, ...]
-    # Ports probed but not listed individually (closed ones), per protocol: {"tcp": 65530}
+    # Ports probed but not listed individually, per protocol and state: {"tcp": {"closed": 65530}}
     not_shown: Mapping[str, Mapping[str, int]] = field(default_factory=lambda: MappingProxyType({}))
 
 

@@ -1,0 +1,54 @@
+"""Reports: turn stored records into text for people (table) or programs (json).
+
+``report`` never probes and never touches the store; it renders records it is given.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from mamori.model import ScanRecord, ScanSummary
+from mamori.report.json import render_history_json, render_json, scan_to_dict
+from mamori.report.table import render_history_table, render_table
+
+FORMATS = ("table", "json")
+
+__all__ = [
+    "FORMATS",
+    "render",
+    "render_history",
+    "render_history_json",
+    "render_history_table",
+    "render_json",
+    "render_table",
+    "scan_to_dict",
+]
+
+
+def _check(fmt: str) -> None:
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown output format {fmt!r}; choose one of: {', '.join(FORMATS)}")
+
+
+def render(record: ScanRecord, fmt: str, *, width: int | None = None, color: bool = False) -> str:
+    """Return ``record`` rendered as ``fmt`` ("table" or "json").
+
+    ``width`` and ``color`` apply to tables only. Raises ``ValueError`` for another format.
+    """
+    _check(fmt)
+    if fmt == "json":
+        return render_json(record)
+    return render_table(record, width=width, color=color)
+
+
+def render_history(
+    summaries: Sequence[ScanSummary], fmt: str, *, width: int | None = None, color: bool = False
+) -> str:
+    """Return the scan history rendered as ``fmt`` ("table" or "json" list).
+
+    Raises ``ValueError`` for another format.
+    """
+    _check(fmt)
+    if fmt == "json":
+        return render_history_json(summaries)
+    return render_history_table(summaries, width=width, color=color)

@@ -1,0 +1,152 @@
+"""JSON output: the documented, versioned shape of ``--format json`` (docs/json-output.md).
+
+The shape is described by docs/schema/scan-v1.json; change both together and bump
+``model.JSON_SCHEMA_VERSION`` (minor: fields added; major: fields changed or removed).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from mamori.model import (
+    JSON_SCHEMA_VERSION,
+    Endpoint,
+    HostResult,
+    PortState,
+    ProbeError,
+    ScanRecord,
+    ScanStatus,
+    ScanSummary,
+    Service,
+)
+
+SCAN_SCHEMA_ID = f"mamori.scan/{JSON_SCHEMA_VERSION}"
+
+
+def iso_utc(value: datetime | None) -> str | None:
+    """Return ``value`` as RFC 3339 UTC text ending in "Z", or None."""
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)  # the store only hands out UTC; be lenient
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def duration_s(started: datetime, finished: datetime | None) -> float | None:
+    """Return the seconds between start and finish (3 decimals), or None if unfinished."""
+    if finished is None:
+        return None
+    return round((finished - started).total_seconds(), 3)
+
+
+def service_to_dict(svc: Service) -> dict[str, Any]:
+    """Return the JSON object for one identified service."""
+    return {
+        "name": svc.name,
+        "product": svc.product,
+        "version": svc.version,
+        "tls": svc.tls,
+        "confidence": svc.confidence,
+        "method": svc.method,
+        "banner": svc.banner,
+        "extra": {str(k): str(v) for k, v in svc.extra.items()},
+    }
+
+
+def endpoint_to_dict(ep: Endpoint) -> dict[str, Any]:
+    """Return the JSON object for one endpoint (its address is the enclosing host's)."""
+    return {
+        "port": ep.port,
+        "proto": ep.proto.value,
+        "state": ep.state.value,
+        "reason": ep.reason.value,
+        "rtt_ms": ep.rtt_ms,
+        "service": service_to_dict(ep.service) if ep.service is not None else None,
+    }
+
+
+def host_to_dict(host: HostResult) -> dict[str, Any]:
+    """Return the JSON object for one host with its endpoints and not-shown counts."""
+    return {
+        "address": host.address,
+        "hostname": host.hostname,
+        "endpoints": [endpoint_to_dict(ep) for ep in host.endpoints],
+        "not_shown": {
+            str(proto): {str(k): int(n) for k, n in counts.items()}
+            for proto, counts in host.not_shown.items()
+        },
+    }
+
+
+def error_to_dict(err: ProbeError) -> dict[str, Any]:
+    """Return the JSON object for one probe that could not finish."""
+    return {
+        "address": err.address,
+        "port": err.port,
+        "proto": err.proto.value if err.proto is not None else None,
+        "kind": err.kind.value,
+        "detail": err.detail,
+        "probe": err.probe,
+    }
+
+
+def scan_to_dict(record: ScanRecord) -> dict[str, Any]:
+    """Return the whole scan as plain JSON-ready data (schema ``mamori.scan/1.x``)."""
+    open_ports = sum(1 for h in record.hosts for ep in h.endpoints if ep.state is PortState.OPEN)
+    return {
+        "schema": SCAN_SCHEMA_ID,
+        "scan": {
+            "id": record.id,
+            "kind": record.kind,
+            "status": record.status.value,
+            "complete": record.status is ScanStatus.DONE,
+            "started_at": iso_utc(record.started_at),
+            "finished_at": iso_utc(record.finished_at),
+            "duration_s": duration_s(record.started_at, record.finished_at),
+            "targets": list(record.targets),
+            "options": dict(record.options),
+            "mamori_version": record.mamori_version,
+        },
+        "summary": {
+            "hosts": len(record.hosts),
+            "endpoints": sum(len(h.endpoints) for h in record.hosts),
+            "open_ports": open_ports,
+            "errors": len(record.errors),
+        },
+        "hosts": [host_to_dict(h) for h in record.hosts],
+        "errors": [error_to_dict(e) for e in record.errors],
+    }
+
+
+def summary_to_dict(summary: ScanSummary) -> dict[str, Any]:
+    """Return one history entry as plain JSON-ready data."""
+    return {
+        "id": summary.id,
+        "kind": summary.kind,
+        "status": summary.status.value,
+        "started_at": iso_utc(summary.started_at),
+        "finished_at": iso_utc(summary.finished_at),
+        "duration_s": duration_s(summary.started_at, summary.finished_at),
+        "targets": list(summary.targets),
+        "open_ports": summary.open_ports,
+        "errors": summary.error_count,
+    }
+
+
+def _dumps(data: Any) -> str:
+    # ensure_ascii: remote-controlled text (banners) leaves as \u escapes, never as raw
+    # control characters that a terminal would interpret.
+    return json.dumps(data, indent=2, ensure_ascii=True, allow_nan=False, default=str) + "\n"
+
+
+def render_json(record: ScanRecord) -> str:
+    """Return the scan as JSON text (ends with a newline)."""
+    return _dumps(scan_to_dict(record))
+
+
+def render_history_json(summaries: Sequence[ScanSummary]) -> str:
+    """Return the scan history as a JSON list, newest first as given (ends with a newline)."""
+    return _dumps([summary_to_dict(s) for s in summaries])

@@ -1,0 +1,358 @@
+"""Helpers for the store and report tests: sample results, a shared round trip, a real
+PostgreSQL server, and a writer process to kill.
+
+Run as a script (``python store_fixtures.py URL``) it is the writer: it stores results one
+commit at a time and prints "committed N" after each, until it is killed.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+if __name__ == "__main__":  # run as the writer: make the src tree importable without install
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+from mamori.model import (
+    Endpoint,
+    ErrorKind,
+    PortState,
+    ProbeError,
+    Proto,
+    Reason,
+    ScanRecord,
+    ScanStatus,
+    Service,
+)
+from mamori.store import Store
+
+PG_HOST = "127.0.30.1"
+PG_PORT = 55432
+
+SSH = Service(
+    name="ssh",
+    product="OpenSSH",
+    version="9.2p1",
+    method="null",
+    banner="SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u3",
+    extra={"proto": "2.0"},
+)
+HTTPS = Service(
+    name="http",
+    product="nginx",
+    version="1.22.1",
+    tls=True,
+    confidence="likely",
+    method="tls",
+    # Remote-controlled text: unicode, a control character, rich markup look-alike.
+    banner="HTTP/1.1 200 OK\r\nServer: nginx [bold]x[/bold] \x1b[31m 守り",
+    extra={"alpn": "h2", "cn": "nas.local"},
+)
+DNS_GUESS = Service(name="domain", confidence="port", method="")
+
+
+def sample_endpoints() -> list[Endpoint]:
+    """Endpoints of 127.0.0.1 as a scan would report them (one without a service)."""
+    return [
+        Endpoint("127.0.0.1", 22, Proto.TCP, PortState.OPEN, Reason.SYN_ACK, 0.25, SSH),
+        Endpoint("127.0.0.1", 443, Proto.TCP, PortState.OPEN, Reason.SYN_ACK, 0.5, HTTPS),
+        Endpoint("127.0.0.1", 8080, Proto.TCP, PortState.OPEN, Reason.SYN_ACK, None),
+        Endpoint("127.0.0.1", 9, Proto.TCP, PortState.FILTERED, Reason.NO_RESPONSE, None),
+        Endpoint(
+            "127.0.0.1", 53, Proto.UDP, PortState.OPEN_FILTERED, Reason.NO_RESPONSE, None, DNS_GUESS
+        ),
+    ]
+
+
+SAMPLE_ERRORS = [
+    ProbeError(
+        "127.0.0.1", 8080, Proto.TCP, ErrorKind.IDLE, "accepted, silent 5 s", "identify:null"
+    ),
+    ProbeError("::1", None, None, ErrorKind.UNREACHABLE, "network unreachable", "sweep"),
+    ProbeError(None, None, None, ErrorKind.RESOLVE, "nas.invalid did not resolve", None),
+]
+
+
+def store_sample_scan(store: Store, status: ScanStatus | None = ScanStatus.DONE) -> int:
+    """Store a small but complete scan the way the scanner would; return its id."""
+    sid = store.begin_scan(
+        "scan", ["127.0.0.1", "::1", "nas.invalid"], {"ports": "1-1024", "timeout": 2.5}
+    )
+    store.add_host(sid, "127.0.0.1", "localhost")
+    store.add_host(sid, "::1", None)
+    eps = sample_endpoints()
+    store.add_endpoint(sid, eps[0])
+    store.add_endpoints(sid, eps[1:])
+    # An IPv6 endpoint, first stored without service, identified later.
+    store.add_endpoint(sid, Endpoint("::1", 22, Proto.TCP, PortState.OPEN, Reason.SYN_ACK, 0.1))
+    store.set_service(sid, "::1", Proto.TCP, 22, SSH)
+    store.set_not_shown(sid, "127.0.0.1", {"tcp": {"closed": 1019}, "udp": {"closed": 1023}})
+    store.set_not_shown(sid, "::1", {"tcp": {"closed": 1023}})
+    for err in SAMPLE_ERRORS:
+        store.add_error(sid, err)
+    if status is not None:
+        store.finish_scan(sid, status)
+    return sid
+
+
+def exercise_roundtrip(url: str) -> None:
+    """Write a scan through Store at ``url``, read it back, assert every field survived."""
+    before = datetime.now(UTC) - timedelta(seconds=1)
+    store = Store.open(url)
+    try:
+        sid = store_sample_scan(store, status=None)
+        # Upserts: a second report of the same port replaces state/reason/rtt, not duplicates.
+        store.add_endpoint(
+            sid, Endpoint("127.0.0.1", 9, Proto.TCP, PortState.CLOSED, Reason.CONN_REFUSED, 0.05)
+        )
+        store.add_host(sid, "::1", "ip6-localhost")  # a later name fills in the blank
+        store.add_host(sid, "::1", None)  # and None does not erase it
+        running = store.get_scan(sid)
+        assert running is not None
+        assert running.status is ScanStatus.RUNNING
+        assert running.finished_at is None
+        store.finish_scan(sid, ScanStatus.DONE)
+        rec = store.get_scan(sid)
+        assert rec is not None
+        assert_sample_record(rec, before)
+        assert store.get_scan(sid + 1000) is None
+
+        summaries = store.list_scans()
+        assert [s.id for s in summaries] == [sid]
+        assert summaries[0].open_ports == 4  # 22, 443, 8080 on v4; 22 on v6
+        assert summaries[0].error_count == len(SAMPLE_ERRORS)
+        assert summaries[0].status is ScanStatus.DONE
+        assert summaries[0].targets == ("127.0.0.1", "::1", "nas.invalid")
+    finally:
+        store.close()
+
+    # A second open sees the same data, and does not mark a finished scan interrupted.
+    again = Store.open(url)
+    try:
+        rec2 = again.get_scan(sid)
+        assert rec2 == rec
+    finally:
+        again.close()
+
+
+def assert_sample_record(rec: ScanRecord, not_before: datetime) -> None:
+    """Check a record written by exercise_roundtrip field by field."""
+    assert rec.kind == "scan"
+    assert rec.status is ScanStatus.DONE
+    assert rec.targets == ("127.0.0.1", "::1", "nas.invalid")
+    assert dict(rec.options) == {"ports": "1-1024", "timeout": 2.5}
+    assert rec.started_at.tzinfo is not None and rec.started_at.utcoffset() == timedelta(0)
+    assert rec.finished_at is not None and rec.finished_at.utcoffset() == timedelta(0)
+    assert not_before <= rec.started_at <= rec.finished_at <= datetime.now(UTC)
+    assert rec.mamori_version
+
+    assert [h.address for h in rec.hosts] == ["127.0.0.1", "::1"]
+    v4, v6 = rec.hosts
+    assert v4.hostname == "localhost"
+    assert v6.hostname == "ip6-localhost"
+    assert {k: dict(v) for k, v in v4.not_shown.items()} == {
+        "tcp": {"closed": 1019},
+        "udp": {"closed": 1023},
+    }
+    expected = {ep.key: ep for ep in sample_endpoints()}
+    expected[("127.0.0.1", "tcp", 9)] = Endpoint(
+        "127.0.0.1", 9, Proto.TCP, PortState.CLOSED, Reason.CONN_REFUSED, 0.05
+    )
+    # Sorted by (proto, port): tcp before udp.
+    assert [ep.key for ep in v4.endpoints] == [
+        ("127.0.0.1", "tcp", 9),
+        ("127.0.0.1", "tcp", 22),
+        ("127.0.0.1", "tcp", 443),
+        ("127.0.0.1", "tcp", 8080),
+        ("127.0.0.1", "udp", 53),
+    ]
+    for ep in v4.endpoints:
+        want = expected[ep.key]
+        assert (ep.state, ep.reason, ep.rtt_ms) == (want.state, want.reason, want.rtt_ms)
+        if want.service is None:
+            assert ep.service is None
+        else:
+            assert ep.service is not None
+            assert ep.service == want.service or (
+                # extra comes back as a plain dict; compare field by field
+                _service_fields(ep.service) == _service_fields(want.service)
+            )
+    assert len(v6.endpoints) == 1 and v6.endpoints[0].service is not None
+    assert _service_fields(v6.endpoints[0].service) == _service_fields(SSH)
+    assert list(rec.errors) == SAMPLE_ERRORS
+
+
+def _service_fields(svc: Service) -> tuple[object, ...]:
+    return (
+        svc.name,
+        svc.product,
+        svc.version,
+        svc.tls,
+        svc.confidence,
+        svc.method,
+        svc.banner,
+        dict(svc.extra),
+    )
+
+
+# -- PostgreSQL ------------------------------------------------------------------------------
+
+
+def pg_bindir() -> Path | None:
+    """Directory holding initdb, postgres and pg_ctl, or None when not installed."""
+    for cand in (shutil.which("initdb"), "/usr/lib/postgresql/15/bin/initdb"):
+        if cand and Path(cand).exists():
+            bindir = Path(cand).resolve().parent
+            if all((bindir / b).exists() for b in ("postgres", "pg_ctl")):
+                return bindir
+    return None
+
+
+def _port_busy(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.settimeout(0.5)
+        return s.connect_ex((host, port)) == 0
+
+
+@contextmanager
+def running_postgres(bindir: Path) -> Iterator[str]:
+    """Start a throw-away PostgreSQL on 127.0.30.1:55432; yield a psycopg URL without db name.
+
+    As root, the server runs as the ``postgres`` user (it refuses to run as root). Raises
+    RuntimeError when the port is taken or the server does not come up.
+    """
+    import psycopg
+
+    if _port_busy(PG_HOST, PG_PORT):
+        raise RuntimeError(f"{PG_HOST}:{PG_PORT} is already in use; another test server running?")
+    # Not tmp_path: pytest's base dir is 0700 root-only, and the socket path must stay short.
+    base = Path(tempfile.mkdtemp(prefix="mamori-pg-"))
+    datadir = base / "data"
+    prefix: list[str] = []
+    if os.geteuid() == 0:
+        import pwd
+
+        pw = pwd.getpwnam("postgres")
+        os.chown(base, pw.pw_uid, pw.pw_gid)
+        prefix = ["runuser", "-u", "postgres", "--"]
+    log_path = base / "server.log"
+    proc: subprocess.Popen[bytes] | None = None
+    try:
+        subprocess.run(
+            [
+                *prefix,
+                str(bindir / "initdb"),
+                "-D",
+                str(datadir),
+                "-U",
+                "mamori",
+                "--auth=trust",
+                "-E",
+                "UTF8",
+                "--no-sync",
+            ],
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
+        with open(log_path, "wb") as log:
+            proc = subprocess.Popen(
+                [
+                    *prefix,
+                    str(bindir / "postgres"),
+                    "-D",
+                    str(datadir),
+                    "-k",
+                    str(base),
+                    "-h",
+                    PG_HOST,
+                    "-p",
+                    str(PG_PORT),
+                    "-F",  # no fsync: a test server
+                    "-c",
+                    "max_connections=20",
+                    "-c",
+                    "shared_buffers=16MB",
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        deadline = time.monotonic() + 30
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError("postgres exited early: " + log_path.read_text()[-2000:])
+            try:
+                psycopg.connect(
+                    host=PG_HOST, port=PG_PORT, user="mamori", dbname="postgres", connect_timeout=2
+                ).close()
+                break
+            except psycopg.OperationalError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError("postgres did not come up: " + log_path.read_text()[-2000:])
+                time.sleep(0.1)
+        yield f"postgresql+psycopg://mamori@{PG_HOST}:{PG_PORT}"
+    finally:
+        if proc is not None:
+            subprocess.run(
+                [*prefix, str(bindir / "pg_ctl"), "stop", "-D", str(datadir), "-m", "immediate"],
+                capture_output=True,
+                timeout=60,
+            )
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def create_pg_database(base_url: str, name: str) -> str:
+    """Create database ``name`` on the test server; return its SQLAlchemy URL."""
+    import psycopg
+
+    with psycopg.connect(
+        host=PG_HOST, port=PG_PORT, user="mamori", dbname="postgres", autocommit=True
+    ) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')  # test-chosen name, not user input
+    return f"{base_url}/{name}"
+
+
+# -- the writer to kill -------------------------------------------------------------------------
+
+
+def writer_command(url: str) -> list[str]:
+    """The argv that runs this file as a writer process against ``url``."""
+    return [sys.executable, str(Path(__file__).resolve()), url]
+
+
+def _write_forever(url: str) -> None:
+    store = Store.open(url)
+    sid = store.begin_scan("scan", ["127.0.0.1"], {"ports": "1-65535"})
+    store.add_host(sid, "127.0.0.1", "localhost")
+    print(f"scan {sid}", flush=True)
+    for port in range(1, 65536):
+        svc = SSH if port % 3 == 0 else None
+        store.add_endpoint(
+            sid, Endpoint("127.0.0.1", port, Proto.TCP, PortState.OPEN, Reason.SYN_ACK, 0.1, svc)
+        )
+        if port % 10 == 0:
+            store.add_error(
+                sid,
+                ProbeError("127.0.0.1", port, Proto.TCP, ErrorKind.TIMEOUT, "slow", "identify"),
+            )
+        print(f"committed {port}", flush=True)
+    # Never reached in the test: the parent kills us long before.
+    store.finish_scan(sid, ScanStatus.DONE)
+
+
+if __name__ == "__main__":
+    _write_forever(sys.argv[1])
