@@ -34,7 +34,7 @@ def _check_destination(address: Any) -> None:
     try:
         ip = ipaddress.ip_address(str(host).split("%", 1)[0])
     except ValueError:
-        raise ForbiddenDestination(f"tests must use literal loopback addresses, not {host!r}") from None
+        raise ForbiddenDestination(f"tests must use literal loopback addresses: {host!r}") from None
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
         ip = ip.ipv4_mapped
     if not ip.is_loopback:
