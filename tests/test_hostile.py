@@ -140,7 +140,7 @@ def test_garbage_is_unknown() -> None:
 def test_close_at_once() -> None:
     service, errors, elapsed, _ = _identify(21106, close_at_once)
     assert service is None
-    assert errors and ErrorKind.IDLE in _kinds(errors)
+    assert errors and ErrorKind.CLOSED in _kinds(errors)
     assert elapsed < 2.0
 
 

@@ -50,6 +50,7 @@ class ErrorKind(StrEnum):
 
     TIMEOUT = "timeout"  # no complete answer before the deadline
     IDLE = "idle"  # the peer accepted and stayed silent
+    CLOSED = "closed"  # the peer accepted and closed without sending a byte
     REFUSED = "refused"
     RESET = "reset"
     UNREACHABLE = "unreachable"

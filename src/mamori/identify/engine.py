@@ -212,7 +212,7 @@ class _Session:
                     return result
                 if not outcome[1] and (outcome[2] is None or outcome[2].kind is ErrorKind.RESET):
                     result.errors.append(self._error(
-                        ErrorKind.IDLE, "peer closes every connection without a byte", null.name))
+                        ErrorKind.CLOSED, "peer closes every connection without a byte", null.name))
                     return result
             await self._run_queue(queue, tls, result)
         finally:
