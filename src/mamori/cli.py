@@ -115,7 +115,8 @@ def scan(
         help="Host names, IPv4/IPv6 addresses, CIDR blocks or ranges (127.0.1.1-20).",
         show_default=False)],
     ports: Annotated[str | None, typer.Option(
-        "-p", "--ports", help="Ports: 22,80,1000-2000, - for all 65,535, T:/U: prefixes.")] = None,
+        "-p", "--ports",
+        help="Ports: 22,80,1000-2000, - for all 65,535, T:/U: prefixes.")] = None,
     top_ports: Annotated[int | None, typer.Option(
         "--top-ports", help="The N most common TCP ports (default 1000 when -p is not given).")] = None,
     udp: Annotated[bool, typer.Option("--udp", help="Also probe UDP services.")] = False,
@@ -197,8 +198,8 @@ def scan(
 
 
 def _run_plan(plan, store, scan_id: int) -> ScanStatus:  # type: ignore[no-untyped-def]
-    from mamori.progress import progress_reporter
     from mamori.pipeline import run_scan
+    from mamori.progress import progress_reporter
     from mamori.storesink import StoreSink
 
     sink = StoreSink(store, scan_id)
@@ -262,21 +263,24 @@ def show(
 
 def main() -> None:
     """Console-script entry point: usage errors become one line on stderr and exit code 2."""
-    import click
+    try:  # typer >= 0.29 vendors click; older releases use click itself
+        from typer._click import exceptions as click_exc
+    except ImportError:  # pragma: no cover
+        from click import exceptions as click_exc  # type: ignore[no-redef]
 
     try:
         rc = app(standalone_mode=False)
         sys.exit(rc if isinstance(rc, int) else EXIT_OK)
-    except click.exceptions.NoArgsIsHelpError as exc:
+    except click_exc.NoArgsIsHelpError as exc:
         sys.stdout.write((exc.ctx.get_help() if exc.ctx else "") + "\n")
         sys.exit(EXIT_OK)
-    except click.UsageError as exc:
-        message = exc.format_message().replace("\n", " ")
+    except click_exc.UsageError as exc:
+        message = " ".join(exc.format_message().split())
         sys.stderr.write(f"mamori: error: {message} (see mamori --help)\n")
         sys.exit(EXIT_USAGE)
-    except click.exceptions.Exit as exc:
+    except typer.Exit as exc:
         sys.exit(exc.exit_code)
-    except click.exceptions.Abort:
+    except (typer.Abort, KeyboardInterrupt):
         sys.stderr.write("mamori: aborted\n")
         sys.exit(130)
     except BrokenPipeError:  # `mamori ... | head`: not an error worth a traceback

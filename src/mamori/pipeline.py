@@ -15,7 +15,16 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from mamori.identify.engine import identify_tcp, identify_udp, udp_payload
-from mamori.model import Endpoint, ErrorKind, PortResult, PortState, ProbeError, Proto, Service, Target
+from mamori.model import (
+    Endpoint,
+    ErrorKind,
+    PortResult,
+    PortState,
+    ProbeError,
+    Proto,
+    Service,
+    Target,
+)
 from mamori.net.stream import Limits
 from mamori.net.sweep import SweepOptions, SweepStats, tcp_sweep
 from mamori.net.udp import udp_sweep
@@ -52,7 +61,9 @@ class ScanSink(Protocol):
 
 
 class ProgressFn(Protocol):
-    def __call__(self, *, advance: int = 0, total: int | None = None, stage: str | None = None) -> None: ...
+    def __call__(
+        self, *, advance: int = 0, total: int | None = None, stage: str | None = None
+    ) -> None: ...
 
 
 def _no_progress(*, advance: int = 0, total: int | None = None, stage: str | None = None) -> None:
@@ -115,17 +126,13 @@ class _Runner:
 
     async def _sweep(self) -> None:
         addresses = [t.address for t in self.plan.targets]
-        common = {
-            "on_result": self._on_result,
-            "on_error": self._on_error,
-            "on_progress": self._on_progress,
-            "should_stop": self.stop.is_set,
-        }
         try:
             if self.plan.tcp_ports:
                 self.progress(stage="TCP sweep")
                 stats = await asyncio.to_thread(
-                    tcp_sweep, addresses, list(self.plan.tcp_ports), self.plan.sweep, **common
+                    tcp_sweep, addresses, list(self.plan.tcp_ports), self.plan.sweep,
+                    on_result=self._on_result, on_error=self._on_error,
+                    on_progress=self._on_progress, should_stop=self.stop.is_set,
                 )
                 await asyncio.sleep(0)  # let queued call_soon_threadsafe callbacks run first
                 self._merge_stats(stats, Proto.TCP)
@@ -133,7 +140,9 @@ class _Runner:
                 self.progress(stage="UDP sweep")
                 stats = await asyncio.to_thread(
                     udp_sweep, addresses, list(self.plan.udp_ports), self.plan.sweep,
-                    payload_for=udp_payload, **common,
+                    on_result=self._on_result, on_error=self._on_error,
+                    on_progress=self._on_progress, should_stop=self.stop.is_set,
+                    payload_for=udp_payload,
                 )
                 await asyncio.sleep(0)
                 self._merge_stats(stats, Proto.UDP)

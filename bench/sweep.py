@@ -1,0 +1,283 @@
+"""Benchmark: mamori's TCP sweep against ``nmap -sT`` on loopback, same run, same ports.
+
+Installs nothing; needs nmap on PATH. Traffic goes to 127.0.0.1 and 127.0.3.0/26 only, and
+port 2024 (the machine's own service) is excluded from every sweep.
+
+Case "full":  every port of 127.0.0.1 but 2024
+              (nmap -sT -p- -T4 -n -Pn --exclude-ports 2024 127.0.0.1).
+Case "multi": top 1000 ports of the 64 addresses 127.0.3.0/26
+              (nmap -sT --top-ports 1000 -T4 -n -Pn --exclude-ports 2024 127.0.3.0/26).
+
+Listeners (plain Python listening sockets, accepted and closed by a helper subprocess) sit on a
+few ports of those addresses. mamori and nmap run ALTERNATELY, each in its own process (so
+interpreter start-up counts like nmap's), ``--runs`` times per case; the script prints median
+wall times, the ratio mamori/nmap and whether both found the same open ports.
+
+mamori runs through bench/_driver.py until the CLI exists; then pass for instance
+``--mamori-cmd "mamori scan --no-identify --format json --db /tmp/bench.db"``: the port options
+(``-p -`` or ``--top-ports 1000``, ``--exclude-ports 2024``) and the target are appended, and the
+JSON report's hosts[].endpoints[] are read.
+
+Targets of the issue: ratio <= 0.5 for "full", < 1.0 for "multi". ``--check`` exits 1 when a
+target is missed or the open-port sets differ.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass, field
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+EXCLUDED = "2024"  # the machine's own service: never touched
+
+FULL_TARGET = "127.0.0.1"
+FULL_LISTENERS = [("127.0.0.1", p) for p in (21, 80, 443, 3389, 8080, 40123, 50001, 61234)]
+MULTI_TARGET = "127.0.3.0/26"
+MULTI_LISTENERS = [
+    ("127.0.3.1", 22),
+    ("127.0.3.9", 80),
+    ("127.0.3.9", 443),
+    ("127.0.3.33", 3306),
+    ("127.0.3.62", 8080),
+]
+
+# Helper process: listens, accepts and closes whatever connects (so accept queues never fill
+# and no probe is dropped), until its stdin closes.
+_LISTENER_CODE = r"""
+import selectors, socket, sys, threading
+sel = selectors.DefaultSelector()
+for spec in sys.argv[1:]:
+    host, port = spec.rsplit(":", 1)
+    s = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind((host, int(port)))
+    s.listen(512)
+    s.setblocking(False)
+    sel.register(s, selectors.EVENT_READ)
+def serve():
+    while True:
+        for key, _ in sel.select():
+            try:
+                conn, _ = key.fileobj.accept()
+                conn.close()
+            except OSError:
+                pass
+threading.Thread(target=serve, daemon=True).start()
+print("ready", flush=True)
+sys.stdin.read()
+"""
+
+
+@dataclass
+class Case:
+    name: str
+    target: str
+    port_args: list[str]
+    nmap_args: list[str]
+    listeners: list[tuple[str, int]]
+    goal: float  # ratio mamori/nmap to stay below (or at)
+    inclusive: bool
+    mamori_s: list[float] = field(default_factory=list)
+    nmap_s: list[float] = field(default_factory=list)
+    mismatches: list[str] = field(default_factory=list)
+    open_sets: list[tuple[frozenset[tuple[str, int]], frozenset[tuple[str, int]]]] = field(
+        default_factory=list
+    )
+
+
+def start_listeners(listeners: list[tuple[str, int]]) -> subprocess.Popen[str]:
+    specs = [f"{h}:{p}" for h, p in listeners]
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _LISTENER_CODE, *specs],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    if proc.stdout.readline().strip() != "ready":
+        proc.kill()
+        raise SystemExit(f"listener helper failed to start on {specs}")
+    return proc
+
+
+def stop_listeners(proc: subprocess.Popen[str]) -> None:
+    assert proc.stdin is not None
+    proc.stdin.close()
+    try:
+        proc.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+def timed(cmd: list[str]) -> tuple[float, str]:
+    t0 = time.perf_counter()
+    out = subprocess.run(cmd, capture_output=True, text=True, check=False, timeout=600)
+    elapsed = time.perf_counter() - t0
+    if out.returncode != 0:
+        raise SystemExit(f"{shlex.join(cmd)} failed ({out.returncode}): {out.stderr[-2000:]}")
+    return elapsed, out.stdout
+
+
+def nmap_open(xml_text: str) -> frozenset[tuple[str, int]]:
+    root = ET.fromstring(xml_text)
+    found: set[tuple[str, int]] = set()
+    for host in root.iter("host"):
+        addr_el = host.find("address")
+        if addr_el is None:
+            continue
+        addr = addr_el.get("addr", "")
+        for port in host.iter("port"):
+            state = port.find("state")
+            if port.get("protocol") == "tcp" and state is not None and state.get("state") == "open":
+                found.add((addr, int(port.get("portid", "0"))))
+    return frozenset(found)
+
+
+def mamori_open(json_text: str) -> frozenset[tuple[str, int]]:
+    data = json.loads(json_text)
+    found: set[tuple[str, int]] = set()
+    for host in data.get("hosts", []):
+        for ep in host.get("endpoints", []):
+            if ep.get("proto") == "tcp" and ep.get("state") == "open":
+                found.add((host["address"], int(ep["port"])))
+    return frozenset(found)
+
+
+def mamori_cmd(base: list[str] | None, case: Case) -> list[str]:
+    if base is None:
+        base = [sys.executable, str(HERE / "_driver.py")]
+    return [*base, *case.port_args, "--exclude-ports", EXCLUDED, case.target]
+
+
+def nmap_cmd(case: Case) -> list[str]:
+    return [
+        "nmap",
+        "-sT",
+        *case.nmap_args,
+        "-T4",
+        "-n",
+        "-Pn",
+        "--exclude-ports",
+        EXCLUDED,
+        "-oX",
+        "-",
+        case.target,
+    ]
+
+
+def run_case(case: Case, runs: int, warmup: int, base: list[str] | None) -> None:
+    helper = start_listeners(case.listeners)
+    try:
+        for i in range(warmup + runs):
+            m_s, m_out = timed(mamori_cmd(base, case))
+            n_s, n_out = timed(nmap_cmd(case))
+            m_set, n_set = mamori_open(m_out), nmap_open(n_out)
+            if i < warmup:
+                continue
+            case.mamori_s.append(m_s)
+            case.nmap_s.append(n_s)
+            case.open_sets.append((m_set, n_set))
+            if m_set != n_set:
+                case.mismatches.append(
+                    f"run {i - warmup + 1}: only mamori {sorted(m_set - n_set)}, "
+                    f"only nmap {sorted(n_set - m_set)}"
+                )
+            missing = {(h, p) for h, p in case.listeners} - m_set
+            if missing:
+                case.mismatches.append(f"run {i - warmup + 1}: listeners not found {missing}")
+            print(
+                f"  {case.name} run {i - warmup + 1}: mamori {m_s:.3f}s  nmap {n_s:.3f}s  "
+                f"open {len(m_set)}/{len(n_set)}",
+                flush=True,
+            )
+    finally:
+        stop_listeners(helper)
+
+
+def report(case: Case) -> dict[str, object]:
+    m = statistics.median(case.mamori_s)
+    n = statistics.median(case.nmap_s)
+    ratio = m / n
+    met = ratio <= case.goal if case.inclusive else ratio < case.goal
+    same = not case.mismatches
+    op = "<=" if case.inclusive else "<"
+    print(
+        f"{case.name:5s}: mamori median {m:.3f}s (min {min(case.mamori_s):.3f})  "
+        f"nmap median {n:.3f}s (min {min(case.nmap_s):.3f})  ratio {ratio:.3f} "
+        f"(goal {op} {case.goal}: {'met' if met else 'MISSED'})  "
+        f"open ports {'identical' if same else 'DIFFER'} "
+        f"({len(case.open_sets[-1][0])} open)"
+    )
+    for line in case.mismatches:
+        print(f"       {line}")
+    return {
+        "case": case.name,
+        "mamori_median_s": round(m, 4),
+        "nmap_median_s": round(n, 4),
+        "ratio": round(ratio, 4),
+        "goal_met": met,
+        "same_open_ports": same,
+        "mamori_runs_s": [round(x, 4) for x in case.mamori_s],
+        "nmap_runs_s": [round(x, 4) for x in case.nmap_s],
+    }
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--runs", type=int, default=5, help="timed runs of each tool per case")
+    ap.add_argument("--warmup", type=int, default=1, help="untimed runs of each first")
+    ap.add_argument("--case", choices=["full", "multi", "all"], default="all")
+    ap.add_argument(
+        "--mamori-cmd",
+        help="command line to run mamori instead of bench/_driver.py; port options and the "
+        "target are appended",
+    )
+    ap.add_argument("--json", type=Path, help="also write the figures here")
+    ap.add_argument("--check", action="store_true", help="exit 1 when a goal is missed")
+    args = ap.parse_args()
+    if shutil.which("nmap") is None:
+        raise SystemExit("nmap is not on PATH")
+    base = shlex.split(args.mamori_cmd) if args.mamori_cmd else None
+    cases = []
+    if args.case in ("full", "all"):
+        cases.append(
+            Case("full", FULL_TARGET, ["-p", "-"], ["-p-"], FULL_LISTENERS, 0.5, inclusive=True)
+        )
+    if args.case in ("multi", "all"):
+        cases.append(
+            Case(
+                "multi",
+                MULTI_TARGET,
+                ["--top-ports", "1000"],
+                ["--top-ports", "1000"],
+                MULTI_LISTENERS,
+                1.0,
+                inclusive=False,
+            )
+        )
+    figures = []
+    for case in cases:
+        print(
+            f"{case.name}: {shlex.join(mamori_cmd(base, case))}  vs  {shlex.join(nmap_cmd(case))}"
+        )
+        run_case(case, args.runs, args.warmup, base)
+    print()
+    for case in cases:
+        figures.append(report(case))
+    if args.json:
+        args.json.write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")
+    ok = all(f["goal_met"] and f["same_open_ports"] for f in figures)
+    return 0 if ok or not args.check else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

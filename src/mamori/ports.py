@@ -1,0 +1,235 @@
+"""Port specifications as nmap's ``-p``, ``--exclude-ports`` and ``--top-ports`` read them.
+
+Pure parsing plus one loader for the bundled frequency tables (``data/top-ports-*.txt``). Every
+function returns sorted tuples of unique port numbers; bad input raises ``PortSpecError`` (a
+``ValueError``) with a one-line message that quotes the offending piece.
+
+Syntax (nmap's): comma-separated items, each ``N``, ``N-M``, ``N-`` (to 65535), ``-M`` (from 1)
+or ``-`` (1-65535). ``T:`` and ``U:`` switch the protocol for the items that follow; items before
+any prefix apply to both TCP and UDP.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterable
+from functools import lru_cache
+from typing import NamedTuple
+
+from mamori.model import Proto
+
+__all__ = [
+    "MAX_PORT",
+    "PortSpec",
+    "PortSpecError",
+    "exclude_ports",
+    "parse_port_list",
+    "parse_port_spec",
+    "ranked_ports",
+    "select_ports",
+    "top_ports",
+    "top_ports_tcp",
+    "top_ports_udp",
+]
+
+MAX_PORT = 65535
+# Longer than any sensible spec ("-" covers everything); bounds the work on hostile input.
+MAX_SPEC_LEN = 100_000
+
+_ITEM = re.compile(r"([0-9]*)(-?)([0-9]*)", re.ASCII)
+_PREFIX = re.compile(r"([A-Za-z]):", re.ASCII)
+
+
+class PortSpecError(ValueError):
+    """A port specification that cannot be read; the message is one line."""
+
+
+class PortSpec(NamedTuple):
+    """Ports per protocol, each a sorted tuple of unique numbers; unpacks as ``tcp, udp``."""
+
+    tcp: tuple[int, ...] = ()
+    udp: tuple[int, ...] = ()
+
+    def for_proto(self, proto: Proto | str) -> tuple[int, ...]:
+        """Return the ports of ``proto`` ("tcp" or "udp")."""
+        return self.tcp if Proto(proto) is Proto.TCP else self.udp
+
+
+def _show(text: str) -> str:
+    return repr(text if len(text) <= 40 else text[:37] + "...")
+
+
+def _port(digits: str, item: str) -> int:
+    if len(digits) > 6:  # also keeps int() away from huge digit strings
+        raise PortSpecError(f"port number too large in {_show(item)} (max {MAX_PORT})")
+    value = int(digits)
+    if value == 0:
+        raise PortSpecError(f"port 0 is not allowed in {_show(item)} (ports are 1-{MAX_PORT})")
+    if value > MAX_PORT:
+        raise PortSpecError(f"port {value} in {_show(item)} is above {MAX_PORT}")
+    return value
+
+
+def _item_range(item: str) -> range:
+    """Return the ports of one item such as ``80``, ``1-1024``, ``1-``, ``-1024`` or ``-``."""
+    m = _ITEM.fullmatch(item)
+    if m is None or item == "":
+        raise PortSpecError(f"not a port or range: {_show(item)}")
+    first, dash, last = m.groups()
+    if not dash:
+        port = _port(first, item)
+        return range(port, port + 1)
+    low = _port(first, item) if first else 1
+    high = _port(last, item) if last else MAX_PORT
+    if low > high:
+        raise PortSpecError(f"reversed range {_show(item)}: {low} is above {high}")
+    return range(low, high + 1)
+
+
+def _split(text: str) -> list[str]:
+    if len(text) > MAX_SPEC_LEN:
+        raise PortSpecError(f"port specification longer than {MAX_SPEC_LEN} characters")
+    stripped = text.strip()
+    if not stripped:
+        raise PortSpecError("empty port specification")
+    items = [part.strip() for part in stripped.split(",")]
+    if any(not part for part in items):
+        raise PortSpecError(f"empty item in port specification {_show(stripped)}")
+    return items
+
+
+def _collect(ranges: Iterable[range]) -> tuple[int, ...]:
+    seen: set[int] = set()
+    for r in ranges:
+        seen.update(r)
+    return tuple(sorted(seen))
+
+
+def parse_port_list(text: str) -> tuple[int, ...]:
+    """Parse ``"22,80,1000-2000"`` (no protocol prefixes) into sorted unique ports.
+
+    Raises PortSpecError on an empty spec, garbage, port 0, ports above 65535, reversed ranges
+    and on ``T:``/``U:`` prefixes (use parse_port_spec for those).
+    """
+    ranges = []
+    for item in _split(text):
+        if _PREFIX.match(item):
+            raise PortSpecError(f"protocol prefix not allowed here: {_show(item)}")
+        ranges.append(_item_range(item))
+    return _collect(ranges)
+
+
+def parse_port_spec(text: str, *, default_both: bool = False) -> PortSpec:
+    """Parse a ``-p`` value with optional ``T:``/``U:`` prefixes into a PortSpec (tcp, udp).
+
+    A prefix holds until the next one. Items before the first prefix are TCP ports, or ports
+    of both protocols with ``default_both`` (nmap's reading, right for --exclude-ports).
+    Raises PortSpecError as parse_port_list does, and for other prefixes (nmap's S: and P:).
+    """
+    tcp: list[range] = []
+    udp: list[range] = []
+    current: tuple[list[range], ...] = (tcp, udp) if default_both else (tcp,)
+    for raw in _split(text):
+        item = raw
+        m = _PREFIX.match(item)
+        if m is not None:
+            letter = m.group(1).upper()
+            if letter == "T":
+                current = (tcp,)
+            elif letter == "U":
+                current = (udp,)
+            else:
+                raise PortSpecError(f"unsupported protocol prefix {letter + ':'!r} in {_show(raw)}")
+            item = item[m.end() :].strip()
+            if not item:
+                raise PortSpecError(f"protocol prefix without ports: {_show(raw)}")
+        rng = _item_range(item)
+        for bucket in current:
+            bucket.append(rng)
+    return PortSpec(tcp=_collect(tcp), udp=_collect(udp))
+
+
+def exclude_ports(ports: Iterable[int], excluded: Iterable[int]) -> tuple[int, ...]:
+    """Return ``ports`` minus ``excluded``, sorted and unique."""
+    drop = set(excluded)
+    return tuple(sorted({p for p in ports if p not in drop}))
+
+
+def _read_data(name: str) -> str:
+    # A plain file next to this module in every normal install; importlib.resources (slow to
+    # import: it costs every CLI start-up ~40 ms) only for zipped installs.
+    path = os.path.join(os.path.dirname(__file__), "data", name)
+    if os.path.exists(path):
+        with open(path, encoding="ascii") as fh:
+            return fh.read()
+    from importlib import resources
+
+    return resources.files("mamori").joinpath("data", name).read_text(encoding="ascii")
+
+
+@lru_cache(maxsize=4)
+def ranked_ports(proto: Proto | str = Proto.TCP) -> tuple[int, ...]:
+    """Return the bundled frequency table for ``proto``: most frequently open port first.
+
+    Raises RuntimeError when the bundled table is missing or malformed (a packaging bug).
+    """
+    name = f"top-ports-{Proto(proto).value}.txt"
+    try:
+        text = _read_data(name)
+    except (OSError, UnicodeDecodeError) as exc:
+        raise RuntimeError(f"bundled port table {name} unreadable: {exc}") from exc
+    ports: list[int] = []
+    for lineno, raw in enumerate(text.splitlines(), 1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if not line.isascii() or not line.isdigit() or not 1 <= int(line) <= MAX_PORT:
+            raise RuntimeError(f"bundled port table {name} line {lineno}: {line[:20]!r}")
+        ports.append(int(line))
+    if len(set(ports)) != len(ports) or not ports:
+        raise RuntimeError(f"bundled port table {name} is empty or has duplicates")
+    return tuple(ports)
+
+
+def top_ports_tcp(n: int) -> tuple[int, ...]:
+    """Return the ``n`` most frequently open TCP ports, sorted (see top_ports)."""
+    return top_ports(n, Proto.TCP)
+
+
+def top_ports_udp(n: int) -> tuple[int, ...]:
+    """Return the ``n`` most frequently open UDP ports, sorted (see top_ports)."""
+    return top_ports(n, Proto.UDP)
+
+
+def top_ports(n: int, proto: Proto | str = Proto.TCP) -> tuple[int, ...]:
+    """Return the ``n`` most frequently open ports of ``proto`` (as nmap's --top-ports), sorted.
+
+    ``n`` above the table's size returns the whole table. Raises PortSpecError for n < 1.
+    """
+    if n < 1:
+        raise PortSpecError(f"--top-ports needs a number of at least 1, got {n}")
+    return tuple(sorted(ranked_ports(proto)[:n]))
+
+
+def select_ports(
+    proto: Proto | str,
+    spec: str | None = None,
+    top: int | None = None,
+    exclude: str | None = None,
+) -> tuple[int, ...]:
+    """Return the ports to sweep for ``proto`` from the CLI's -p / --top-ports / --exclude-ports.
+
+    ``spec`` and ``top`` are exclusive; with neither, the top 1000 (nmap's default). In
+    ``spec`` and ``exclude`` (same syntax), items without a prefix count for every protocol,
+    as in nmap. Raises PortSpecError.
+    """
+    if spec is not None and top is not None:
+        raise PortSpecError("give either a port list or --top-ports, not both")
+    if spec is not None:
+        ports = parse_port_spec(spec, default_both=True).for_proto(proto)
+    else:
+        ports = top_ports(1000 if top is None else top, proto)
+    if exclude:
+        ports = exclude_ports(ports, parse_port_spec(exclude, default_both=True).for_proto(proto))
+    return ports
