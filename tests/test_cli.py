@@ -58,7 +58,7 @@ def scan_count(db: Path) -> int:
         (["scan", ADDR, "--timeout", "0"], "--timeout"),
         (["scan", ADDR, "--bogus-flag"], "bogus"),
         (["scan"], "targets"),
-        (["show", "notanumber"], "notanumber"),
+        (["show", "notanumber"], "integer"),
     ],
 )
 def test_bad_usage_is_one_line_exit_2_and_nothing_stored(
