@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from mamori.identify.engine import identify_tcp, identify_udp, udp_payload
+from mamori.identify.engine import identify_tcp, identify_udp, udp_payload, udp_payloads
 from mamori.model import (
     Endpoint,
     ErrorKind,
@@ -28,6 +28,10 @@ from mamori.model import (
 from mamori.net.stream import Limits
 from mamori.net.sweep import SweepOptions, SweepStats, tcp_sweep
 from mamori.net.udp import udp_sweep
+
+# Silent UDP ports with no port-specific payload get every UDP payload in turn, so a DNS server
+# on port 4353 is still found and named; capped because each try costs a timeout.
+MAX_UDP_REPROBE = 64
 
 # Filtered ports are listed one by one only while they are few; a firewalled host that drops
 # everything would otherwise fill the report with 65,535 rows (nmap collapses them too).
@@ -146,9 +150,43 @@ class _Runner:
                 )
                 await asyncio.sleep(0)
                 self._merge_stats(stats, Proto.UDP)
+                await self._reprobe_silent_udp()
         finally:
             for _ in range(self.plan.identify_concurrency):
                 self.open_tcp.put_nowait(None)
+
+    async def _reprobe_silent_udp(self) -> None:
+        silent = [
+            r for (_, proto), results in self.filtered.items() if proto == Proto.UDP.value
+            for r in results if not udp_payload(r.port)
+        ][:MAX_UDP_REPROBE]
+        if not silent or not self.plan.identify:
+            return
+        self.progress(stage="UDP probes")
+        by_address: dict[str, list[int]] = {}
+        for r in silent:
+            by_address.setdefault(r.address, []).append(r.port)
+        answered: dict[tuple[str, int], PortResult] = {}
+
+        def keep(r: PortResult) -> None:
+            if r.state is PortState.OPEN:
+                self._from_thread(lambda: answered.setdefault((r.address, r.port), r) and None)
+
+        async def one(address: str, ports: list[int], payload: bytes) -> None:
+            await asyncio.to_thread(
+                udp_sweep, [address], ports, self.plan.sweep, on_result=keep,
+                on_error=self._on_error, should_stop=self.stop.is_set,
+                payload_for=lambda _port: payload,
+            )
+
+        await asyncio.gather(*(
+            one(address, ports, payload)
+            for address, ports in by_address.items() for _, payload in udp_payloads()
+        ))
+        await asyncio.sleep(0)
+        for r in answered.values():
+            self.sink.on_endpoints([_endpoint(r)])
+            self.udp_replies.append(r)
 
     async def _identify_worker(self, names: dict[str, str | None]) -> None:
         while True:

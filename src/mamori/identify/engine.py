@@ -383,6 +383,20 @@ def udp_payload(port: int, *, table: ProbeTable | None = None) -> bytes:
     return b""
 
 
+def udp_payloads(*, table: ProbeTable | None = None) -> list[tuple[str, bytes]]:
+    """Every distinct UDP probe payload as (probe name, datagram), in table order.
+
+    For a UDP port with no hinted probe, trying each of these is how a service on an unusual
+    port still gets named (what nmap's -sUV does with its UDP probes).
+    """
+    seen: dict[bytes, str] = {}
+    for probe in (table or default_table()).udp():
+        payload = probe.build(BuildContext("", 0))
+        if payload:
+            seen.setdefault(payload, probe.name)
+    return [(name, payload) for payload, name in seen.items()]
+
+
 def identify_udp(port: int, reply: bytes, *, table: ProbeTable | None = None) -> Service | None:
     """Name what replied with ``reply`` to ``udp_payload(port)``.
 
