@@ -13,10 +13,14 @@ few ports of those addresses. mamori and nmap run ALTERNATELY, each in its own p
 interpreter start-up counts like nmap's), ``--runs`` times per case; the script prints median
 wall times, the ratio mamori/nmap and whether both found the same open ports.
 
-mamori runs through bench/_driver.py until the CLI exists; then pass for instance
-``--mamori-cmd "mamori scan --no-identify --format json --db /tmp/bench.db"``: the port options
-(``-p -`` or ``--top-ports 1000``, ``--exclude-ports 2024``) and the target are appended, and the
-JSON report's hosts[].endpoints[] are read.
+By default mamori runs as a user runs it: ``python -m mamori scan --no-identify --format json
+--db <temporary SQLite file>`` (nmap -sT identifies nothing either), so interpreter start-up,
+imports, the store and the report all count. Bytecode caching is left on for it, as for any
+installed package (this machine's environment sets PYTHONDONTWRITEBYTECODE; an installed wheel
+has its .pyc files). ``--engine`` times the sweep engine alone instead (bench/_driver.py: the
+same tcp_sweep without CLI, store or report). ``--mamori-cmd`` runs any other command line; the
+port options (``-p -`` or ``--top-ports 1000``, ``--exclude-ports 2024``) and the target are
+appended, and the JSON report's hosts[].endpoints[] are read.
 
 Targets of the issue: ratio <= 0.5 for "full", < 1.0 for "multi". ``--check`` exits 1 when a
 target is missed or the open-port sets differ.
@@ -26,11 +30,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
 import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
@@ -118,9 +124,14 @@ def stop_listeners(proc: subprocess.Popen[str]) -> None:
         proc.kill()
 
 
+BENCH_ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+
+
 def timed(cmd: list[str]) -> tuple[float, str]:
     t0 = time.perf_counter()
-    out = subprocess.run(cmd, capture_output=True, text=True, check=False, timeout=600)
+    out = subprocess.run(
+        cmd, capture_output=True, text=True, check=False, timeout=600, env=BENCH_ENV
+    )
     elapsed = time.perf_counter() - t0
     if out.returncode != 0:
         raise SystemExit(f"{shlex.join(cmd)} failed ({out.returncode}): {out.stderr[-2000:]}")
@@ -241,12 +252,23 @@ def main() -> int:
         help="command line to run mamori instead of bench/_driver.py; port options and the "
         "target are appended",
     )
+    ap.add_argument(
+        "--engine", action="store_true",
+        help="time the sweep engine alone (bench/_driver.py) instead of the mamori CLI",
+    )
     ap.add_argument("--json", type=Path, help="also write the figures here")
     ap.add_argument("--check", action="store_true", help="exit 1 when a goal is missed")
     args = ap.parse_args()
     if shutil.which("nmap") is None:
         raise SystemExit("nmap is not on PATH")
-    base = shlex.split(args.mamori_cmd) if args.mamori_cmd else None
+    db = Path(tempfile.mkdtemp(prefix="mamori-bench-")) / "bench.db"
+    if args.mamori_cmd:
+        base: list[str] | None = shlex.split(args.mamori_cmd)
+    elif args.engine:
+        base = None
+    else:
+        base = [sys.executable, "-m", "mamori", "scan", "--no-identify", "--format", "json",
+                "--db", str(db)]
     cases = []
     if args.case in ("full", "all"):
         cases.append(

@@ -8,18 +8,22 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated, NoReturn
+
+# Typer validates parameters through pydantic, whose plugin discovery scans every installed
+# package's entry points on each start (~0.2 s); mamori uses no pydantic plugin.
+os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
 
 import typer
 from rich.console import Console
 
 from mamori import __version__
 from mamori.model import ScanStatus
+
+if TYPE_CHECKING:
+    from mamori.store import Store
 
 EXIT_OK, EXIT_FINDINGS, EXIT_USAGE, EXIT_FAILED = 0, 1, 2, 3
 FORMATS = ("table", "json")
@@ -66,27 +70,15 @@ def _emit(text: str, output: Path | None) -> None:
     stderr.print(f"report written to {output}", markup=False)
 
 
-def _open_store(db: str | None):  # type: ignore[no-untyped-def]
-    from mamori.store import Store, StoreError
+def _open_store(db: str | None) -> Store:
+    from mamori.store import Store, StoreError, StoreUsageError
 
     try:
         return Store.open(db)
+    except StoreUsageError as exc:
+        _fail(EXIT_USAGE, str(exc))
     except StoreError as exc:
         _fail(EXIT_FAILED, str(exc))
-
-
-@contextmanager
-def _terminate_as_interrupt() -> Iterator[None]:
-    """SIGTERM behaves like Ctrl-C, so the scan is closed as "interrupted", not left running."""
-
-    def handler(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 @app.callback(invoke_without_command=True)
@@ -109,6 +101,32 @@ OutputOption = Annotated[
 ]
 
 
+def _select_ports(
+    ports: str | None, top_ports: int | None, udp: bool, exclude_ports: str | None
+) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """The TCP and UDP ports to probe; raises UsageProblem or PortSpecError."""
+    from mamori.ports import parse_port_spec, top_ports_tcp
+
+    if ports is not None and top_ports is not None:
+        raise UsageProblem("give either -p or --top-ports, not both")
+    if ports is not None:
+        tcp, udp_spec = parse_port_spec(ports)
+    else:
+        tcp, udp_spec = top_ports_tcp(top_ports or 1000), ()
+    udp_ports: tuple[int, ...] = ()
+    if udp:
+        udp_ports = udp_spec or DEFAULT_UDP_PORTS
+    elif udp_spec and not tcp:
+        udp_ports = udp_spec
+    if exclude_ports:
+        ex_tcp, ex_udp = parse_port_spec(exclude_ports, default_both=True)
+        tcp = tuple(p for p in tcp if p not in set(ex_tcp))
+        udp_ports = tuple(p for p in udp_ports if p not in set(ex_udp))
+    if not tcp and not udp_ports:
+        raise UsageProblem("no ports left to scan")
+    return tuple(tcp), tuple(udp_ports)
+
+
 @app.command()
 def scan(
     targets: Annotated[list[str], typer.Argument(
@@ -118,7 +136,8 @@ def scan(
         "-p", "--ports",
         help="Ports: 22,80,1000-2000, - for all 65,535, T:/U: prefixes.")] = None,
     top_ports: Annotated[int | None, typer.Option(
-        "--top-ports", help="The N most common TCP ports (default 1000 when -p is not given).")] = None,
+        "--top-ports",
+        help="The N most common TCP ports (default 1000 when -p is not given).")] = None,
     udp: Annotated[bool, typer.Option("--udp", help="Also probe UDP services.")] = False,
     exclude: Annotated[list[str] | None, typer.Option(
         "--exclude", help="Addresses or ranges to leave out (comma-separated).")] = None,
@@ -137,7 +156,7 @@ def scan(
     """Sweep TARGETS' ports, identify what answers, and keep the result."""
     from mamori.net.sweep import SweepOptions
     from mamori.pipeline import ScanPlan
-    from mamori.ports import PortSpecError, parse_port_spec, top_ports_tcp
+    from mamori.ports import PortSpecError
     from mamori.targets import TargetSpecError, expand_targets
 
     try:
@@ -148,23 +167,7 @@ def scan(
             raise UsageProblem("--timeout must be between 0 and 60 seconds")
         if top_ports is not None and not 0 < top_ports <= 65535:
             raise UsageProblem("--top-ports must be between 1 and 65535")
-        if ports is not None and top_ports is not None:
-            raise UsageProblem("give either -p or --top-ports, not both")
-        if ports is not None:
-            tcp, udp_spec = parse_port_spec(ports)
-        else:
-            tcp, udp_spec = top_ports_tcp(top_ports or 1000), ()
-        udp_ports: tuple[int, ...] = ()
-        if udp:
-            udp_ports = udp_spec or DEFAULT_UDP_PORTS
-        elif udp_spec and not tcp:
-            udp_ports = udp_spec
-        if exclude_ports:
-            ex_tcp, ex_udp = parse_port_spec(exclude_ports, default_both=True)
-            tcp = tuple(p for p in tcp if p not in set(ex_tcp))
-            udp_ports = tuple(p for p in udp_ports if p not in set(ex_udp))
-        if not tcp and not udp_ports:
-            raise UsageProblem("no ports left to scan")
+        tcp, udp_ports = _select_ports(ports, top_ports, udp, exclude_ports)
         chosen = expand_targets(targets, exclude or ())
     except (UsageProblem, PortSpecError, TargetSpecError) as exc:
         _fail(EXIT_USAGE, str(exc))
@@ -173,7 +176,7 @@ def scan(
         targets=tuple(chosen),
         tcp_ports=tuple(tcp),
         udp_ports=tuple(udp_ports),
-        sweep=SweepOptions(max_timeout=timeout, rate=rate),
+        sweep=SweepOptions(max_timeout=timeout, rate=rate, parent_lane=False),
         identify=identify,
     )
     options = {
@@ -181,41 +184,30 @@ def scan(
         "exclude_ports": exclude_ports, "rate": rate, "timeout": timeout, "identify": identify,
         "tcp_port_count": len(plan.tcp_ports), "udp_port_count": len(plan.udp_ports),
     }
-    store = _open_store(db)
-    scan_id = store.begin_scan("scan", list(targets), options)
-    status = _run_plan(plan, store, scan_id)
-    record = store.get_scan(scan_id)
-    store.close()
-    if record is None:  # pragma: no cover - the store just wrote it
-        _fail(EXIT_FAILED, f"scan {scan_id} vanished from the store")
-    from mamori.report import render
-
-    _emit(render(record, fmt), output)
-    if status is ScanStatus.INTERRUPTED:
-        raise typer.Exit(130)
-    if status is not ScanStatus.DONE:
-        raise typer.Exit(EXIT_FAILED)
-
-
-def _run_plan(plan, store, scan_id: int) -> ScanStatus:  # type: ignore[no-untyped-def]
-    from mamori.pipeline import run_scan
+    from mamori.jobs import run_job
     from mamori.progress import progress_reporter
-    from mamori.storesink import StoreSink
+    from mamori.store import StoreError, StoreUsageError
 
-    sink = StoreSink(store, scan_id)
-    status = ScanStatus.FAILED
     try:
-        with _terminate_as_interrupt(), progress_reporter(stderr) as progress:
-            asyncio.run(run_scan(plan, sink, progress))
-        status = ScanStatus.DONE
-    except KeyboardInterrupt:
-        status = ScanStatus.INTERRUPTED
+        with progress_reporter(stderr) as progress:
+            result = asyncio.run(run_job(plan, db=db, kind="scan", targets=list(targets),
+                                         options=options, progress=progress))
+    except StoreUsageError as exc:
+        _fail(EXIT_USAGE, str(exc))
+    except StoreError as exc:
+        _fail(EXIT_FAILED, str(exc))
+    if result.failure:
+        stderr.print(f"mamori: error: {result.failure}", markup=False)
+    if result.status is ScanStatus.INTERRUPTED:
         stderr.print("interrupted: results so far are kept", markup=False)
-    except OSError as exc:
-        stderr.print(f"mamori: error: the scan could not run: {exc}", markup=False)
-    finally:
-        store.finish_scan(scan_id, status)
-    return status
+    if result.record is not None:
+        from mamori.report import render
+
+        _emit(render(result.record, fmt), output)
+    if result.status is ScanStatus.INTERRUPTED:
+        raise typer.Exit(130)
+    if result.status is not ScanStatus.DONE:
+        raise typer.Exit(EXIT_FAILED)
 
 
 @app.command()

@@ -14,7 +14,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from mamori.identify.engine import identify_tcp, identify_udp, udp_payload, udp_payloads
 from mamori.model import (
     Endpoint,
     ErrorKind,
@@ -141,6 +140,8 @@ class _Runner:
                 await asyncio.sleep(0)  # let queued call_soon_threadsafe callbacks run first
                 self._merge_stats(stats, Proto.TCP)
             if self.plan.udp_ports:
+                from mamori.identify.engine import udp_payload
+
                 self.progress(stage="UDP sweep")
                 stats = await asyncio.to_thread(
                     udp_sweep, addresses, list(self.plan.udp_ports), self.plan.sweep,
@@ -156,6 +157,8 @@ class _Runner:
                 self.open_tcp.put_nowait(None)
 
     async def _reprobe_silent_udp(self) -> None:
+        from mamori.identify.engine import udp_payload, udp_payloads
+
         silent = [
             r for (_, proto), results in self.filtered.items() if proto == Proto.UDP.value
             for r in results if not udp_payload(r.port)
@@ -168,9 +171,12 @@ class _Runner:
             by_address.setdefault(r.address, []).append(r.port)
         answered: dict[tuple[str, int], PortResult] = {}
 
+        def remember(r: PortResult) -> None:
+            answered.setdefault((r.address, r.port), r)
+
         def keep(r: PortResult) -> None:
             if r.state is PortState.OPEN:
-                self._from_thread(lambda: answered.setdefault((r.address, r.port), r) and None)
+                self._from_thread(lambda: remember(r))
 
         async def one(address: str, ports: list[int], payload: bytes) -> None:
             await asyncio.to_thread(
@@ -193,6 +199,10 @@ class _Runner:
             r = await self.open_tcp.get()
             if r is None:
                 return
+            # Imported on first use: the probe table costs ~0.3 s to load and validate, which
+            # a sweep that finds nothing to identify should not pay.
+            from mamori.identify.engine import identify_tcp
+
             self.progress(total=1)
             try:
                 svc, errors = await asyncio.wait_for(
@@ -224,6 +234,8 @@ class _Runner:
             self.stop.set()
             for w in workers:
                 w.cancel()
+        if self.udp_replies:
+            from mamori.identify.engine import identify_udp
         for r in self.udp_replies:
             svc = identify_udp(r.port, r.reply or b"")
             if svc is not None:

@@ -342,19 +342,24 @@ def _run_forked(
     shares = [deque(chunks[i::n_lanes]) for i in range(n_lanes)]
     workers = _Workers(sink)
     finished = False
+    # The parent's own share: the first one, or (parent_lane off) only what could not be forked.
+    own: deque[tuple[int, list[int]]] = shares[0] if opts.parent_lane else deque()
     try:
-        for share in shares[1:]:
+        for share in shares[1:] if opts.parent_lane else shares:
             try:
                 workers.fork(addrs, share, opts, limits)
             except OSError as exc:
                 if exc.errno not in RESOURCE_ERRNOS:
                     raise
-                shares[0].extend(share)  # no pipe or process to spare: the parent does it
-        cap, per_host = limits
-        lane = TcpLane(
-            addrs, shares[0], opts, cap=cap, per_host_cap=per_host, sink=sink, on_turn=workers.drain
-        )
-        mine = lane.run()
+                own.extend(share)  # no pipe or process to spare: the parent does it
+        if own or not workers.workers:
+            cap, per_host = limits
+            lane = TcpLane(
+                addrs, own, opts, cap=cap, per_host_cap=per_host, sink=sink, on_turn=workers.drain
+            )
+            mine = lane.run()
+        else:
+            mine = LaneTotals(counts={a: {} for a in addrs})
         if mine.stopped:
             workers.stop()
             workers.wait(WORKER_STOP_GRACE)

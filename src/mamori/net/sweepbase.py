@@ -67,6 +67,10 @@ class SweepOptions:
     # machine with 2+ cores for big uncapped sweeps, else 1.
     workers: int | None = None
     source_address: str | None = None  # bind probes to this local address (nmap -S)
+    # With several lanes, run them all in worker processes and keep the calling thread free
+    # (it only drains their pipes): the CLI opens the store in another thread meanwhile, and a
+    # sweep lane sharing the GIL with that work runs about three times slower.
+    parent_lane: bool = True
 
     def __post_init__(self) -> None:
         if not 0 < self.min_timeout <= self.max_timeout:

@@ -1,6 +1,24 @@
-"""Persistent storage of scans and their results (SQLite by default, any SQLAlchemy URL)."""
+"""Persistent storage of scans and their results (SQLite by default, any SQLAlchemy URL).
 
-from mamori.store.errors import StoreError
-from mamori.store.store import Store, default_db_url
+``Store`` and ``default_db_url`` are loaded on first use: importing SQLAlchemy costs about half
+a second, which the scan command spends in a worker thread while its sweep already runs.
+"""
 
-__all__ = ["Store", "StoreError", "default_db_url"]
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from mamori.store.errors import StoreError, StoreUsageError
+
+if TYPE_CHECKING:
+    from mamori.store.store import Store, default_db_url
+
+__all__ = ["Store", "StoreError", "StoreUsageError", "default_db_url"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("Store", "default_db_url"):
+        from mamori.store import store
+
+        return getattr(store, name)
+    raise AttributeError(f"module 'mamori.store' has no attribute {name!r}")

@@ -17,7 +17,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
 from sqlalchemy.pool import StaticPool
 
-from mamori.store.errors import StoreError
+from mamori.store.errors import StoreError, StoreUsageError
 
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 _BUSY_TIMEOUT_MS = 10_000
@@ -44,14 +44,15 @@ def normalize_url(url: str) -> URL:
     """
     url = url.strip()
     if not url:
-        raise StoreError("empty database URL")
+        raise StoreUsageError("empty database URL")
     if "://" not in url:
         path = Path(url).expanduser().absolute()
         return URL.create("sqlite", database=str(path))
     try:
         return make_url(url)
     except (ArgumentError, ValueError) as exc:
-        raise StoreError(f"cannot parse database URL {_redact(url)!r}: {one_line(exc)}") from exc
+        shown = _redact(url)
+        raise StoreUsageError(f"cannot parse database URL {shown!r}: {one_line(exc)}") from exc
 
 
 def _redact(url: str) -> str:
@@ -161,10 +162,10 @@ def make_engine(url: URL) -> Engine:
             return engine
         return create_engine(url, pool_pre_ping=True)
     except NoSuchModuleError as exc:
-        raise StoreError(f"unsupported database type {url.drivername!r}") from exc
+        raise StoreUsageError(f"unsupported database type {url.drivername!r}") from exc
     except ImportError as exc:
         raise StoreError(
             f"database driver for {url.drivername!r} is not installed ({exc.name or exc})"
         ) from exc
     except ArgumentError as exc:
-        raise StoreError(f"bad database URL: {one_line(exc)}") from exc
+        raise StoreUsageError(f"bad database URL: {one_line(exc)}") from exc
