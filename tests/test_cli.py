@@ -260,3 +260,19 @@ def test_version_and_help() -> None:
     assert run_mamori("--version").stdout.startswith("mamori ")
     helped = run_mamori("scan", "--help")
     assert helped.returncode == 0 and "--top-ports" in helped.stdout
+
+
+def test_store_that_cannot_open_exits_3_and_bad_url_exits_2(tmp_path: Path, listeners: list[int]) -> None:
+    # A directory where the database file should be: the scan cannot run (3), one line.
+    proc = run_mamori("scan", ADDR, "-p", "4101", "--no-identify", "--db", str(tmp_path))
+    assert proc.returncode == 3, proc.stderr
+    assert proc.stderr.strip().count("\n") == 0 and "directory" in proc.stderr
+    # A URL that is not one: bad usage (2).
+    bad = run_mamori("scan", ADDR, "-p", "4101", "--no-identify", "--db", "nosuchdb://x/y")
+    assert bad.returncode == 2, bad.stderr
+    assert bad.stderr.startswith("mamori: error:") and bad.stderr.count("\n") == 1
+    # A file that is not a database is refused and left as it was.
+    foreign = tmp_path / "notes.txt"
+    foreign.write_text("my notes\n")
+    refused = run_mamori("scan", ADDR, "-p", "4101", "--no-identify", "--db", str(foreign))
+    assert refused.returncode == 3 and foreign.read_text() == "my notes\n"

@@ -141,10 +141,13 @@ def test_two_workers_and_one_worker_agree() -> None:
     with TcpListeners([(host, p) for p in ports]):
         one = run_tcp([host], range(20000, 30000), SweepOptions(workers=1))
         two = run_tcp([host], range(20000, 30000), SweepOptions(workers=2))
-    assert one.ports("open") == two.ports("open")
+        # All lanes in worker processes, the caller only draining (what the CLI runs).
+        forked = run_tcp([host], range(20000, 30000), SweepOptions(workers=2, parent_lane=False))
+    assert one.ports("open") == two.ports("open") == forked.ports("open")
     assert set(ports) <= one.ports("open")
-    assert one.stats is not None and two.stats is not None
-    assert one.stats.counts == two.stats.counts
+    assert one.stats is not None and two.stats is not None and forked.stats is not None
+    assert one.stats.counts == two.stats.counts == forked.stats.counts
+    assert forked.stats.attempts >= 10000
 
 
 def test_self_connect_is_detected_directly() -> None:
