@@ -262,7 +262,7 @@ def test_version_and_help() -> None:
     assert helped.returncode == 0 and "--top-ports" in helped.stdout
 
 
-def test_store_that_cannot_open_exits_3_and_bad_url_exits_2(tmp_path: Path, listeners: list[int]) -> None:
+def test_unusable_store_exits_3_and_bad_url_exits_2(tmp_path: Path, listeners: list[int]) -> None:
     # A directory where the database file should be: the scan cannot run (3), one line.
     proc = run_mamori("scan", ADDR, "-p", "4101", "--no-identify", "--db", str(tmp_path))
     assert proc.returncode == 3, proc.stderr
