@@ -113,11 +113,8 @@ def _select_ports(
         tcp, udp_spec = parse_port_spec(ports)
     else:
         tcp, udp_spec = top_ports_tcp(top_ports or 1000), ()
-    udp_ports: tuple[int, ...] = ()
-    if udp:
-        udp_ports = udp_spec or DEFAULT_UDP_PORTS
-    elif udp_spec and not tcp:
-        udp_ports = udp_spec
+    # U: ports named in -p are probed as asked; --udp alone means the UDP service ports.
+    udp_ports: tuple[int, ...] = tuple(udp_spec) or (DEFAULT_UDP_PORTS if udp else ())
     if exclude_ports:
         ex_tcp, ex_udp = parse_port_spec(exclude_ports, default_both=True)
         tcp = tuple(p for p in tcp if p not in set(ex_tcp))
