@@ -11,9 +11,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from jsonschema import Draft202012Validator
 
 import identify_fixtures as fx
-from conftest import run_mamori
+from conftest import ROOT, run_mamori
 
 pytestmark = pytest.mark.daemon
 HOST = "127.0.42.1"
@@ -51,6 +52,9 @@ def test_scan_names_services_on_unusual_ports(tmp_path: Path, daemons: dict[str,
     )
     assert proc.returncode == 0, proc.stderr
     doc = json.loads(proc.stdout)
+    # The real output of a real scan, services and UDP included, matches the published schema.
+    schema = json.loads((ROOT / "docs" / "schema" / "scan-v1.json").read_text())
+    Draft202012Validator(schema, format_checker=Draft202012Validator.FORMAT_CHECKER).validate(doc)
     (host,) = doc["hosts"]
     found = {(e["proto"], e["port"]): e for e in host["endpoints"]}
     names = {k: (e["service"] or {}).get("name") for k, e in found.items()}
