@@ -150,6 +150,73 @@ class HostResult:
     not_shown: Mapping[str, Mapping[str, int]] = field(default_factory=lambda: MappingProxyType({}))
 
 
+class Severity(StrEnum):
+    INFO = "info"
+    LOW = "low"
+    MEDIUM = "medium"
+    HIGH = "high"
+    CRITICAL = "critical"
+
+    @property
+    def rank(self) -> int:
+        return _SEVERITY_RANK[self]
+
+
+_SEVERITY_RANK = {s: i for i, s in enumerate(Severity)}
+
+
+class Layer(StrEnum):
+    """The three layers the old checklists thought in."""
+
+    OS = "os"
+    NETWORK = "network"
+    APPLICATION = "application"
+
+
+class Confidence(StrEnum):
+    CONFIRMED = "confirmed"  # the behaviour itself was observed (data read, mail relayed, ...)
+    LIKELY = "likely"  # strong partial evidence (RCPT accepted, but DATA not tried or refused)
+
+
+class CheckStatus(StrEnum):
+    FINDING = "finding"  # the problem was shown
+    PASSED = "passed"  # the check ran to the end and the problem was not there
+    NOT_TESTED = "not-tested"  # the check could not run: never read as "passed"
+
+
+@dataclass(frozen=True, slots=True)
+class Evidence:
+    """What was done and what came back, capped in size, so a finding proves itself."""
+
+    test: str  # the exact test performed, in words
+    request: str | None = None  # excerpt of what mamori sent
+    reply: str | None = None  # excerpt of what came back
+    facts: Mapping[str, str] = field(default_factory=lambda: _EMPTY)  # parsed, e.g. version
+
+
+@dataclass(frozen=True, slots=True)
+class CheckResult:
+    """One check run against one endpoint: a finding, a pass, or "not tested: reason"."""
+
+    check_id: str
+    address: str
+    port: int
+    proto: Proto
+    status: CheckStatus
+    severity: Severity
+    layer: Layer
+    confidence: Confidence | None  # None unless status is FINDING
+    title: str
+    summary: str  # one line: what was found, or why it passed / could not run
+    evidence: Evidence | None = None
+    remediation: Mapping[str, str] = field(default_factory=lambda: _EMPTY)  # linux/macos/router
+    references: tuple[str, ...] = ()
+
+    @property
+    def key(self) -> tuple[str, str, int, str]:
+        return (self.address, self.proto.value, self.port, self.check_id)
+
+
 @dataclass(frozen=True, slots=True)
 class ScanSummary:
     id: int
@@ -176,3 +243,8 @@ class ScanRecord:
     hosts: tuple[HostResult, ...]
     errors: tuple[ProbeError, ...]
     mamori_version: str = ""
+    checks: tuple[CheckResult, ...] = ()
+
+    @property
+    def findings(self) -> tuple[CheckResult, ...]:
+        return tuple(c for c in self.checks if c.status is CheckStatus.FINDING)

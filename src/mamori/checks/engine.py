@@ -1,0 +1,162 @@
+"""Run the applicable checks against one endpoint and judge what the probes observed.
+
+Judging is pure (``evaluate``); running is the only async part. A probe that fails gives
+"not tested: reason" for every check that needed it: never "passed".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Sequence
+
+from mamori.checks.observation import CheckOptions, Observation, ProbeContext
+from mamori.checks.params import ParamError, Params
+from mamori.checks.registry import PRIMITIVES
+from mamori.checks.spec import CheckSpec, Matcher
+from mamori.model import (
+    CheckResult,
+    CheckStatus,
+    Confidence,
+    Endpoint,
+    Evidence,
+    Layer,
+    PortState,
+    Proto,
+    Service,
+    Severity,
+)
+from mamori.net.stream import ProbeFailure
+
+CHECK_BUDGET = 30.0  # seconds one primitive may take, end to end
+_PLACEHOLDER = re.compile(r"\$\{([a-z0-9_]+)\}")
+
+
+def applies(spec: CheckSpec, endpoint: Endpoint, service: Service | None) -> bool:
+    """Does ``spec`` concern this endpoint (open, same transport, a service it names)?"""
+    if endpoint.state is not PortState.OPEN or spec.transport != endpoint.proto.value:
+        return False
+    if service is None:
+        return False
+    return service.name in spec.services or ("tls" in spec.services and service.tls)
+
+
+def _matches(m: Matcher, fields: dict[str, str]) -> bool:
+    value = fields.get(m.field)
+    if m.present is not None:
+        return (value is not None) == m.present
+    if value is None:
+        return False
+    if m.regex is not None:
+        return re.search(m.regex, value) is not None
+    if m.equals is not None:
+        return value == m.equals
+    try:
+        return m.min is not None and float(value) >= m.min
+    except ValueError:
+        return False
+
+
+def fill(template: str, fields: dict[str, str]) -> str:
+    """Replace ``${name}`` with the observed field (``?`` when missing). No code runs."""
+    return _PLACEHOLDER.sub(lambda m: fields.get(m.group(1), "?")[:200], template)
+
+
+def evaluate(spec: CheckSpec, ctx: ProbeContext, obs: Observation) -> CheckResult:
+    """Judge one observation against one check: FINDING when every matcher holds and no
+    negative matcher does, PASSED otherwise."""
+    fields = dict(obs.fields)
+    found = all(_matches(m, fields) for m in spec.matchers) and not any(
+        _matches(m, fields) for m in spec.negative_matchers
+    )
+    evidence = Evidence(
+        test=obs.test,
+        request=obs.request,
+        reply=obs.reply,
+        facts={k: fields[k] for k in spec.evidence if k in fields},
+    )
+    severity, confidence, summary = spec.severity, spec.confidence, spec.summary.en
+    grade = spec.grades.get(fields.get("grade", ""))
+    if grade is not None:
+        confidence = grade.confidence
+        severity = grade.severity or severity
+        summary = grade.summary.en if grade.summary else summary
+    return _result(
+        spec, ctx,
+        status=CheckStatus.FINDING if found else CheckStatus.PASSED,
+        confidence=confidence if found else None,
+        severity=severity,
+        summary=fill(summary, fields) if found else f"passed: {obs.test}",
+        evidence=evidence,
+    )
+
+
+def _result(
+    spec: CheckSpec, ctx: ProbeContext, *, status: CheckStatus, confidence: Confidence | None,
+    severity: Severity, summary: str, evidence: Evidence | None,
+) -> CheckResult:
+    return CheckResult(
+        check_id=spec.id,
+        address=ctx.address,
+        port=ctx.port,
+        proto=ctx.proto,
+        status=status,
+        severity=severity,
+        layer=Layer(spec.layer),
+        confidence=confidence,
+        title=spec.title.en,
+        summary=summary,
+        evidence=evidence,
+        remediation={
+            "linux": spec.remediation.linux.en,
+            "macos": spec.remediation.macos.en,
+            "router": spec.remediation.router.en,
+        },
+        references=tuple(spec.references),
+    )
+
+
+def not_tested(spec: CheckSpec, ctx: ProbeContext, reason: str) -> CheckResult:
+    return _result(spec, ctx, status=CheckStatus.NOT_TESTED, confidence=None,
+                   severity=spec.severity, summary=f"not tested: {reason}", evidence=None)
+
+
+async def _observe(spec: CheckSpec, ctx: ProbeContext) -> Observation | str:
+    primitive = PRIMITIVES[spec.probe.primitive]
+    try:
+        return await asyncio.wait_for(primitive(ctx, Params(spec.probe.params)), CHECK_BUDGET)
+    except ProbeFailure as exc:
+        return f"{exc.kind.value}: {exc.detail}"
+    except TimeoutError:
+        return f"timeout: no answer within {CHECK_BUDGET:.0f} s"
+    except ParamError as exc:
+        return f"internal: check file error: {exc}"
+
+
+async def run_checks(
+    specs: Sequence[CheckSpec],
+    endpoint: Endpoint,
+    service: Service | None,
+    *,
+    hostname: str | None = None,
+    options: CheckOptions | None = None,
+) -> list[CheckResult]:
+    """Run every applicable check against ``endpoint``; one result per applicable check.
+
+    Checks that share a probe (same primitive and parameters) share one observation.
+    """
+    ctx = ProbeContext(endpoint.address, endpoint.port, Proto(endpoint.proto), service,
+                       hostname, options or CheckOptions())
+    seen: dict[tuple[str, str], Observation | str] = {}
+    results = []
+    for spec in specs:
+        if not applies(spec, endpoint, service):
+            continue
+        key = (spec.probe.primitive, repr(sorted(spec.probe.params.items())))
+        if key not in seen:
+            seen[key] = await _observe(spec, ctx)
+        obs = seen[key]
+        results.append(
+            not_tested(spec, ctx, obs) if isinstance(obs, str) else evaluate(spec, ctx, obs)
+        )
+    return results

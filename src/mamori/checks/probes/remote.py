@@ -1,0 +1,7 @@
+"""Check primitives: remote (placeholder until its checks land)."""
+
+from __future__ import annotations
+
+from mamori.checks.primitive import Primitive
+
+PRIMITIVES: dict[str, Primitive] = {}

@@ -1,0 +1,38 @@
+"""The one place where check files meet Python: primitive names → functions.
+
+Each probes module lists its primitives in its own PRIMITIVES dict; this module merges the
+explicit list below. No dispatch by getattr on names read from files: a check naming a
+primitive that is not here fails catalog validation.
+"""
+
+from __future__ import annotations
+
+from mamori.checks.primitive import Primitive
+from mamori.checks.probes import (
+    amplify,
+    data,
+    dns,
+    proxy,
+    redis,
+    remote,
+    sharing,
+    smtp,
+    ssh,
+    tls,
+    web,
+)
+
+_MODULES = (redis, smtp, proxy, dns, amplify, data, remote, sharing, web, tls, ssh)
+
+
+def _merge() -> dict[str, Primitive]:
+    merged: dict[str, Primitive] = {}
+    for module in _MODULES:
+        for name, fn in module.PRIMITIVES.items():
+            if name in merged:
+                raise RuntimeError(f"check primitive {name!r} is registered twice")
+            merged[name] = fn
+    return merged
+
+
+PRIMITIVES: dict[str, Primitive] = _merge()

@@ -1,0 +1,69 @@
+"""The catalog's own rules, and the honeypot that says yes to everything."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from checks_helpers import run_check, yes_server
+from mamori.checks.catalog import (
+    CATALOG_DIR,
+    CatalogError,
+    default_catalog,
+    load_catalog,
+    load_check,
+)
+from mamori.checks.registry import PRIMITIVES
+from mamori.model import CheckStatus, Confidence, Proto
+
+
+def test_every_check_file_loads() -> None:
+    catalog = load_catalog()  # raises on any schema error
+    assert len(catalog) == len(list(CATALOG_DIR.glob("*.yaml")))
+    for check_id, spec in catalog.items():
+        assert (CATALOG_DIR / f"{check_id}.yaml").exists()
+        assert spec.probe.primitive in PRIMITIVES
+
+
+def test_every_check_has_both_languages() -> None:
+    for spec in load_catalog().values():
+        for text in (spec.title, spec.summary, spec.why, spec.remediation.linux,
+                     spec.remediation.macos, spec.remediation.router):
+            assert text.en.strip() and text.ja.strip(), spec.id
+
+
+def test_every_primitive_is_used() -> None:
+    used = {s.probe.primitive for s in load_catalog().values()}
+    assert used == set(PRIMITIVES), set(PRIMITIVES) - used
+
+
+@pytest.mark.parametrize("mutation,fragment", [
+    (lambda t: t.replace("severity: high", "severity: severe"), "severity"),
+    (lambda t: t.replace("primitive: redis_info", "primitive: no_such_thing"), "unknown primitive"),
+    (lambda t: t.replace("id: redis-unauthenticated", "id: something-else"), "differs"),
+    (lambda t: t + "\nunexpected_field: 1\n", "unexpected_field"),
+    (lambda t: t.replace("  - CWE-306\n", "  - see the docs\n"), "reference"),
+    (lambda t: t.replace("  ja: Redis がパスワードなしで応答する\n", ""), "ja"),
+])
+def test_bad_check_files_are_rejected(tmp_path: Path, mutation, fragment: str) -> None:
+    text = (CATALOG_DIR / "redis-unauthenticated.yaml").read_text(encoding="utf-8")
+    bad = tmp_path / "redis-unauthenticated.yaml"
+    bad.write_text(mutation(text), encoding="utf-8")
+    with pytest.raises(CatalogError, match=fragment):
+        load_check(bad)
+
+
+HONEYPOT = "127.0.50.1"
+
+
+@pytest.mark.parametrize("check_id", sorted(default_catalog()))
+def test_honeypot_gives_no_confirmed_finding(check_id: str) -> None:
+    spec = default_catalog()[check_id]
+    port = 5000 + sorted(default_catalog()).index(check_id)
+    with yes_server(HONEYPOT, port):
+        for service in spec.services:
+            result = run_check(check_id, HONEYPOT, port, service,
+                               proto=Proto(spec.transport), tls=service == "tls")
+            assert not (result.status is CheckStatus.FINDING
+                        and result.confidence is Confidence.CONFIRMED), result.summary
