@@ -16,6 +16,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -23,8 +24,13 @@ if __name__ == "__main__":  # run as the writer: make the src tree importable wi
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from mamori.model import (
+    CheckResult,
+    CheckStatus,
+    Confidence,
     Endpoint,
     ErrorKind,
+    Evidence,
+    Layer,
     PortState,
     ProbeError,
     Proto,
@@ -32,6 +38,7 @@ from mamori.model import (
     ScanRecord,
     ScanStatus,
     Service,
+    Severity,
 )
 from mamori.store import Store
 
@@ -82,6 +89,127 @@ SAMPLE_ERRORS = [
 ]
 
 
+REDIS_FIX = {
+    "linux": "Set `requirepass` (or ACL users) in /etc/redis/redis.conf and bind 127.0.0.1.\n"
+    "Then: systemctl restart redis-server",
+    "macos": "Edit /opt/homebrew/etc/redis.conf: requirepass, bind 127.0.0.1.",
+    "router": "Do not forward TCP 6379.",
+}
+
+# Check results as the engine would report them, in a deliberately scrambled order; get_scan
+# must hand them back as SAMPLE_CHECKS_ORDERED.
+GIT_EXPOSED = CheckResult(
+    check_id="web-git-exposed",
+    address="127.0.0.1",
+    port=443,
+    proto=Proto.TCP,
+    status=CheckStatus.FINDING,
+    severity=Severity.HIGH,
+    layer=Layer.APPLICATION,
+    confidence=Confidence.CONFIRMED,
+    title="Git repository exposed over HTTP",
+    # Remote-controlled text quoted into the summary: markup look-alike, escape, unicode.
+    summary="GET /.git/HEAD answered 'ref: refs/heads/[bold]main[/bold]\x1b[2J 守り'",
+    evidence=Evidence(
+        test="GET /.git/HEAD and a random-path baseline; compare",
+        request="GET /.git/HEAD HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+        reply="HTTP/1.1 200 OK\r\n\r\nref: refs/heads/[red]main[/red]\x1b[31m 守り",
+        facts={"status": "200", "baseline_status": "404"},
+    ),
+    remediation={
+        "linux": "Deny /.git in the web server (nginx: location ~ /\\.git { deny all; }).",
+        "macos": "Same rule in the web server's configuration.",
+        "router": "Nothing to do on the router; fix the server.",
+    },
+    references=("CWE-538", "https://owasp.org/www-project-web-security-testing-guide/"),
+)
+REDIS_OPEN = CheckResult(
+    check_id="redis-unauthenticated",
+    address="127.0.0.1",
+    port=8080,
+    proto=Proto.TCP,
+    status=CheckStatus.FINDING,
+    severity=Severity.CRITICAL,
+    layer=Layer.APPLICATION,
+    confidence=Confidence.CONFIRMED,
+    title="Redis answers without authentication",
+    summary="INFO returned redis_version 7.0.15 without AUTH",
+    evidence=Evidence(
+        test="sent INFO server without AUTH",
+        request="*2\r\n$4\r\nINFO\r\n$6\r\nserver\r\n",
+        reply="$1234\r\n# Server\r\nredis_version:7.0.15\r\n",
+        facts={"redis_version": "7.0.15"},
+    ),
+    remediation=REDIS_FIX,
+    references=("CWE-306",),
+)
+SSH_ROOT = CheckResult(
+    check_id="ssh-root-login",
+    address="::1",
+    port=22,
+    proto=Proto.TCP,
+    status=CheckStatus.FINDING,
+    severity=Severity.LOW,
+    layer=Layer.OS,
+    confidence=Confidence.LIKELY,
+    title="root may log in over SSH",
+    summary="the server offered publickey,password to user root",
+    evidence=Evidence(test="SSH userauth 'none' as root", facts={"methods": "publickey,password"}),
+    remediation={"linux": "PermitRootLogin no in /etc/ssh/sshd_config"},  # linux only
+    references=(),
+)
+SSH_PASSWORD = CheckResult(
+    check_id="ssh-password-auth",
+    address="127.0.0.1",
+    port=22,
+    proto=Proto.TCP,
+    status=CheckStatus.PASSED,
+    severity=Severity.MEDIUM,
+    layer=Layer.APPLICATION,
+    confidence=None,
+    title="SSH offers password authentication",
+    summary="passed: SSH userauth 'none' as a random user",
+    evidence=Evidence(test="SSH userauth 'none' as a random user", reply="publickey"),
+    remediation={"linux": "PasswordAuthentication no", "macos": "-", "router": "-"},
+)
+TLS_EXPIRED = CheckResult(
+    check_id="tls-expired",
+    address="127.0.0.1",
+    port=443,
+    proto=Proto.TCP,
+    status=CheckStatus.PASSED,
+    severity=Severity.MEDIUM,
+    layer=Layer.NETWORK,
+    confidence=None,
+    title="TLS certificate expired",
+    summary="passed: TLS handshake, certificate dates",
+)
+DNS_NOT_TESTED = CheckResult(
+    check_id="dns-open-resolver",
+    address="127.0.0.1",
+    port=53,
+    proto=Proto.UDP,
+    status=CheckStatus.NOT_TESTED,
+    severity=Severity.HIGH,
+    layer=Layer.NETWORK,
+    confidence=None,
+    title="Open DNS resolver",
+    summary="not tested: timeout: no answer within 30 s",
+    remediation={"linux": "allow-recursion { localhost; };", "macos": "-", "router": "-"},
+    references=("RFC 5358",),
+)
+SAMPLE_CHECKS = [SSH_PASSWORD, DNS_NOT_TESTED, SSH_ROOT, GIT_EXPOSED, TLS_EXPIRED, REDIS_OPEN]
+# Findings worst first, then not tested, then passed; ties in host order, then proto/port/id.
+SAMPLE_CHECKS_ORDERED = [
+    REDIS_OPEN,
+    GIT_EXPOSED,
+    SSH_ROOT,
+    DNS_NOT_TESTED,
+    SSH_PASSWORD,
+    TLS_EXPIRED,
+]
+
+
 def store_sample_scan(store: Store, status: ScanStatus | None = ScanStatus.DONE) -> int:
     """Store a small but complete scan the way the scanner would; return its id."""
     sid = store.begin_scan(
@@ -99,6 +227,8 @@ def store_sample_scan(store: Store, status: ScanStatus | None = ScanStatus.DONE)
     store.set_not_shown(sid, "::1", {"tcp": {"closed": 1023}})
     for err in SAMPLE_ERRORS:
         store.add_error(sid, err)
+    for check in SAMPLE_CHECKS:
+        store.add_check_result(sid, check)
     if status is not None:
         store.finish_scan(sid, status)
     return sid
@@ -115,6 +245,9 @@ def exercise_roundtrip(url: str) -> None:
             sid, Endpoint("127.0.0.1", 9, Proto.TCP, PortState.CLOSED, Reason.CONN_REFUSED, 0.05)
         )
         store.add_host(sid, "::1", "ip6-localhost")  # a later name fills in the blank
+        # Upsert of a check result: the later result for the same endpoint and check wins.
+        store.add_check_result(sid, replace(REDIS_OPEN, status=CheckStatus.PASSED))
+        store.add_check_result(sid, REDIS_OPEN)
         store.add_host(sid, "::1", None)  # and None does not erase it
         running = store.get_scan(sid)
         assert running is not None
@@ -142,6 +275,33 @@ def exercise_roundtrip(url: str) -> None:
         assert rec2 == rec
     finally:
         again.close()
+
+
+def nul_check_roundtrip(url: str) -> None:
+    """A NUL in remote-controlled check text is stored (escaped as \\x00), never lost: a raw
+    NUL would make PostgreSQL refuse the whole row."""
+    nul = replace(
+        GIT_EXPOSED,
+        title="t\x00",
+        summary="reply had a NUL: a\x00b",
+        evidence=Evidence(
+            test="x\x00", request="r\x00", reply="\x00\x00", facts={"k\x00": "v\x00"}
+        ),
+        remediation={"linux": "l\x00"},
+        references=("ref\x00",),
+    )
+    with Store.open(url) as store:
+        sid = store.begin_scan("scan", ["127.0.0.1"], {})
+        store.add_check_result(sid, nul)
+        rec = store.get_scan(sid)
+    assert rec is not None
+    (got,) = rec.checks
+    assert got.title == "t\\x00" and got.summary == "reply had a NUL: a\\x00b"
+    assert got.evidence == Evidence(
+        test="x\\x00", request="r\\x00", reply="\\x00\\x00", facts={"k\\x00": "v\\x00"}
+    )
+    assert dict(got.remediation) == {"linux": "l\\x00"}
+    assert got.references == ("ref\\x00",)
 
 
 def assert_sample_record(rec: ScanRecord, not_before: datetime) -> None:
@@ -189,6 +349,12 @@ def assert_sample_record(rec: ScanRecord, not_before: datetime) -> None:
     assert len(v6.endpoints) == 1 and v6.endpoints[0].service is not None
     assert _service_fields(v6.endpoints[0].service) == _service_fields(SSH)
     assert list(rec.errors) == SAMPLE_ERRORS
+    assert list(rec.checks) == SAMPLE_CHECKS_ORDERED
+    assert [c.check_id for c in rec.findings] == [
+        "redis-unauthenticated",
+        "web-git-exposed",
+        "ssh-root-login",
+    ]
 
 
 def _service_fields(svc: Service) -> tuple[object, ...]:

@@ -10,10 +10,27 @@ import jsonschema
 import pytest
 from jsonschema import Draft202012Validator
 
-from mamori.model import JSON_SCHEMA_VERSION, ErrorKind, PortState, Proto, Reason, ScanStatus
+from mamori.model import (
+    JSON_SCHEMA_VERSION,
+    CheckStatus,
+    Confidence,
+    ErrorKind,
+    Layer,
+    PortState,
+    Proto,
+    Reason,
+    ScanStatus,
+    Severity,
+)
 from mamori.report import render, render_history
 from mamori.store import Store
-from store_fixtures import SAMPLE_ERRORS, store_sample_scan
+from store_fixtures import (
+    GIT_EXPOSED,
+    SAMPLE_CHECKS_ORDERED,
+    SAMPLE_ERRORS,
+    SSH_ROOT,
+    store_sample_scan,
+)
 
 SCHEMA_PATH = Path(__file__).resolve().parents[1] / "docs" / "schema" / "scan-v1.json"
 
@@ -47,7 +64,16 @@ def test_stored_scan_output_matches_schema(
     assert scan["status"] == (status or ScanStatus.RUNNING).value
     assert scan["complete"] is (status is ScanStatus.DONE)
     assert (scan["finished_at"] is None) is (status is None)
-    assert doc["summary"] == {"hosts": 2, "endpoints": 6, "open_ports": 4, "errors": 3}
+    assert doc["summary"] == {
+        "hosts": 2,
+        "endpoints": 6,
+        "open_ports": 4,
+        "errors": 3,
+        "checks": 6,
+        "findings": {"critical": 1, "high": 1, "medium": 0, "low": 1, "info": 0},
+        "passed": 2,
+        "not_tested": 1,
+    }
 
     v4 = doc["hosts"][0]
     assert v4["address"] == "127.0.0.1" and v4["hostname"] == "localhost"
@@ -62,6 +88,87 @@ def test_stored_scan_output_matches_schema(
     assert [(e["kind"], e["detail"]) for e in doc["errors"]] == [
         (e.kind.value, e.detail) for e in SAMPLE_ERRORS
     ]
+    # Every check result is in the output, in the store's order (findings worst first).
+    assert [(c["check_id"], c["status"]) for c in doc["checks"]] == [
+        (c.check_id, c.status.value) for c in SAMPLE_CHECKS_ORDERED
+    ]
+
+
+def test_check_results_in_full(tmp_path: Path, schema: dict[str, Any]) -> None:
+    with Store.open(str(tmp_path / "m.db")) as store:
+        rec = store.get_scan(store_sample_scan(store))
+    assert rec is not None
+    doc = json.loads(render(rec, "json"))
+    _validate(doc, schema)
+    by_id = {c["check_id"]: c for c in doc["checks"]}
+    assert by_id["web-git-exposed"] == {
+        "check_id": "web-git-exposed",
+        "address": "127.0.0.1",
+        "port": 443,
+        "proto": "tcp",
+        "status": "finding",
+        "severity": "high",
+        "layer": "application",
+        "confidence": "confirmed",
+        "title": GIT_EXPOSED.title,
+        "summary": GIT_EXPOSED.summary,
+        "evidence": {
+            "test": "GET /.git/HEAD and a random-path baseline; compare",
+            "request": "GET /.git/HEAD HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+            "reply": "HTTP/1.1 200 OK\r\n\r\nref: refs/heads/[red]main[/red]\x1b[31m 守り",
+            "facts": {"status": "200", "baseline_status": "404"},
+        },
+        "remediation": dict(GIT_EXPOSED.remediation),
+        "references": list(GIT_EXPOSED.references),
+    }
+    # A platform the check gives no advice for is null, not missing.
+    assert by_id["ssh-root-login"]["remediation"] == {
+        "linux": SSH_ROOT.remediation["linux"],
+        "macos": None,
+        "router": None,
+    }
+    assert by_id["ssh-root-login"]["address"] == "::1"
+    assert by_id["ssh-root-login"]["confidence"] == "likely"
+    assert by_id["ssh-root-login"]["evidence"]["request"] is None
+    nt = by_id["dns-open-resolver"]
+    assert (nt["status"], nt["confidence"], nt["evidence"], nt["proto"]) == (
+        "not-tested",
+        None,
+        None,
+        "udp",
+    )
+    assert nt["summary"] == "not tested: timeout: no answer within 30 s"
+    passed = by_id["tls-expired"]
+    assert passed["status"] == "passed" and passed["confidence"] is None
+    assert passed["remediation"] == {"linux": None, "macos": None, "router": None}
+    assert passed["references"] == []
+
+
+def test_scan_without_checks(tmp_path: Path, schema: dict[str, Any]) -> None:
+    with Store.open(str(tmp_path / "m.db")) as store:
+        sid = store.begin_scan("scan", ["127.0.0.1"], {})
+        store.finish_scan(sid, ScanStatus.DONE)
+        rec = store.get_scan(sid)
+    assert rec is not None
+    doc = json.loads(render(rec, "json"))
+    _validate(doc, schema)
+    assert doc["checks"] == []
+    assert doc["summary"]["checks"] == doc["summary"]["passed"] == 0
+    assert doc["summary"]["not_tested"] == 0
+    assert set(doc["summary"]["findings"].values()) == {0}
+
+
+def test_a_1_0_document_still_validates(tmp_path: Path, schema: dict[str, Any]) -> None:
+    # 1.1 only added fields: what a 1.0 consumer or producer had stays valid.
+    with Store.open(str(tmp_path / "m.db")) as store:
+        rec = store.get_scan(store_sample_scan(store))
+    assert rec is not None
+    doc = json.loads(render(rec, "json"))
+    del doc["checks"]
+    for key in ("checks", "findings", "passed", "not_tested"):
+        del doc["summary"][key]
+    doc["schema"] = "mamori.scan/1.0"
+    _validate(doc, schema)
 
 
 def test_remote_text_cannot_reach_the_terminal_raw(tmp_path: Path) -> None:
@@ -82,6 +189,13 @@ def test_schema_enums_follow_the_model(schema: dict[str, Any]) -> None:
     assert set(defs["endpoint"]["properties"]["reason"]["enum"]) == {r.value for r in Reason}
     assert set(defs["error"]["properties"]["kind"]["enum"]) == {k.value for k in ErrorKind}
     assert set(defs["proto"]["enum"]) == {p.value for p in Proto}
+    assert set(defs["severity"]["enum"]) == {s.value for s in Severity}
+    assert set(defs["layer"]["enum"]) == {layer.value for layer in Layer}
+    assert set(defs["confidence"]["enum"]) == {c.value for c in Confidence}
+    assert set(defs["check_status"]["enum"]) == {s.value for s in CheckStatus}
+    # The summary counts findings for every severity level, no more, no less.
+    findings = defs["summary"]["properties"]["findings"]
+    assert set(findings["required"]) == set(findings["properties"]) == {s.value for s in Severity}
 
 
 def test_schema_rejects_what_it_should(tmp_path: Path, schema: dict[str, Any]) -> None:
@@ -102,6 +216,28 @@ def test_schema_rejects_what_it_should(tmp_path: Path, schema: dict[str, Any]) -
     when = json.loads(json.dumps(good))
     when["scan"]["started_at"] = "yesterday"
     bad_docs.append(when)
+    assert good["checks"][0]["status"] == "finding"
+    unsure = json.loads(json.dumps(good))
+    unsure["checks"][0]["confidence"] = None  # a finding must say how sure it is
+    bad_docs.append(unsure)
+    overclaim = json.loads(json.dumps(good))
+    overclaim["checks"][-1]["confidence"] = "confirmed"  # only findings carry a confidence
+    bad_docs.append(overclaim)
+    severity = json.loads(json.dumps(good))
+    severity["checks"][0]["severity"] = "catastrophic"
+    bad_docs.append(severity)
+    status = json.loads(json.dumps(good))
+    status["checks"][0]["status"] = "skipped"
+    bad_docs.append(status)
+    no_fix = json.loads(json.dumps(good))
+    del no_fix["checks"][0]["remediation"]["linux"]
+    bad_docs.append(no_fix)
+    evidence = json.loads(json.dumps(good))
+    evidence["checks"][0]["evidence"]["raw"] = "..."
+    bad_docs.append(evidence)
+    counts = json.loads(json.dumps(good))
+    del counts["summary"]["findings"]["info"]
+    bad_docs.append(counts)
     for doc in bad_docs:
         with pytest.raises(jsonschema.ValidationError):
             _validate(doc, schema)
@@ -140,3 +276,10 @@ def test_unknown_format_is_a_value_error(tmp_path: Path) -> None:
         render(rec, "sarif")
     with pytest.raises(ValueError, match="xml"):
         render_history(summaries, "xml")
+
+
+def test_documented_example_matches_schema(schema: dict[str, Any]) -> None:
+    text = (SCHEMA_PATH.parents[1] / "json-output.md").read_text()
+    example = json.loads(text.split("```json\n", 1)[1].split("```", 1)[0])
+    _validate(example, schema)
+    assert example["schema"] == f"mamori.scan/{JSON_SCHEMA_VERSION}"

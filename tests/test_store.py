@@ -9,6 +9,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -18,13 +19,17 @@ from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, inspect, text
 
-from mamori.model import Endpoint, PortState, Proto, Reason, ScanStatus
+from mamori.model import CheckStatus, Endpoint, PortState, Proto, Reason, ScanStatus
 from mamori.store import Store, StoreError, default_db_url
 from mamori.store.engine import normalize_url
 from mamori.store.migrate import SCHEMA_HEAD, alembic_config
 from mamori.store.models import Base
 from store_fixtures import (
+    GIT_EXPOSED,
+    REDIS_OPEN,
+    SAMPLE_CHECKS,
     exercise_roundtrip,
+    nul_check_roundtrip,
     sample_endpoints,
     store_sample_scan,
     writer_command,
@@ -156,7 +161,8 @@ def test_sqlite_pragmas(tmp_path: Path) -> None:
         assert conn.execute(text("PRAGMA journal_mode")).scalar() == "wal"
         assert conn.execute(text("PRAGMA foreign_keys")).scalar() == 1
         assert conn.execute(text("PRAGMA synchronous")).scalar() == 1  # NORMAL
-        assert conn.execute(text("PRAGMA busy_timeout")).scalar() >= 1000
+        busy_ms = conn.execute(text("PRAGMA busy_timeout")).scalar()
+        assert busy_ms is not None and busy_ms >= 1000
 
 
 def test_in_memory_database_works() -> None:
@@ -192,6 +198,107 @@ def test_misuse_is_reported(tmp_path: Path) -> None:
         assert rec is not None and rec.status is ScanStatus.RUNNING and rec.hosts == ()
 
 
+def test_check_results_upsert_by_endpoint_and_check(tmp_path: Path) -> None:
+    with Store.open(str(tmp_path / "m.db")) as store:
+        sid = store.begin_scan("scan", ["127.0.0.1"], {})
+        other = store.begin_scan("scan", ["127.0.0.1"], {})
+        store.add_check_result(sid, REDIS_OPEN)
+        # Same key: replaced, whatever changed (status, evidence, text).
+        passed = replace(
+            REDIS_OPEN, status=CheckStatus.PASSED, confidence=None, evidence=None, summary="ok"
+        )
+        store.add_check_result(sid, passed)
+        # Any part of the key differing makes a new result.
+        store.add_check_result(sid, replace(REDIS_OPEN, port=6379))
+        store.add_check_result(sid, replace(REDIS_OPEN, proto=Proto.UDP))
+        store.add_check_result(sid, replace(REDIS_OPEN, address="::1"))
+        store.add_check_result(sid, replace(REDIS_OPEN, check_id="redis-other"))
+        store.add_check_result(other, REDIS_OPEN)  # another scan's results are its own
+        rec = store.get_scan(sid)
+        assert rec is not None
+        assert len(rec.checks) == 5
+        assert passed in rec.checks and REDIS_OPEN not in rec.checks
+        assert [c.status for c in rec.checks].count(CheckStatus.FINDING) == 4
+        rec_other = store.get_scan(other)
+        assert rec_other is not None and rec_other.checks == (REDIS_OPEN,)
+
+
+def test_check_result_for_unknown_scan_is_refused(tmp_path: Path) -> None:
+    with Store.open(str(tmp_path / "m.db")) as store:
+        with pytest.raises(StoreError):
+            store.add_check_result(4242, GIT_EXPOSED)
+        with store.engine.connect() as conn:
+            assert conn.execute(text("SELECT count(*) FROM check_results")).scalar() == 0
+
+
+def test_check_text_with_nul_is_stored_escaped(tmp_path: Path) -> None:
+    nul_check_roundtrip(f"sqlite:///{tmp_path / 'm.db'}")
+
+
+def test_check_results_columns_and_cascade(tmp_path: Path) -> None:
+    db = tmp_path / "m.db"
+    with Store.open(str(db)) as store:
+        sid = store_sample_scan(store)
+    with sqlite3.connect(db) as conn:
+        conn.execute("PRAGMA foreign_keys=ON")
+        rows = conn.execute(
+            "SELECT check_id, status, severity, layer, confidence, evidence, refs"
+            " FROM check_results WHERE scan_id = ? AND check_id = 'dns-open-resolver'",
+            (sid,),
+        ).fetchall()
+        assert rows == [
+            ("dns-open-resolver", "not-tested", "high", "network", None, None, '["RFC 5358"]')
+        ]
+        # Plain columns a report or a hand-written query can filter on.
+        assert conn.execute(
+            "SELECT count(*) FROM check_results WHERE status = 'finding' AND severity = 'critical'"
+        ).fetchone() == (1,)
+        conn.execute("DELETE FROM scans WHERE id = ?", (sid,))
+        assert conn.execute("SELECT count(*) FROM check_results").fetchone() == (0,)
+    conn.close()
+
+
+def test_upgrade_from_0001_keeps_scans_and_adds_check_results(tmp_path: Path) -> None:
+    db = tmp_path / "old.db"
+    engine = create_engine(f"sqlite:///{db}")
+    try:
+        with engine.begin() as conn:  # a database as mamori with schema 0001 left it
+            command.upgrade(alembic_config(conn), "0001")
+            conn.execute(
+                text(
+                    "INSERT INTO scans (kind, status, started_at, targets, options,"
+                    " mamori_version) VALUES ('scan', 'done', '2025-01-01 00:00:00',"
+                    " '[\"127.0.0.1\"]', '{}', '0.1.0')"
+                )
+            )
+        assert "check_results" not in inspect(engine).get_table_names()
+    finally:
+        engine.dispose()
+    with Store.open(str(db)) as store:
+        (old,) = store.list_scans()
+        rec = store.get_scan(old.id)
+        assert rec is not None and rec.status is ScanStatus.DONE and rec.checks == ()
+        store.add_check_result(old.id, GIT_EXPOSED)
+        rec = store.get_scan(old.id)
+        assert rec is not None and rec.checks == (GIT_EXPOSED,)
+        with store.engine.connect() as conn:
+            assert MigrationContext.configure(conn).get_current_revision() == SCHEMA_HEAD
+            assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
+        # And back: a downgrade to 0001 drops only the new table, keeping the scans.
+        with store.engine.begin() as conn:
+            command.downgrade(alembic_config(conn), "0001")
+        assert "check_results" not in inspect(store.engine).get_table_names()
+        with store.engine.connect() as conn:
+            assert conn.execute(text("SELECT count(*) FROM scans")).scalar() == 1
+
+
+def test_every_sample_check_is_stored_once(tmp_path: Path) -> None:
+    with Store.open(str(tmp_path / "m.db")) as store:
+        rec = store.get_scan(store_sample_scan(store))
+    assert rec is not None
+    assert sorted(c.key for c in rec.checks) == sorted(c.key for c in SAMPLE_CHECKS)
+
+
 def test_list_scans_newest_first_with_counts_and_limit(tmp_path: Path) -> None:
     with Store.open(str(tmp_path / "m.db")) as store:
         ids = [store_sample_scan(store) for _ in range(3)]
@@ -220,9 +327,8 @@ def test_stale_running_scans_are_judged_by_pid_and_host(tmp_path: Path) -> None:
         )
     conn.close()
     with Store.open(str(db)) as store:
-        status = {
-            sid: store.get_scan(sid).status for sid in (s_dead, s_alive, s_other_host, s_done)
-        }  # type: ignore[union-attr]
+        records = {sid: store.get_scan(sid) for sid in (s_dead, s_alive, s_other_host, s_done)}
+    status = {sid: rec.status for sid, rec in records.items() if rec is not None}
     assert status == {
         s_dead: ScanStatus.INTERRUPTED,
         s_alive: ScanStatus.RUNNING,  # this test process is alive
@@ -335,6 +441,7 @@ def test_models_and_migrations_agree_and_downgrade_works(tmp_path: Path) -> None
             "endpoints",
             "services",
             "errors",
+            "check_results",
         }
         with engine.connect() as conn:
             assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []

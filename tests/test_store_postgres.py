@@ -19,8 +19,10 @@ from mamori.store import Store
 from mamori.store.migrate import SCHEMA_HEAD, alembic_config
 from mamori.store.models import Base
 from store_fixtures import (
+    GIT_EXPOSED,
     create_pg_database,
     exercise_roundtrip,
+    nul_check_roundtrip,
     pg_bindir,
     running_postgres,
     store_sample_scan,
@@ -49,6 +51,33 @@ def pg_url(pg_server: str) -> str:
 
 def test_roundtrip_postgres(pg_url: str) -> None:
     exercise_roundtrip(pg_url)
+
+
+def test_check_text_with_nul_is_stored_on_postgres(pg_url: str) -> None:
+    nul_check_roundtrip(pg_url)
+
+
+def test_upgrade_from_0001_on_postgres(pg_url: str) -> None:
+    engine = create_engine(pg_url)
+    try:
+        with engine.begin() as conn:
+            command.upgrade(alembic_config(conn), "0001")
+            conn.execute(
+                text(
+                    "INSERT INTO scans (kind, status, started_at, targets, options,"
+                    " mamori_version) VALUES ('scan', 'done', now(), '[]', '{}', '0.1.0')"
+                )
+            )
+    finally:
+        engine.dispose()
+    with Store.open(pg_url) as store:
+        (old,) = store.list_scans()
+        store.add_check_result(old.id, GIT_EXPOSED)
+        rec = store.get_scan(old.id)
+        assert rec is not None and rec.checks == (GIT_EXPOSED,)
+        with store.engine.connect() as conn:
+            assert MigrationContext.configure(conn).get_current_revision() == SCHEMA_HEAD
+            assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
 
 
 def test_timestamps_are_timestamptz_and_utc(pg_url: str) -> None:

@@ -20,9 +20,11 @@ import typer
 from rich.console import Console
 
 from mamori import __version__
-from mamori.model import ScanStatus
+from mamori.model import ScanStatus, Severity
 
 if TYPE_CHECKING:
+    from mamori.checks.observation import CheckOptions
+    from mamori.checks.spec import CheckSpec
     from mamori.store import Store
 
 EXIT_OK, EXIT_FINDINGS, EXIT_USAGE, EXIT_FAILED = 0, 1, 2, 3
@@ -146,11 +148,26 @@ def scan(
         "--timeout", help="Longest wait for one probe, in seconds.")] = 1.5,
     identify: Annotated[bool, typer.Option(
         "--identify/--no-identify", help="Identify the services that answer.")] = True,
+    no_checks: Annotated[bool, typer.Option(
+        "--no-checks", help="Do not run exposure checks.")] = False,
+    checks: Annotated[str | None, typer.Option(
+        "--checks", help="Run only these checks (comma-separated ids; see `mamori checks list`).",
+    )] = None,
+    fail_on: Annotated[str | None, typer.Option(
+        "--fail-on", help="Exit 1 when a finding at or above this severity is found "
+        "(info, low, medium, high, critical).")] = None,
+    ca_file: Annotated[Path | None, typer.Option(
+        "--ca-file", help="Trust this CA (PEM) in TLS checks.")] = None,
+    proxy_url: Annotated[str | None, typer.Option(
+        "--proxy-url", help="Canary URL open-proxy checks fetch through the target "
+        "(default: a listener mamori starts).")] = None,
+    proxy_pattern: Annotated[str | None, typer.Option(
+        "--proxy-pattern", help="Text the --proxy-url page must contain.")] = None,
     fmt: FormatOption = "table",
     output: OutputOption = None,
     db: DbOption = None,
 ) -> None:
-    """Sweep TARGETS' ports, identify what answers, and keep the result."""
+    """Sweep TARGETS' ports, identify what answers, run the exposure checks, keep the result."""
     from mamori.net.sweep import SweepOptions
     from mamori.pipeline import ScanPlan
     from mamori.ports import PortSpecError
@@ -166,6 +183,12 @@ def scan(
             raise UsageProblem("--top-ports must be between 1 and 65535")
         tcp, udp_ports = _select_ports(ports, top_ports, udp, exclude_ports)
         chosen = expand_targets(targets, exclude or ())
+        threshold = _severity(fail_on)
+        specs = _chosen_checks(checks, no_checks, identify)
+        if ca_file is not None and not ca_file.is_file():
+            raise UsageProblem(f"--ca-file {ca_file} is not a readable file")
+        if (proxy_url is None) != (proxy_pattern is None):
+            raise UsageProblem("--proxy-url and --proxy-pattern go together")
     except (UsageProblem, PortSpecError, TargetSpecError) as exc:
         _fail(EXIT_USAGE, str(exc))
 
@@ -175,11 +198,14 @@ def scan(
         udp_ports=tuple(udp_ports),
         sweep=SweepOptions(max_timeout=timeout, rate=rate, parent_lane=False),
         identify=identify,
+        checks=tuple(specs),
+        check_options=_check_options(ca_file, proxy_url, proxy_pattern) if specs else None,
     )
     options = {
         "ports": ports, "top_ports": top_ports, "udp": udp, "exclude": exclude or [],
         "exclude_ports": exclude_ports, "rate": rate, "timeout": timeout, "identify": identify,
         "tcp_port_count": len(plan.tcp_ports), "udp_port_count": len(plan.udp_ports),
+        "checks": [c.id for c in specs], "fail_on": fail_on,
     }
     from mamori.jobs import run_job
     from mamori.progress import progress_reporter
@@ -205,6 +231,53 @@ def scan(
         raise typer.Exit(130)
     if result.status is not ScanStatus.DONE:
         raise typer.Exit(EXIT_FAILED)
+    if threshold is not None and result.record is not None and any(
+        f.severity.rank >= threshold.rank for f in result.record.findings
+    ):
+        raise typer.Exit(EXIT_FINDINGS)
+
+
+def _severity(name: str | None) -> Severity | None:
+    if name is None:
+        return None
+    try:
+        return Severity(name.lower())
+    except ValueError:
+        choices = ", ".join(s.value for s in Severity)
+        raise UsageProblem(
+            f"unknown severity {name!r} for --fail-on (choose from {choices})"
+        ) from None
+
+
+def _chosen_checks(ids: str | None, no_checks: bool, identify: bool) -> list[CheckSpec]:
+    """The checks to run; raises UsageProblem for an unknown id or contradictory flags."""
+    if no_checks:
+        if ids:
+            raise UsageProblem("give either --checks or --no-checks, not both")
+        return []
+    if not identify:
+        if ids:
+            raise UsageProblem("checks need identification: drop --no-identify")
+        return []
+    from mamori.checks.catalog import CatalogError, select
+
+    wanted = [i.strip() for i in ids.split(",") if i.strip()] if ids else None
+    try:
+        return select(wanted)
+    except CatalogError as exc:
+        raise UsageProblem(str(exc)) from None
+
+
+def _check_options(
+    ca_file: Path | None, proxy_url: str | None, proxy_pattern: str | None
+) -> CheckOptions:
+    from mamori.checks.observation import CheckOptions
+
+    return CheckOptions(
+        ca_file=str(ca_file) if ca_file else None,
+        proxy_canary_url=proxy_url,
+        proxy_canary_pattern=proxy_pattern,
+    )
 
 
 @app.command()
@@ -248,6 +321,42 @@ def show(
     if record is None:
         _fail(EXIT_USAGE, f"no scan with id {scan_id}")
     _emit(render(record, fmt), output)
+
+
+checks_app = typer.Typer(help="The exposure-check catalog.", no_args_is_help=True)
+app.add_typer(checks_app, name="checks")
+
+
+@checks_app.command("list")
+def checks_list(fmt: FormatOption = "table") -> None:
+    """List every check: id, severity, layer, services, title."""
+    try:
+        _check_format(fmt)
+    except UsageProblem as exc:
+        _fail(EXIT_USAGE, str(exc))
+    from mamori.checks.catalog import default_catalog
+    from mamori.report.catalog import render_catalog
+
+    _emit(render_catalog(list(default_catalog().values()), fmt), None)
+
+
+@checks_app.command("show")
+def checks_show(
+    check_id: Annotated[str, typer.Argument(help="A check id from `mamori checks list`.")],
+    fmt: FormatOption = "table",
+) -> None:
+    """Print one check in full: what it tests, why it matters, how to fix, references."""
+    try:
+        _check_format(fmt)
+    except UsageProblem as exc:
+        _fail(EXIT_USAGE, str(exc))
+    from mamori.checks.catalog import default_catalog
+    from mamori.report.catalog import render_check
+
+    spec = default_catalog().get(check_id)
+    if spec is None:
+        _fail(EXIT_USAGE, f"unknown check {check_id!r} (see mamori checks list)")
+    _emit(render_check(spec, fmt), None)
 
 
 def main() -> None:

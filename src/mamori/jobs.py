@@ -16,7 +16,16 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from mamori.model import Endpoint, ProbeError, Proto, ScanRecord, ScanStatus, Service, Target
+from mamori.model import (
+    CheckResult,
+    Endpoint,
+    ProbeError,
+    Proto,
+    ScanRecord,
+    ScanStatus,
+    Service,
+    Target,
+)
 from mamori.pipeline import ProgressFn, ScanPlan, run_scan
 
 if TYPE_CHECKING:
@@ -71,6 +80,9 @@ class _DeferredSink:
 
     def on_not_shown(self, address: str, counts: dict[str, dict[str, int]]) -> None:
         self._do(lambda s, i: s.set_not_shown(i, address, counts))
+
+    def on_check(self, result: CheckResult) -> None:
+        self._do(lambda s, i: s.add_check_result(i, result))
 
 
 def _open_and_begin(

@@ -12,7 +12,7 @@ import asyncio
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from mamori.model import (
     Endpoint,
@@ -27,6 +27,11 @@ from mamori.model import (
 from mamori.net.stream import Limits
 from mamori.net.sweep import SweepOptions, SweepStats, tcp_sweep
 from mamori.net.udp import udp_sweep
+
+if TYPE_CHECKING:
+    from mamori.checks.observation import CheckOptions
+    from mamori.checks.spec import CheckSpec
+    from mamori.model import CheckResult
 
 # Silent UDP ports with no port-specific payload get every UDP payload in turn, so a DNS server
 # on port 4353 is still found and named; capped because each try costs a timeout.
@@ -46,6 +51,10 @@ class ScanPlan:
     identify: bool = True
     identify_concurrency: int = 32
     identify_budget: float = 15.0
+    # Exposure checks run on each identified endpoint (empty: none). Judged per endpoint right
+    # after identification, so checks overlap the rest of the scan.
+    checks: tuple[CheckSpec, ...] = ()
+    check_options: CheckOptions | None = None
     probe_limits: Limits = field(default_factory=Limits)
 
     @property
@@ -61,6 +70,7 @@ class ScanSink(Protocol):
     def on_service(self, address: str, proto: Proto, port: int, service: Service) -> None: ...
     def on_error(self, error: ProbeError) -> None: ...
     def on_not_shown(self, address: str, counts: dict[str, dict[str, int]]) -> None: ...
+    def on_check(self, result: CheckResult) -> None: ...
 
 
 class ProgressFn(Protocol):
@@ -207,7 +217,8 @@ class _Runner:
             try:
                 svc, errors = await asyncio.wait_for(
                     identify_tcp(r.address, r.port, limits=self.plan.probe_limits,
-                                 budget=self.plan.identify_budget),
+                                 budget=self.plan.identify_budget,
+                                 server_hostname=names.get(r.address)),
                     timeout=self.plan.identify_budget + 5,
                 )
             except TimeoutError:
@@ -217,7 +228,17 @@ class _Runner:
                 self.sink.on_error(e)
             if svc is not None:
                 self.sink.on_service(r.address, Proto.TCP, r.port, svc)
+                await self._check(_endpoint(r), svc, names.get(r.address))
             self.progress(advance=1)
+
+    async def _check(self, endpoint: Endpoint, svc: Service, hostname: str | None) -> None:
+        if not self.plan.checks:
+            return
+        from mamori.checks.engine import run_checks
+
+        for result in await run_checks(self.plan.checks, endpoint, svc, hostname=hostname,
+                                       options=self.plan.check_options):
+            self.sink.on_check(result)
 
     async def run(self) -> None:
         names = {t.address: t.hostname for t in self.plan.targets}
@@ -240,6 +261,7 @@ class _Runner:
             svc = identify_udp(r.port, r.reply or b"")
             if svc is not None:
                 self.sink.on_service(r.address, Proto.UDP, r.port, svc)
+                await self._check(_endpoint(r), svc, names.get(r.address))
         for address, counts in self.not_shown.items():
             self.sink.on_not_shown(address, counts)
 

@@ -13,7 +13,10 @@ from typing import Any
 
 from mamori.model import (
     JSON_SCHEMA_VERSION,
+    CheckResult,
+    CheckStatus,
     Endpoint,
+    Evidence,
     HostResult,
     PortState,
     ProbeError,
@@ -21,6 +24,7 @@ from mamori.model import (
     ScanStatus,
     ScanSummary,
     Service,
+    Severity,
 )
 
 SCAN_SCHEMA_ID = f"mamori.scan/{JSON_SCHEMA_VERSION}"
@@ -93,6 +97,63 @@ def error_to_dict(err: ProbeError) -> dict[str, Any]:
     }
 
 
+REMEDIATION_KEYS = ("linux", "macos", "router")
+
+
+def evidence_to_dict(ev: Evidence) -> dict[str, Any]:
+    """Return the JSON object for a check's evidence (request/reply are remote-controlled)."""
+    return {
+        "test": ev.test,
+        "request": ev.request,
+        "reply": ev.reply,
+        "facts": {str(k): str(v) for k, v in ev.facts.items()},
+    }
+
+
+def check_to_dict(result: CheckResult) -> dict[str, Any]:
+    """Return the JSON object for one check run against one endpoint."""
+    remediation: dict[str, str | None] = {k: result.remediation.get(k) for k in REMEDIATION_KEYS}
+    # Any further platform a check names is kept, never dropped.
+    remediation.update(
+        {str(k): str(v) for k, v in result.remediation.items() if k not in REMEDIATION_KEYS}
+    )
+    return {
+        "check_id": result.check_id,
+        "address": result.address,
+        "port": result.port,
+        "proto": result.proto.value,
+        "status": result.status.value,
+        "severity": result.severity.value,
+        "layer": result.layer.value,
+        "confidence": result.confidence.value if result.confidence is not None else None,
+        "title": result.title,
+        "summary": result.summary,
+        "evidence": evidence_to_dict(result.evidence) if result.evidence is not None else None,
+        "remediation": remediation,
+        "references": list(result.references),
+    }
+
+
+def check_counts(checks: Sequence[CheckResult]) -> dict[str, Any]:
+    """Return the summary's check counts: findings per severity (every level, worst first),
+    passed, not tested, and the total."""
+    findings = {s.value: 0 for s in sorted(Severity, key=lambda s: -s.rank)}
+    passed = not_tested = 0
+    for c in checks:
+        if c.status is CheckStatus.FINDING:
+            findings[c.severity.value] += 1
+        elif c.status is CheckStatus.PASSED:
+            passed += 1
+        else:
+            not_tested += 1
+    return {
+        "checks": len(checks),
+        "findings": findings,
+        "passed": passed,
+        "not_tested": not_tested,
+    }
+
+
 def scan_to_dict(record: ScanRecord) -> dict[str, Any]:
     """Return the whole scan as plain JSON-ready data (schema ``mamori.scan/1.x``)."""
     open_ports = sum(1 for h in record.hosts for ep in h.endpoints if ep.state is PortState.OPEN)
@@ -115,9 +176,11 @@ def scan_to_dict(record: ScanRecord) -> dict[str, Any]:
             "endpoints": sum(len(h.endpoints) for h in record.hosts),
             "open_ports": open_ports,
             "errors": len(record.errors),
+            **check_counts(record.checks),
         },
         "hosts": [host_to_dict(h) for h in record.hosts],
         "errors": [error_to_dict(e) for e in record.errors],
+        "checks": [check_to_dict(c) for c in record.checks],
     }
 
 

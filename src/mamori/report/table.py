@@ -1,8 +1,9 @@
 """Terminal output: compact, nmap-like tables rendered with rich into a string.
 
-Every probe error is printed (under its host, or at the end for scan-level ones): "could not
-test" must never read as "nothing there". Text that came from the network is sanitised so a
-hostile banner cannot drive the terminal.
+Every probe error is printed (under its host, or at the end for scan-level ones), and so is
+every check that could not run: "could not test" must never read as "nothing there". Text that
+came from the network is sanitised so a hostile banner cannot drive the terminal, and rich
+markup is off, so "[bold]" in a banner stays literal text.
 """
 
 from __future__ import annotations
@@ -12,17 +13,22 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from rich.console import Console, RenderableType
+from rich.padding import Padding
 from rich.table import Table
 from rich.text import Text
 
 from mamori.model import (
+    CheckResult,
+    CheckStatus,
     Endpoint,
     HostResult,
+    Layer,
     PortState,
     ProbeError,
     ScanRecord,
     ScanStatus,
     ScanSummary,
+    Severity,
 )
 from mamori.report.json import duration_s
 
@@ -42,6 +48,25 @@ _STATUS_WARNING = {
     ScanStatus.RUNNING: "SCAN STILL RUNNING (or stopped on another host): "
     "the results below are partial.",
 }
+
+
+_SEVERITY_STYLE = {
+    Severity.CRITICAL: "bold red",
+    Severity.HIGH: "red",
+    Severity.MEDIUM: "yellow",
+    Severity.LOW: "cyan",
+    Severity.INFO: "",
+}
+
+_LAYER_TITLE = {
+    Layer.OS: "OS layer",
+    Layer.NETWORK: "Network layer (TCP/IP)",
+    Layer.APPLICATION: "Application layer",
+}
+_LAYER_ORDER = {layer: i for i, layer in enumerate(Layer)}
+
+_DETAIL_INDENT = 6  # columns of indentation for a finding's detail lines
+_NOT_TESTED_PREFIX = "not tested: "
 
 
 def clean(value: str, limit: int = 200) -> str:
@@ -155,6 +180,95 @@ def _host_renderables(host: HostResult, errors: Sequence[ProbeError]) -> list[Re
     return out
 
 
+def _endpoint_text(address: str, port: int, proto: str) -> str:
+    host = clean(address, 64)
+    if ":" in host:
+        host = f"[{host}]"  # IPv6: keep the port readable
+    return f"{host}:{port}/{proto}"
+
+
+def _short(value: str, limit: int) -> str:
+    """The first non-empty line of ``value``, cleaned and capped (a short fix, a one-liner)."""
+    for line in value.splitlines():
+        if line.strip():
+            return clean(line.strip(), limit)
+    return ""
+
+
+def _finding_renderables(c: CheckResult) -> list[RenderableType]:
+    head = Text(c.severity.value.upper(), style=_SEVERITY_STYLE[c.severity])
+    confidence = c.confidence.value if c.confidence is not None else "?"
+    head.append(
+        f" ({confidence})  {_endpoint_text(c.address, c.port, c.proto.value)}"
+        f"  {clean(c.title, 160)} [{clean(c.check_id, 64)}]"
+    )
+    lines = [clean(c.summary, 300)]
+    if c.evidence is not None:
+        lines.append(f"test: {clean(c.evidence.test, 300)}")
+    fix = _short(c.remediation.get("linux", ""), 200)
+    if fix:
+        lines.append(f"fix (Linux): {fix}")
+    # Padding, not leading blanks: wrapped lines keep the indentation.
+    out: list[RenderableType] = [Padding(head, (0, 0, 0, 2))]
+    out.extend(Padding(Text(line), (0, 0, 0, _DETAIL_INDENT)) for line in lines)
+    return out
+
+
+def _findings_header(findings: Sequence[CheckResult]) -> Text:
+    header = Text(f"Findings ({len(findings)})", style="bold")
+    counts = {s: sum(1 for c in findings if c.severity is s) for s in Severity}
+    parts = [(s, n) for s, n in sorted(counts.items(), key=lambda kv: -kv[0].rank) if n]
+    for i, (sev, n) in enumerate(parts):
+        header.append(": " if i == 0 else ", ")
+        header.append(f"{n} {sev.value}", style=_SEVERITY_STYLE[sev])
+    return header
+
+
+def _not_tested_line(c: CheckResult) -> str:
+    reason = c.summary
+    if reason.startswith(_NOT_TESTED_PREFIX):
+        reason = reason[len(_NOT_TESTED_PREFIX) :]
+    where = _endpoint_text(c.address, c.port, c.proto.value)
+    return f"not tested: {clean(c.check_id, 64)} on {where}: {clean(reason, 300)}"
+
+
+def _checks_renderables(checks: Sequence[CheckResult]) -> list[RenderableType]:
+    """The findings (grouped by layer, worst first), every check not tested, the pass count."""
+    if not checks:
+        return []  # no checks were run: nothing to say, and nothing claimed
+    out: list[RenderableType] = [Text("")]
+    findings = [c for c in checks if c.status is CheckStatus.FINDING]
+    if findings:
+        out.append(_findings_header(findings))
+        by_layer: dict[Layer, list[CheckResult]] = {}
+        for c in findings:
+            by_layer.setdefault(c.layer, []).append(c)
+        # The layer holding the worst finding comes first; equal ones in OS/network/app order.
+        layers = sorted(
+            by_layer,
+            key=lambda layer: (-max(c.severity.rank for c in by_layer[layer]), _LAYER_ORDER[layer]),
+        )
+        for i, layer in enumerate(layers):
+            if i:
+                out.append(Text(""))
+            out.append(Text(_LAYER_TITLE[layer], style="bold"))
+            # A stable sort: the store's order (host, port, check) survives within a severity.
+            for c in sorted(by_layer[layer], key=lambda c: -c.severity.rank):
+                out.extend(_finding_renderables(c))
+    else:
+        out.append(Text("Findings: none", style="bold green"))
+    not_tested = [c for c in checks if c.status is CheckStatus.NOT_TESTED]
+    if not_tested:
+        out.append(Text(""))
+        out.append(Text(f"Checks not tested ({len(not_tested)}):", style="bold yellow"))
+        out.extend(
+            Padding(Text(_not_tested_line(c), style="yellow"), (0, 0, 0, 2)) for c in not_tested
+        )
+    passed = sum(1 for c in checks if c.status is CheckStatus.PASSED)
+    out.append(Text(f"{passed} check{'' if passed == 1 else 's'} passed"))
+    return out
+
+
 def render_table(record: ScanRecord, *, width: int | None = None, color: bool = False) -> str:
     """Return the scan as compact nmap-like text (ANSI colours only when ``color``)."""
     console, buf = _console(width, color)
@@ -186,6 +300,8 @@ def render_table(record: ScanRecord, *, width: int | None = None, color: bool = 
         console.print()
         for item in _host_renderables(host, by_host.get(host.address, ())):
             console.print(item)
+    for item in _checks_renderables(record.checks):
+        console.print(item)
     if loose:
         console.print()
         console.print(Text(f"Not tested ({len(loose)}):", style="bold yellow"))

@@ -140,3 +140,33 @@ class ErrorRow(Base):
     kind: Mapped[str] = mapped_column(String(16))
     detail: Mapped[str] = mapped_column(Text)
     probe: Mapped[str | None] = mapped_column(String(64), nullable=True)
+
+
+class CheckResultRow(Base):
+    """One exposure check run against one endpoint: a finding, a pass, or "not tested".
+
+    The columns a report filters or sorts on are columns; the rest (evidence, remediation,
+    references) is JSON, read back whole. The unique key starts with ``scan_id``, so it also
+    serves the per-scan lookups of ``get_scan``.
+    """
+
+    __tablename__ = "check_results"
+    __table_args__ = (UniqueConstraint("scan_id", "address", "proto", "port", "check_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    scan_id: Mapped[int] = mapped_column(ForeignKey("scans.id", ondelete="CASCADE"))
+    address: Mapped[str] = mapped_column(String(64))
+    port: Mapped[int] = mapped_column(Integer)
+    proto: Mapped[str] = mapped_column(String(8))
+    check_id: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16))
+    severity: Mapped[str] = mapped_column(String(16))
+    layer: Mapped[str] = mapped_column(String(16))
+    confidence: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    title: Mapped[str] = mapped_column(Text)
+    summary: Mapped[str] = mapped_column(Text)
+    # {"test", "request", "reply", "facts"}; SQL NULL when the check produced no evidence.
+    evidence: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True), nullable=True)
+    remediation: Mapped[dict[str, str]] = mapped_column(JSON)
+    # Not "references": a reserved word in SQL, awkward in every hand-written query.
+    refs: Mapped[list[str]] = mapped_column(JSON)

@@ -22,9 +22,14 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from mamori import __version__
 from mamori.model import (
+    CheckResult,
+    CheckStatus,
+    Confidence,
     Endpoint,
     ErrorKind,
+    Evidence,
     HostResult,
+    Layer,
     PortState,
     ProbeError,
     Proto,
@@ -33,6 +38,7 @@ from mamori.model import (
     ScanStatus,
     ScanSummary,
     Service,
+    Severity,
 )
 from mamori.store.engine import (
     default_db_url,
@@ -43,7 +49,14 @@ from mamori.store.engine import (
 )
 from mamori.store.errors import StoreError
 from mamori.store.migrate import migrate
-from mamori.store.models import EndpointRow, ErrorRow, HostRow, ScanRow, ServiceRow
+from mamori.store.models import (
+    CheckResultRow,
+    EndpointRow,
+    ErrorRow,
+    HostRow,
+    ScanRow,
+    ServiceRow,
+)
 
 __all__ = ["Store", "StoreError", "default_db_url"]
 
@@ -57,6 +70,89 @@ def _json_safe(value: Mapping[str, Any], what: str) -> dict[str, Any]:
         return dict(json.loads(json.dumps(dict(value))))
     except (TypeError, ValueError) as exc:
         raise StoreError(f"{what} are not JSON-serialisable: {exc}") from exc
+
+
+def _no_nul(value: str) -> str:
+    # PostgreSQL text cannot hold NUL; remote-controlled text might. Escaped the way evidence
+    # excerpts escape other unprintable characters, so the result is stored, not lost.
+    return value.replace("\x00", "\\x00")
+
+
+def _opt_no_nul(value: str | None) -> str | None:
+    return None if value is None else _no_nul(value)
+
+
+def _check_values(result: CheckResult) -> dict[str, Any]:
+    """The non-key columns of one check result, ready to write."""
+    ev = result.evidence
+    evidence = None
+    if ev is not None:
+        evidence = {
+            "test": _no_nul(ev.test),
+            "request": _opt_no_nul(ev.request),
+            "reply": _opt_no_nul(ev.reply),
+            "facts": {_no_nul(str(k)): _no_nul(str(v)) for k, v in ev.facts.items()},
+        }
+    return {
+        "status": result.status.value,
+        "severity": result.severity.value,
+        "layer": result.layer.value,
+        "confidence": result.confidence.value if result.confidence is not None else None,
+        "title": _no_nul(result.title),
+        "summary": _no_nul(result.summary),
+        "evidence": evidence,
+        "remediation": {_no_nul(str(k)): _no_nul(str(v)) for k, v in result.remediation.items()},
+        "refs": [_no_nul(str(r)) for r in result.references],
+    }
+
+
+def _check_from_row(m: Any) -> CheckResult:
+    ev = m.evidence
+    evidence = None
+    if ev is not None:
+        evidence = Evidence(
+            test=ev["test"],
+            request=ev.get("request"),
+            reply=ev.get("reply"),
+            facts=dict(ev.get("facts") or {}),
+        )
+    return CheckResult(
+        check_id=m.check_id,
+        address=m.address,
+        port=m.port,
+        proto=Proto(m.proto),
+        status=CheckStatus(m.status),
+        severity=Severity(m.severity),
+        layer=Layer(m.layer),
+        confidence=Confidence(m.confidence) if m.confidence is not None else None,
+        title=m.title,
+        summary=m.summary,
+        evidence=evidence,
+        remediation=dict(m.remediation or {}),
+        references=tuple(m.refs or ()),
+    )
+
+
+# Findings first (worst first), then what could not be tested, then what passed.
+_STATUS_ORDER = {CheckStatus.FINDING: 0, CheckStatus.NOT_TESTED: 1, CheckStatus.PASSED: 2}
+
+
+def _sort_checks(checks: list[CheckResult], host_order: Sequence[str]) -> tuple[CheckResult, ...]:
+    rank = {address: i for i, address in enumerate(host_order)}
+    return tuple(
+        sorted(
+            checks,
+            key=lambda c: (
+                _STATUS_ORDER[c.status],
+                -c.severity.rank if c.status is CheckStatus.FINDING else 0,
+                rank.get(c.address, len(rank)),
+                c.address,
+                c.proto.value,
+                c.port,
+                c.check_id,
+            ),
+        )
+    )
 
 
 def _pid_alive(pid: int) -> bool:
@@ -259,6 +355,32 @@ class Store:
                 )
             )
 
+    def add_check_result(self, scan_id: int, result: CheckResult) -> None:
+        """Record (or replace) one check's result on one endpoint, and commit.
+
+        A second result for the same (address, proto, port, check_id) in the same scan
+        replaces the first. NUL characters in text are stored escaped as ``\\x00``.
+        Raises ``StoreError`` when the write fails (e.g. unknown scan id).
+        """
+        key = {
+            "scan_id": scan_id,
+            "address": result.address,
+            "proto": result.proto.value,
+            "port": result.port,
+            "check_id": result.check_id,
+        }
+        values = _check_values(result)
+        with self._tx() as conn:
+            stmt = _upsert(conn, CheckResultRow.__table__, {**key, **values}, list(key), values)
+            if stmt is not None:
+                conn.execute(stmt)
+                return
+            where = and_(*(getattr(CheckResultRow, k) == v for k, v in key.items()))
+            if conn.execute(select(CheckResultRow.id).where(where)).first() is None:
+                conn.execute(insert(CheckResultRow).values(**key, **values))
+            else:
+                conn.execute(update(CheckResultRow).where(where).values(**values))
+
     def finish_scan(self, scan_id: int, status: ScanStatus) -> None:
         """Set the scan's final status and finish time.
 
@@ -333,11 +455,12 @@ class Store:
     # -- reading -----------------------------------------------------------------------------
 
     def get_scan(self, scan_id: int) -> ScanRecord | None:
-        """Return the stored scan with its hosts, endpoints, services and errors, or None.
+        """Return the stored scan with its hosts, endpoints, services, errors and checks, or None.
 
         Hosts come in the order they were first recorded (hosts known only from endpoints or
-        errors follow); endpoints are sorted by (proto, port). Raises ``StoreError`` on
-        database failure.
+        errors follow); endpoints are sorted by (proto, port). Check results come findings
+        first (critical first), then not tested, then passed; ties in host order, then by
+        (proto, port, check id). Raises ``StoreError`` on database failure.
         """
         with self._tx() as conn:
             scan = conn.execute(select(ScanRow.__table__).where(ScanRow.id == scan_id)).first()
@@ -356,6 +479,9 @@ class Store:
             ).all()
             err_rows = conn.execute(
                 select(ErrorRow.__table__).where(ErrorRow.scan_id == scan_id).order_by(ErrorRow.id)
+            ).all()
+            check_rows = conn.execute(
+                select(CheckResultRow.__table__).where(CheckResultRow.scan_id == scan_id)
             ).all()
 
         endpoints: dict[str, list[Endpoint]] = {}
@@ -426,6 +552,9 @@ class Store:
             hosts=tuple(hosts),
             errors=errors,
             mamori_version=scan.mamori_version,
+            checks=_sort_checks(
+                [_check_from_row(r) for r in check_rows], [h.address for h in hosts]
+            ),
         )
 
     def list_scans(self, limit: int = 50) -> list[ScanSummary]:

@@ -1,0 +1,1 @@
+"""Knowledge tables the checks consult (data as typed Python, enforced by their own tests)."""
