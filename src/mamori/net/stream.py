@@ -140,12 +140,16 @@ class BoundedStream:
         return cls(reader, writer, limits)
 
     @property
+    def ssl_object(self) -> ssl.SSLObject | None:
+        """The TLS connection (certificates, cipher, version), or None on a plain one."""
+        obj = self._writer.get_extra_info("ssl_object")
+        return obj if isinstance(obj, ssl.SSLObject) else None
+
+    @property
     def tls_version(self) -> str | None:
         """The negotiated TLS version ("TLSv1.3"), or None on a plain connection."""
-        obj = self._writer.get_extra_info("ssl_object")
-        if isinstance(obj, ssl.SSLObject):
-            return obj.version()
-        return None
+        obj = self.ssl_object
+        return obj.version() if obj is not None else None
 
     def rearm(self, limits: Limits | None = None) -> None:
         """Start a fresh byte count and deadline (under new ``limits`` if given) on this

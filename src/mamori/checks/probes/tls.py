@@ -15,7 +15,6 @@ import warnings
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from functools import cache
-from typing import Any
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
@@ -145,10 +144,8 @@ async def tls_certificate(ctx: ProbeContext, params: Params) -> Observation:
 def _peer_chain(stream: BoundedStream) -> list[bytes]:
     """DER certificates the peer sent, leaf first. Python 3.11 exposes the unverified chain
     only on the private _sslobj (public from 3.13); fall back to the leaf alone."""
-    # BoundedStream offers no accessor for the SSL object yet; read it from the transport.
-    writer: Any = getattr(stream, "_writer", None)
-    obj = writer.get_extra_info("ssl_object") if writer is not None else None
-    if not isinstance(obj, ssl.SSLObject):
+    obj = stream.ssl_object
+    if obj is None:
         return []
     inner = getattr(obj, "_sslobj", None)
     getter = getattr(inner, "get_unverified_chain", None) or getattr(
