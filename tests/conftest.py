@@ -63,6 +63,36 @@ def _guarded_sendto(self: socket.socket, data: Any, *args: Any) -> int:
     return _orig_sendto(self, data, *args)
 
 
+# Name lookups go to the system resolver, which is off this machine: a test may resolve only
+# literal addresses and "localhost" (/etc/hosts). Reverse lookups are never needed; Python's
+# http.server calls getfqdn() on bind, which would ask the outside resolver for a PTR record.
+_orig_getaddrinfo = socket.getaddrinfo
+
+
+def _is_literal(host: object) -> bool:
+    try:
+        ipaddress.ip_address(str(host).split("%", 1)[0].strip("[]"))
+    except ValueError:
+        return False
+    return True
+
+
+def _guarded_getaddrinfo(host: Any, *args: Any, **kwargs: Any) -> Any:
+    if host not in (None, "", "localhost", b"localhost") and not _is_literal(
+        host.decode() if isinstance(host, bytes) else host
+    ):
+        raise ForbiddenDestination(f"tests must not look up the name {host!r}")
+    return _orig_getaddrinfo(host, *args, **kwargs)
+
+
+def _no_reverse_lookup(*args: Any, **kwargs: Any) -> Any:
+    raise ForbiddenDestination("tests must not make reverse DNS lookups")
+
+
+socket.getaddrinfo = _guarded_getaddrinfo
+socket.gethostbyaddr = _no_reverse_lookup
+socket.getnameinfo = _no_reverse_lookup
+socket.getfqdn = lambda name="": name or "localhost"
 socket.socket.connect = _guarded_connect  # type: ignore[method-assign]
 socket.socket.connect_ex = _guarded_connect_ex  # type: ignore[method-assign]
 socket.socket.sendto = _guarded_sendto  # type: ignore[method-assign,assignment]

@@ -463,7 +463,11 @@ def start_unbound(workdir: Path, host: str, port: int) -> Daemon:
         f'  username: ""\n  directory: "{workdir}"\n  pidfile: "{pid}"\n'
         '  use-syslog: no\n  logfile: ""\n  do-ip6: no\n  access-control: 127.0.0.0/8 allow\n'
         '  module-config: "iterator"\n  hide-version: no\n  hide-identity: yes\n'
-        "  num-threads: 1\n  outgoing-range: 16\n  do-not-query-localhost: yes\n"
+        "  num-threads: 1\n  outgoing-range: 16\n  do-not-query-localhost: no\n"
+        # Never the Internet: every name is "delegated" to a loopback address where nothing
+        # answers, so a recursive query (an open-resolver check) fails here, on this machine.
+        "  outgoing-interface: 127.0.0.1\n"
+        'stub-zone:\n  name: "."\n  stub-addr: 127.0.20.254@53\n'
         "remote-control:\n  control-enable: no\n"
     )
     proc, log = _spawn([unbound, "-d", "-c", str(cfg)], workdir, "unbound.log")

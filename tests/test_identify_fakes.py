@@ -248,5 +248,6 @@ def test_every_tcp_probe_is_exercised_by_a_test_server() -> None:
     tcp_services = {m.service for p in load_table().tcp() for m in p.matchers}
     covered = {"ssh", "ftp", "smtp", "pop3", "imap", "telnet", "http", "tls", "dns", "redis",
                "memcached", "mongodb", "postgresql", "mysql", "smb", "rsync", "mqtt", "vnc",
-               "rdp", "elasticsearch", "docker", "afp"}
+               "rdp", "elasticsearch", "docker", "afp",
+               "rpcbind"}  # rpcbind: tests/test_identify_rpcbind.py
     assert tcp_services <= covered

@@ -25,6 +25,10 @@ class CheckOptions:
     proxy_canary_url: str | None = None
     proxy_canary_pattern: str | None = None
     ca_file: str | None = None  # trust this CA for TLS checks
+    # Open-resolver check: a name the target is not authoritative for, and the addresses its
+    # true answer has (overrides the check file's default well-known name).
+    resolver_check_name: str | None = None
+    resolver_check_addresses: tuple[str, ...] = ()
     limits: Limits = field(default_factory=lambda: Limits(read_cap=65536, idle_timeout=3.0,
                                                           deadline=8.0, connect_timeout=3.0))
 
