@@ -1,10 +1,15 @@
-"""rpcbind is named from its reply to an ONC RPC NULL call, on any port."""
+"""rpcbind and SOCKS 5 are named from what answers, on any port."""
 
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
+
+import pytest
 
 import fixtures_sharing as fs
+import fixtures_smtp as fsm
+import identify_fixtures as fx
 from mamori.identify.engine import identify_tcp
 
 HOST = "127.0.68.1"
@@ -14,3 +19,13 @@ def test_portmapper_is_identified_on_an_unusual_port() -> None:
     with fs.RpcService(HOST, 11111, 12049, []):
         service, _ = asyncio.run(identify_tcp(HOST, 11111, budget=10))
     assert service is not None and service.name == "rpcbind"
+
+
+def test_dante_socks5_is_identified_on_an_unusual_port(tmp_path: Path) -> None:
+    try:
+        daemon = fsm.start_danted(tmp_path, "127.0.68.2", 11080, mode="open")
+    except fx.DaemonUnavailable as exc:
+        pytest.skip(str(exc))
+    with daemon:
+        service, _ = asyncio.run(identify_tcp("127.0.68.2", 11080, budget=10))
+    assert service is not None and service.name == "socks5"
