@@ -163,6 +163,11 @@ def scan(
         "(default: a listener mamori starts).")] = None,
     proxy_pattern: Annotated[str | None, typer.Option(
         "--proxy-pattern", help="Text the --proxy-url page must contain.")] = None,
+    smtp_canary_domain: Annotated[str | None, typer.Option(
+        "--smtp-canary-domain", help="A domain whose mail reaches `mamori canary smtp`: open-"
+        "relay checks then prove delivery.")] = None,
+    smtp_canary_inbox: Annotated[Path | None, typer.Option(
+        "--smtp-canary-inbox", help="The directory that sink writes received mail to.")] = None,
     fmt: FormatOption = "table",
     output: OutputOption = None,
     db: DbOption = None,
@@ -185,10 +190,8 @@ def scan(
         chosen = expand_targets(targets, exclude or ())
         threshold = _severity(fail_on)
         specs = _chosen_checks(checks, no_checks, identify)
-        if ca_file is not None and not ca_file.is_file():
-            raise UsageProblem(f"--ca-file {ca_file} is not a readable file")
-        if (proxy_url is None) != (proxy_pattern is None):
-            raise UsageProblem("--proxy-url and --proxy-pattern go together")
+        _check_canary_inputs(ca_file, proxy_url, proxy_pattern, smtp_canary_domain,
+                             smtp_canary_inbox)
     except (UsageProblem, PortSpecError, TargetSpecError) as exc:
         _fail(EXIT_USAGE, str(exc))
 
@@ -199,7 +202,9 @@ def scan(
         sweep=SweepOptions(max_timeout=timeout, rate=rate, parent_lane=False),
         identify=identify,
         checks=tuple(specs),
-        check_options=_check_options(ca_file, proxy_url, proxy_pattern) if specs else None,
+        check_options=_check_options(
+            ca_file, proxy_url, proxy_pattern, smtp_canary_domain, smtp_canary_inbox
+        ) if specs else None,
     )
     options = {
         "ports": ports, "top_ports": top_ports, "udp": udp, "exclude": exclude or [],
@@ -237,6 +242,21 @@ def scan(
         raise typer.Exit(EXIT_FINDINGS)
 
 
+def _check_canary_inputs(
+    ca_file: Path | None, proxy_url: str | None, proxy_pattern: str | None,
+    smtp_domain: str | None, smtp_inbox: Path | None,
+) -> None:
+    """Raise UsageProblem for check options that cannot work."""
+    if ca_file is not None and not ca_file.is_file():
+        raise UsageProblem(f"--ca-file {ca_file} is not a readable file")
+    if (proxy_url is None) != (proxy_pattern is None):
+        raise UsageProblem("--proxy-url and --proxy-pattern go together")
+    if (smtp_domain is None) != (smtp_inbox is None):
+        raise UsageProblem("--smtp-canary-domain and --smtp-canary-inbox go together")
+    if smtp_inbox is not None and not smtp_inbox.is_dir():
+        raise UsageProblem(f"--smtp-canary-inbox {smtp_inbox} is not a directory")
+
+
 def _severity(name: str | None) -> Severity | None:
     if name is None:
         return None
@@ -269,7 +289,8 @@ def _chosen_checks(ids: str | None, no_checks: bool, identify: bool) -> list[Che
 
 
 def _check_options(
-    ca_file: Path | None, proxy_url: str | None, proxy_pattern: str | None
+    ca_file: Path | None, proxy_url: str | None, proxy_pattern: str | None,
+    smtp_domain: str | None, smtp_inbox: Path | None,
 ) -> CheckOptions:
     from mamori.checks.observation import CheckOptions
 
@@ -277,6 +298,8 @@ def _check_options(
         ca_file=str(ca_file) if ca_file else None,
         proxy_canary_url=proxy_url,
         proxy_canary_pattern=proxy_pattern,
+        smtp_canary_domain=smtp_domain,
+        smtp_canary_inbox=str(smtp_inbox) if smtp_inbox else None,
     )
 
 
@@ -357,6 +380,50 @@ def checks_show(
     if spec is None:
         _fail(EXIT_USAGE, f"unknown check {check_id!r} (see mamori checks list)")
     _emit(render_check(spec, fmt), None)
+
+
+canary_app = typer.Typer(help="Canary sinks that prove stepping-stone findings.",
+                         no_args_is_help=True)
+app.add_typer(canary_app, name="canary")
+
+
+@canary_app.command("smtp")
+def canary_smtp(
+    listen: Annotated[str, typer.Option(
+        "--listen", help="ADDRESS:PORT to accept mail on (the canary domain's MX points here).",
+    )],
+    inbox: Annotated[Path, typer.Option("--inbox", help="Directory to write each message to.")],
+) -> None:
+    """Run the SMTP sink: every message relayed to the canary domain lands in --inbox, where
+    `mamori scan --smtp-canary-inbox` looks for its token. Stops on Ctrl-C or SIGTERM."""
+    from mamori.targets import normalise_address
+
+    host, _, port_text = listen.rpartition(":")
+    try:
+        address = normalise_address(host)
+        port = int(port_text)
+        if not 0 < port < 65536:
+            raise ValueError
+    except ValueError:
+        _fail(EXIT_USAGE, f"--listen {listen!r} is not ADDRESS:PORT")
+    asyncio.run(_run_sink(inbox, address, port))
+
+
+async def _run_sink(inbox: Path, host: str, port: int) -> None:
+    import signal
+
+    from mamori.checks.canary import SmtpSink
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        async with SmtpSink(inbox, host, port) as sink:
+            stderr.print(f"SMTP sink on {host}:{sink.port}, writing to {inbox}", markup=False)
+            await stop.wait()
+    except OSError as exc:
+        _fail(EXIT_FAILED, f"cannot listen on {host}:{port}: {exc.strerror or exc}")
 
 
 def main() -> None:
