@@ -14,7 +14,6 @@ import ipaddress
 import socket
 import struct
 import subprocess
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -26,6 +25,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 import identify_fixtures as fx
+from threaded_server import ThreadedServer
 
 # --- certificates -----------------------------------------------------------------------------
 
@@ -193,7 +193,7 @@ def start_nginx_tls(workdir: Path, host: str, port: int, pem: Pem) -> fx.Daemon:
     return fx._started(d, lambda: fx.wait_tcp(host, port, proc=proc))
 
 
-class Sslv3Responder:
+class Sslv3Responder(ThreadedServer):
     """A faithful SSL 3.0 server's first flight, for the handshake step the check judges.
 
     To a ClientHello whose client_version is 0x0300 it answers as an SSLv3-only server does:
@@ -205,10 +205,7 @@ class Sslv3Responder:
     SUITES = (0x002F, 0x0035, 0x000A)  # RSA AES128/AES256/3DES, all defined for SSLv3
 
     def __init__(self, host: str, port: int) -> None:
-        self.sock = socket.create_server((host, port))
-        self.sock.settimeout(0.2)
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._loop, daemon=True)
+        super().__init__(host, port, self._answer, timeout=3)
 
     @staticmethod
     def reply_to(hello: bytes) -> bytes:
@@ -229,35 +226,14 @@ class Sslv3Responder:
         msgs = (b"\x02" + len(sh).to_bytes(3, "big") + sh) + b"\x0e\x00\x00\x00"
         return b"\x16\x03\x00" + struct.pack(">H", len(msgs)) + msgs
 
-    def _serve(self, conn: socket.socket) -> None:
-        with conn, contextlib.suppress(OSError):
-            conn.settimeout(3)
-            data = b""
-            while len(data) < 5 or len(data) < 5 + int.from_bytes(data[3:5], "big"):
-                chunk = conn.recv(4096)
-                if not chunk or len(data) > 16384:
-                    return
-                data += chunk
-            conn.sendall(self.reply_to(data))
-
-    def _loop(self) -> None:
-        while not self.stop.is_set():
-            try:
-                conn, _ = self.sock.accept()
-            except TimeoutError:
-                continue
-            except OSError:
+    def _answer(self, conn: socket.socket) -> None:
+        data = b""
+        while len(data) < 5 or len(data) < 5 + int.from_bytes(data[3:5], "big"):
+            chunk = conn.recv(4096)
+            if not chunk or len(data) > 16384:
                 return
-            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
-
-    def __enter__(self) -> Sslv3Responder:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop.set()
-        self.sock.close()
-        self.thread.join(timeout=2)
+            data += chunk
+        conn.sendall(self.reply_to(data))
 
 
 # --- sshd -------------------------------------------------------------------------------------

@@ -17,12 +17,12 @@ import socket
 import struct
 import subprocess
 import tempfile
-import threading
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import identify_fixtures as fx
+from threaded_server import ThreadedServer
 
 # --- memcached ------------------------------------------------------------------------------------
 
@@ -151,40 +151,13 @@ def start_mariadb(template: Path, workdir: Path, host: str, port: int,
 Handler = Callable[[socket.socket], None]
 
 
-class FakeServer:
+class FakeServer(ThreadedServer):
     """A threaded TCP server on host:port running ``handler`` per connection."""
 
     def __init__(self, host: str, port: int, handler: Handler) -> None:
-        self.host, self.port, self.handler = host, port, handler
-        self.sock = socket.create_server((host, port))
-        self.sock.settimeout(0.2)
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._loop, daemon=True)
+        super().__init__(host, port, handler)
+        self.handler = handler
         self.requests: list[bytes] = []
-
-    def _serve(self, conn: socket.socket) -> None:
-        with conn, contextlib.suppress(OSError):
-            conn.settimeout(5)
-            self.handler(conn)
-
-    def _loop(self) -> None:
-        while not self.stop.is_set():
-            try:
-                conn, _ = self.sock.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
-
-    def __enter__(self) -> FakeServer:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop.set()
-        self.sock.close()
-        self.thread.join(timeout=2)
 
 
 # HTTP: a route is (status line, headers, body); the path includes the query string.

@@ -10,12 +10,12 @@ from __future__ import annotations
 import contextlib
 import socket
 import struct
-import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import identify_fixtures as fx
 from mamori.protocols import sunrpc
+from threaded_server import ThreadedServer
 
 # --- samba -------------------------------------------------------------------------------------
 
@@ -74,41 +74,6 @@ def start_samba(workdir: Path, host: str, port: int, profile: str) -> fx.Daemon:
 
 
 # --- threaded TCP servers (the checks run their own event loop in the test thread) ----------
-
-
-class ThreadedServer:
-    """Accept on host:port in a thread; ``handle(conn)`` serves each connection in its own."""
-
-    def __init__(self, host: str, port: int, handle: Callable[[socket.socket], None]) -> None:
-        self.sock = socket.create_server((host, port))
-        self.handle = handle
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._loop, daemon=True)
-
-    def _serve(self, conn: socket.socket) -> None:
-        with conn, contextlib.suppress(OSError):
-            conn.settimeout(5)
-            self.handle(conn)
-
-    def _loop(self) -> None:
-        self.sock.settimeout(0.2)
-        while not self.stop.is_set():
-            try:
-                conn, _ = self.sock.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
-
-    def __enter__(self) -> ThreadedServer:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop.set()
-        self.sock.close()
-        self.thread.join(timeout=2)
 
 
 def _recv_exact(conn: socket.socket, n: int) -> bytes:
