@@ -67,3 +67,26 @@ def test_honeypot_gives_no_confirmed_finding(check_id: str) -> None:
                                proto=Proto(spec.transport), tls=service == "tls")
             assert not (result.status is CheckStatus.FINDING
                         and result.confidence is Confidence.CONFIRMED), result.summary
+
+
+def test_a_stalling_server_cannot_hold_the_checks_beyond_the_endpoint_budget() -> None:
+    """A server that accepts and never answers: every applicable check ends "not tested"
+    within the endpoint budget, none is dropped and none reads as passed."""
+    import asyncio
+    import socket
+    import time
+
+    from mamori.checks.engine import run_checks
+    from mamori.model import Endpoint, PortState, Reason, Service
+
+    host, port = "127.0.50.2", 5999
+    with socket.create_server((host, port)) as srv:
+        srv.listen(64)
+        specs = [s for s in default_catalog().values() if "http" in s.services]
+        ep = Endpoint(host, port, Proto.TCP, PortState.OPEN, Reason.SYN_ACK)
+        started = time.monotonic()
+        results = asyncio.run(run_checks(specs, ep, Service(name="http"), budget=12))
+        elapsed = time.monotonic() - started
+    assert len(results) == len(specs) >= 5
+    assert all(r.status is CheckStatus.NOT_TESTED for r in results), [r.summary for r in results]
+    assert elapsed < 12 + 9  # the budget, plus at most one probe deadline in flight

@@ -29,6 +29,9 @@ from mamori.model import (
 from mamori.net.stream import ProbeFailure
 
 CHECK_BUDGET = 30.0  # seconds one primitive may take, end to end
+# Seconds all checks of one endpoint may take together: a server that trickles or stalls
+# every request must not hold a scan for (checks x CHECK_BUDGET).
+ENDPOINT_BUDGET = 120.0
 _PLACEHOLDER = re.compile(r"\$\{([a-z0-9_]+)\}")
 
 
@@ -121,14 +124,14 @@ def not_tested(spec: CheckSpec, ctx: ProbeContext, reason: str) -> CheckResult:
                    severity=spec.severity, summary=f"not tested: {reason}", evidence=None)
 
 
-async def _observe(spec: CheckSpec, ctx: ProbeContext) -> Observation | str:
+async def _observe(spec: CheckSpec, ctx: ProbeContext, budget: float) -> Observation | str:
     primitive = PRIMITIVES[spec.probe.primitive]
     try:
-        return await asyncio.wait_for(primitive(ctx, Params(spec.probe.params)), CHECK_BUDGET)
+        return await asyncio.wait_for(primitive(ctx, Params(spec.probe.params)), budget)
     except ProbeFailure as exc:
         return f"{exc.kind.value}: {exc.detail}"
     except TimeoutError:
-        return f"timeout: no answer within {CHECK_BUDGET:.0f} s"
+        return f"timeout: no complete answer within {budget:.0f} s"
     except ParamError as exc:
         return f"internal: check file error: {exc}"
 
@@ -140,11 +143,15 @@ async def run_checks(
     *,
     hostname: str | None = None,
     options: CheckOptions | None = None,
+    budget: float = ENDPOINT_BUDGET,
 ) -> list[CheckResult]:
     """Run every applicable check against ``endpoint``; one result per applicable check.
 
-    Checks that share a probe (same primitive and parameters) share one observation.
+    Checks that share a probe (same primitive and parameters) share one observation. Once
+    ``budget`` seconds are spent, the remaining checks are "not tested", never skipped.
     """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + budget
     ctx = ProbeContext(endpoint.address, endpoint.port, Proto(endpoint.proto), service,
                        hostname, options or CheckOptions())
     seen: dict[tuple[str, str], Observation | str] = {}
@@ -154,7 +161,11 @@ async def run_checks(
             continue
         key = (spec.probe.primitive, repr(sorted(spec.probe.params.items())))
         if key not in seen:
-            seen[key] = await _observe(spec, ctx)
+            left = deadline - loop.time()
+            seen[key] = (
+                await _observe(spec, ctx, min(CHECK_BUDGET, left)) if left > 1
+                else f"timeout: this endpoint's {budget:.0f} s check budget was spent"
+            )
         obs = seen[key]
         results.append(
             not_tested(spec, ctx, obs) if isinstance(obs, str) else evaluate(spec, ctx, obs)
