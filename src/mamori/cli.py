@@ -382,6 +382,14 @@ def checks_show(
     _emit(render_check(spec, fmt), None)
 
 
+def _register_firewall() -> None:
+    from mamori.cli_firewall import firewall_app
+
+    app.add_typer(firewall_app, name="firewall")
+
+
+_register_firewall()
+
 canary_app = typer.Typer(help="Canary sinks that prove stepping-stone findings.",
                          no_args_is_help=True)
 app.add_typer(canary_app, name="canary")
