@@ -42,8 +42,11 @@ class SystemRunner:
         if shutil.which(args[0]) is None:
             return CommandResult(args, 127, "", f"{args[0]}: not installed")
         try:
-            proc = subprocess.run(args, capture_output=True, timeout=timeout, check=False,
-                                  env={"LC_ALL": "C", "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"})
+            # argv comes from mamori's own adapters, never from a remote peer; no shell.
+            proc = subprocess.run(  # noqa: S603
+                args, capture_output=True, timeout=timeout, check=False,
+                env={"LC_ALL": "C", "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"},
+            )
         except subprocess.TimeoutExpired:
             return CommandResult(args, 124, "", f"timed out after {timeout:.0f} s")
         except OSError as exc:
