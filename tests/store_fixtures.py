@@ -23,6 +23,7 @@ from pathlib import Path
 if __name__ == "__main__":  # run as the writer: make the src tree importable without install
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
+from mamori.audit.model import Scope, Verdict
 from mamori.model import (
     CheckResult,
     CheckStatus,
@@ -31,6 +32,7 @@ from mamori.model import (
     ErrorKind,
     Evidence,
     Layer,
+    ListenerRecord,
     PortState,
     ProbeError,
     Proto,
@@ -368,6 +370,179 @@ def _service_fields(svc: Service) -> tuple[object, ...]:
         svc.banner,
         dict(svc.extra),
     )
+
+
+# -- the inside view (scans of kind "check") ---------------------------------------------------
+
+SSH_ALL6 = ListenerRecord(
+    Proto.TCP, "::", 22, Scope.ALL, pid=700, process="sshd", user="root", exe="/usr/sbin/sshd",
+    firewall=Verdict.ALLOWED, firewall_backend="nftables",
+    firewall_reason="accepted by rule in chain inet filter input",
+    firewall_rule="tcp dport 22 accept", service="ssh", product="OpenSSH", probe_address="::1",
+)  # fmt: skip
+REDIS_ALL = ListenerRecord(
+    Proto.TCP, "0.0.0.0", 6379, Scope.ALL, pid=812, process="redis-server", user="redis",
+    exe="/usr/bin/redis-server", firewall=Verdict.ALLOWED, firewall_backend="nftables",
+    firewall_reason="chain inet filter input: policy accept", service="redis", product="Redis",
+    probe_address="127.0.0.1",
+)  # fmt: skip
+MDNS_NOFW = ListenerRecord(
+    Proto.UDP, "fe80::1%eth0", 5353, Scope.INTERFACE, pid=510, process="avahi-daemon",
+    user="avahi", exe="/usr/sbin/avahi-daemon", firewall=Verdict.NO_FIREWALL,
+    firewall_backend="none", firewall_reason="no inbound rules loaded",
+    not_probed="bound to a non-loopback address only; probe it with --probe-bound",
+)  # fmt: skip
+DNS_UNSURE = ListenerRecord(
+    Proto.UDP, "192.0.2.2", 53, Scope.INTERFACE,  # not root: no process seen
+    firewall=Verdict.UNDETERMINED, firewall_backend="iptables",
+    firewall_reason="undetermined: jump to chain f2b-x with an unsupported match (-m recent)",
+    not_probed="bound to a non-loopback address only; probe it with --probe-bound",
+)  # fmt: skip
+SMB_BLOCKED = ListenerRecord(
+    Proto.TCP, "0.0.0.0", 445, Scope.ALL, pid=900, process="smbd", user="root",
+    exe="/usr/sbin/smbd", firewall=Verdict.BLOCKED, firewall_backend="nftables",
+    firewall_reason="dropped by rule in chain inet filter input",
+    firewall_rule="tcp dport { 139, 445 } drop", service="smb", probe_address="127.0.0.1",
+)  # fmt: skip
+PG_LOOPBACK = ListenerRecord(
+    Proto.TCP, "127.0.0.1", 5432, Scope.LOOPBACK, pid=1200, process="postgres",
+    user="postgres", exe="/usr/lib/postgresql/15/bin/postgres", probe_address="127.0.0.1",
+)  # fmt: skip
+# Local text is hostile too: any user can name a process, and the product came off the wire.
+HOSTILE_LOOPBACK = ListenerRecord(
+    Proto.TCP, "127.0.0.1", 8080, Scope.LOOPBACK, pid=4242, process="evil\x1b[31m[bold]x",
+    user="nobody", exe="/tmp/\x1b]0;pwned\x07", service="http",
+    product="nginx [bold]x[/bold]\x1b[2J 守り", probe_address="127.0.0.1",
+)  # fmt: skip
+# Most exposed first: reachable and let in (all interfaces before one interface), undetermined,
+# blocked, then loopback-only; ties by proto, port, address.
+SAMPLE_LISTENERS_ORDERED = [
+    SSH_ALL6,
+    REDIS_ALL,
+    MDNS_NOFW,
+    DNS_UNSURE,
+    SMB_BLOCKED,
+    PG_LOOPBACK,
+    HOSTILE_LOOPBACK,
+]
+
+# Findings as `mamori check` grades them: a probe result on a listener (address = where the
+# probe went), and inside checks (address "localhost", port 0).
+REDIS_INSIDE = replace(
+    REDIS_OPEN,
+    port=6379,
+    summary="INFO returned redis_version 7.0.15 without AUTH "
+    "[listening on 0.0.0.0:6379 (all), firewall: allowed]",
+)
+SMB_GUEST = CheckResult(
+    check_id="sharing-smb-guest",
+    address="localhost",
+    port=0,
+    proto=Proto.TCP,
+    status=CheckStatus.FINDING,
+    severity=Severity.HIGH,
+    layer=Layer.OS,
+    confidence=Confidence.CONFIRMED,
+    title="Samba lets guests in without a password",
+    summary="[public] guest ok = yes in /etc/samba/smb.conf",
+    evidence=Evidence(test="read testparm -s", reply="[public] guest ok = yes"),
+    remediation={
+        "linux": "In /etc/samba/smb.conf set `map to guest = never`;\n"
+        "then `sudo systemctl restart smbd`.",
+        "macos": "Run `sudo sysadminctl -smbGuestAccess off`.",
+        "router": "Never forward TCP 445.",
+    },
+    references=("CWE-284",),
+)
+EXPOSED_REDIS = CheckResult(
+    check_id="exposed-listener",
+    address="localhost",
+    port=0,
+    proto=Proto.TCP,
+    status=CheckStatus.FINDING,
+    severity=Severity.MEDIUM,
+    layer=Layer.NETWORK,
+    confidence=Confidence.CONFIRMED,
+    title="A listener is reachable from the network",
+    summary="tcp/6379 on 0.0.0.0 (redis-server, pid 812) is reachable from the network: "
+    "chain inet filter input: policy accept",
+    evidence=Evidence(test="read firewall", reply="chain inet filter input: policy accept"),
+    remediation={"linux": "Bind to 127.0.0.1 or drop the port in the firewall.", "macos": "-"},
+)
+NFS_UNSURE = CheckResult(
+    check_id="sharing-nfs-exports",
+    address="localhost",
+    port=0,
+    proto=Proto.TCP,
+    status=CheckStatus.NOT_TESTED,
+    severity=Severity.HIGH,
+    layer=Layer.OS,
+    confidence=None,
+    title="NFS exports to everyone",
+    summary="not tested: /etc/exports: permission denied",
+)
+RPCBIND_OK = CheckResult(
+    check_id="sharing-rpcbind",
+    address="localhost",
+    port=0,
+    proto=Proto.TCP,
+    status=CheckStatus.PASSED,
+    severity=Severity.LOW,
+    layer=Layer.NETWORK,
+    confidence=None,
+    title="rpcbind is running and reachable from the network",
+    summary="passed: rpcbind is not running",
+)
+SAMPLE_INSIDE_CHECKS = [RPCBIND_OK, EXPOSED_REDIS, NFS_UNSURE, SMB_GUEST, REDIS_INSIDE]
+
+
+def store_check_scan(store: Store, status: ScanStatus | None = ScanStatus.DONE) -> int:
+    """Store a `mamori check` run the way the job would (listeners in a scrambled order, one
+    first stored before its service was known); return its id."""
+    sid = store.begin_scan("check", ["localhost"], {"probe_bound": False, "exclude_ports": "2024"})
+    store.add_host(sid, "127.0.0.1", None)
+    store.add_endpoint(
+        sid, Endpoint("127.0.0.1", 6379, Proto.TCP, PortState.OPEN, Reason.SYN_ACK, 0.1)
+    )
+    store.add_error(
+        sid,
+        ProbeError(
+            "127.0.0.1", 8080, Proto.TCP, ErrorKind.IDLE, "accepted, silent 5 s", "identify"
+        ),
+    )
+    store.add_listener(sid, replace(REDIS_ALL, service=None, product=None))
+    for rec in reversed(SAMPLE_LISTENERS_ORDERED):
+        store.add_listener(sid, rec)  # REDIS_ALL again: replaces the first, not a duplicate
+    for check in SAMPLE_INSIDE_CHECKS:
+        store.add_check_result(sid, check)
+    if status is not None:
+        store.finish_scan(sid, status)
+    return sid
+
+
+def listener_roundtrip(url: str) -> None:
+    """Write a check scan through Store at ``url``; assert every listener field survives,
+    sorted most exposed first, NUL stored escaped, and another scan's listeners stay apart."""
+    with Store.open(url) as store:
+        sid = store_check_scan(store)
+        other = store.begin_scan("check", ["localhost"], {})
+        store.add_listener(other, replace(PG_LOOPBACK, process="post\x00gres", exe=None))
+        rec = store.get_scan(sid)
+        rec_other = store.get_scan(other)
+        plain = store.begin_scan("scan", ["127.0.0.1"], {})
+        rec_plain = store.get_scan(plain)
+    assert rec is not None and rec_other is not None and rec_plain is not None
+    assert rec.kind == "check"
+    assert list(rec.listeners) == SAMPLE_LISTENERS_ORDERED
+    got = {r.key: r for r in rec.listeners}
+    assert got[DNS_UNSURE.key].pid is None and got[DNS_UNSURE.key].process is None
+    assert got[SSH_ALL6.key].firewall is Verdict.ALLOWED
+    assert got[SSH_ALL6.key].scope is Scope.ALL
+    assert got[PG_LOOPBACK.key].firewall is None
+    assert rec_other.listeners == (replace(PG_LOOPBACK, process="post\\x00gres", exe=None),)
+    assert rec_plain.listeners == ()
+    with Store.open(url) as again:  # a second open reads the same
+        assert again.get_scan(sid) == rec
 
 
 # -- PostgreSQL ------------------------------------------------------------------------------

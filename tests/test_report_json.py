@@ -10,6 +10,7 @@ import jsonschema
 import pytest
 from jsonschema import Draft202012Validator
 
+from mamori.audit.model import Scope, Verdict
 from mamori.model import (
     JSON_SCHEMA_VERSION,
     CheckStatus,
@@ -25,10 +26,15 @@ from mamori.model import (
 from mamori.report import render, render_history
 from mamori.store import Store
 from store_fixtures import (
+    DNS_UNSURE,
     GIT_EXPOSED,
+    HOSTILE_LOOPBACK,
     SAMPLE_CHECKS_ORDERED,
     SAMPLE_ERRORS,
+    SAMPLE_LISTENERS_ORDERED,
+    SSH_ALL6,
     SSH_ROOT,
+    store_check_scan,
     store_sample_scan,
 )
 
@@ -73,7 +79,10 @@ def test_stored_scan_output_matches_schema(
         "findings": {"critical": 1, "high": 1, "medium": 0, "low": 1, "info": 0},
         "passed": 2,
         "not_tested": 1,
+        "listeners": 0,
+        "listeners_exposed": 0,
     }
+    assert doc["listeners"] == []  # a scan from outside has no inside view
 
     v4 = doc["hosts"][0]
     assert v4["address"] == "127.0.0.1" and v4["hostname"] == "localhost"
@@ -171,6 +180,84 @@ def test_a_1_0_document_still_validates(tmp_path: Path, schema: dict[str, Any]) 
     _validate(doc, schema)
 
 
+def _check_doc(tmp_path: Path) -> dict[str, Any]:
+    with Store.open(str(tmp_path / "m.db")) as store:
+        rec = store.get_scan(store_check_scan(store))
+    assert rec is not None
+    doc: dict[str, Any] = json.loads(render(rec, "json"))
+    return doc
+
+
+def test_check_scan_listeners_in_full(tmp_path: Path, schema: dict[str, Any]) -> None:
+    doc = _check_doc(tmp_path)
+    _validate(doc, schema)
+    assert doc["scan"]["kind"] == "check"
+    assert doc["summary"]["listeners"] == len(SAMPLE_LISTENERS_ORDERED)
+    # sshd on ::, redis on 0.0.0.0 (allowed) and avahi on fe80::1 (no firewall): the DNS one
+    # is undetermined, smbd blocked, the rest loopback-only.
+    assert doc["summary"]["listeners_exposed"] == 3
+    got = [(x["proto"], x["address"], x["port"]) for x in doc["listeners"]]
+    assert got == [(r.proto.value, r.address, r.port) for r in SAMPLE_LISTENERS_ORDERED]
+    assert doc["listeners"][0] == {
+        "proto": "tcp",
+        "address": "::",
+        "port": 22,
+        "scope": "all",
+        "pid": 700,
+        "process": "sshd",
+        "user": "root",
+        "exe": "/usr/sbin/sshd",
+        "firewall": {
+            "verdict": "allowed",
+            "backend": "nftables",
+            "reason": SSH_ALL6.firewall_reason,
+            "rule": "tcp dport 22 accept",
+        },
+        "service": {"name": "ssh", "product": "OpenSSH"},
+        "probe_address": "::1",
+        "not_probed": None,
+    }
+    unsure = doc["listeners"][got.index(("udp", "192.0.2.2", 53))]
+    assert unsure["firewall"]["verdict"] == "undetermined"
+    assert unsure["firewall"]["reason"] == DNS_UNSURE.firewall_reason
+    assert unsure["pid"] is None and unsure["process"] is None and unsure["service"] is None
+    assert unsure["not_probed"] == DNS_UNSURE.not_probed
+    loopback = doc["listeners"][-1]
+    assert loopback["scope"] == "loopback" and loopback["firewall"] is None
+    assert loopback["process"] == HOSTILE_LOOPBACK.process  # exact text, escaped by JSON
+    # Inside findings (port 0, address "localhost") validate like probe findings.
+    assert {"sharing-smb-guest", "exposed-listener"} <= {c["check_id"] for c in doc["checks"]}
+
+
+def test_a_1_1_document_still_validates(tmp_path: Path, schema: dict[str, Any]) -> None:
+    # 1.2 only added fields: a 1.1 document (no listeners, no listener counts) stays valid.
+    doc = _check_doc(tmp_path)
+    del doc["listeners"]
+    del doc["summary"]["listeners"], doc["summary"]["listeners_exposed"]
+    doc["schema"] = "mamori.scan/1.1"
+    _validate(doc, schema)
+
+
+def test_schema_rejects_bad_listeners(tmp_path: Path, schema: dict[str, Any]) -> None:
+    good = _check_doc(tmp_path)
+    edits = [
+        lambda d: d["listeners"][0].update(scope="world"),
+        lambda d: d["listeners"][0]["firewall"].update(verdict="maybe"),
+        lambda d: d["listeners"][0].update(surprise=1),
+        lambda d: d["listeners"][0]["firewall"].update(surprise=1),
+        lambda d: d["listeners"][0]["service"].update(version="9.2p1"),
+        lambda d: d["listeners"][0].update(port=70000),
+        lambda d: d["listeners"][0].pop("firewall"),
+        lambda d: d["listeners"][0]["firewall"].pop("reason"),
+        lambda d: d["summary"].update(listeners=-1),
+    ]
+    for edit in edits:
+        doc = json.loads(json.dumps(good))
+        edit(doc)
+        with pytest.raises(jsonschema.ValidationError):
+            _validate(doc, schema)
+
+
 def test_remote_text_cannot_reach_the_terminal_raw(tmp_path: Path) -> None:
     with Store.open(str(tmp_path / "m.db")) as store:
         rec = store.get_scan(store_sample_scan(store))
@@ -193,6 +280,8 @@ def test_schema_enums_follow_the_model(schema: dict[str, Any]) -> None:
     assert set(defs["layer"]["enum"]) == {layer.value for layer in Layer}
     assert set(defs["confidence"]["enum"]) == {c.value for c in Confidence}
     assert set(defs["check_status"]["enum"]) == {s.value for s in CheckStatus}
+    assert set(defs["scope"]["enum"]) == {s.value for s in Scope}
+    assert set(defs["verdict"]["enum"]) == {v.value for v in Verdict}
     # The summary counts findings for every severity level, no more, no less.
     findings = defs["summary"]["properties"]["findings"]
     assert set(findings["required"]) == set(findings["properties"]) == {s.value for s in Severity}
@@ -283,3 +372,13 @@ def test_documented_example_matches_schema(schema: dict[str, Any]) -> None:
     example = json.loads(text.split("```json\n", 1)[1].split("```", 1)[0])
     _validate(example, schema)
     assert example["schema"] == f"mamori.scan/{JSON_SCHEMA_VERSION}"
+
+
+def test_documented_listeners_match_schema(schema: dict[str, Any]) -> None:
+    text = (SCHEMA_PATH.parents[1] / "json-output.md").read_text()
+    blocks = [b.split("```", 1)[0] for b in text.split("```json\n")[1:]]
+    (fragment,) = [json.loads(b) for b in blocks if '"listeners": [\n' in b]
+    listener = {"$ref": "#/$defs/listener", "$defs": schema["$defs"]}
+    assert len(fragment["listeners"]) == 3
+    for item in fragment["listeners"]:
+        _validate(item, listener)

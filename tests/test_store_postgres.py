@@ -20,11 +20,14 @@ from mamori.store.migrate import SCHEMA_HEAD, alembic_config
 from mamori.store.models import Base
 from store_fixtures import (
     GIT_EXPOSED,
+    SAMPLE_LISTENERS_ORDERED,
     create_pg_database,
     exercise_roundtrip,
+    listener_roundtrip,
     nul_check_roundtrip,
     pg_bindir,
     running_postgres,
+    store_check_scan,
     store_sample_scan,
 )
 
@@ -55,6 +58,32 @@ def test_roundtrip_postgres(pg_url: str) -> None:
 
 def test_check_text_with_nul_is_stored_on_postgres(pg_url: str) -> None:
     nul_check_roundtrip(pg_url)
+
+
+def test_listeners_roundtrip_on_postgres(pg_url: str) -> None:
+    listener_roundtrip(pg_url)
+
+
+def test_upgrade_from_0002_adds_listeners_on_postgres(pg_url: str) -> None:
+    engine = create_engine(pg_url)
+    try:
+        with engine.begin() as conn:
+            command.upgrade(alembic_config(conn), "0002")
+        assert "listeners" not in inspect(engine).get_table_names()
+    finally:
+        engine.dispose()
+    with Store.open(pg_url) as store:
+        sid = store_check_scan(store)
+        rec = store.get_scan(sid)
+        assert rec is not None and list(rec.listeners) == SAMPLE_LISTENERS_ORDERED
+        with store.engine.connect() as conn:
+            assert MigrationContext.configure(conn).get_current_revision() == SCHEMA_HEAD
+            assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
+        with store.engine.begin() as conn:
+            command.downgrade(alembic_config(conn), "0002")
+        assert "listeners" not in inspect(store.engine).get_table_names()
+        with store.engine.connect() as conn:
+            assert conn.execute(text("SELECT count(*) FROM check_results")).scalar() == 5
 
 
 def test_upgrade_from_0001_on_postgres(pg_url: str) -> None:
@@ -102,6 +131,7 @@ def test_timestamps_are_timestamptz_and_utc(pg_url: str) -> None:
 def test_models_and_migrations_agree_on_postgres(pg_url: str) -> None:
     with Store.open(pg_url) as store:
         store_sample_scan(store)
+        store_check_scan(store)
     engine = create_engine(pg_url)
     try:
         with engine.connect() as conn:

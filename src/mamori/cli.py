@@ -20,11 +20,13 @@ import typer
 from rich.console import Console
 
 from mamori import __version__
-from mamori.model import ScanStatus, Severity
+from mamori.model import Proto, ScanStatus, Severity
 
 if TYPE_CHECKING:
     from mamori.checks.observation import CheckOptions
     from mamori.checks.spec import CheckSpec
+    from mamori.inside import CheckJob
+    from mamori.jobs import JobResult
     from mamori.store import Store
 
 EXIT_OK, EXIT_FINDINGS, EXIT_USAGE, EXIT_FAILED = 0, 1, 2, 3
@@ -224,6 +226,11 @@ def scan(
         _fail(EXIT_USAGE, str(exc))
     except StoreError as exc:
         _fail(EXIT_FAILED, str(exc))
+    _finish(result, fmt, output, threshold)
+
+
+def _finish(result: JobResult, fmt: str, output: Path | None, threshold: Severity | None) -> None:
+    """Print the stored record; exit 130 interrupted, 3 failed, 1 findings >= threshold."""
     if result.failure:
         stderr.print(f"mamori: error: {result.failure}", markup=False)
     if result.status is ScanStatus.INTERRUPTED:
@@ -301,6 +308,84 @@ def _check_options(
         smtp_canary_domain=smtp_domain,
         smtp_canary_inbox=str(smtp_inbox) if smtp_inbox else None,
     )
+
+
+@app.command()
+def check(
+    probe_bound: Annotated[bool, typer.Option(
+        "--probe-bound", help="Also probe listeners bound only to a non-loopback address.",
+    )] = False,
+    exclude_ports: Annotated[str | None, typer.Option(
+        "--exclude-ports", help="Listeners never to touch (ports, same syntax as scan -p).",
+    )] = None,
+    no_checks: Annotated[bool, typer.Option(
+        "--no-checks", help="Identify listeners but run no exposure checks.")] = False,
+    checks: Annotated[str | None, typer.Option(
+        "--checks", help="Run only these exposure checks (comma-separated ids).")] = None,
+    fail_on: Annotated[str | None, typer.Option(
+        "--fail-on", help="Exit 1 when a finding at or above this severity is found.")] = None,
+    ca_file: Annotated[Path | None, typer.Option(
+        "--ca-file", help="Trust this CA (PEM) in TLS checks.")] = None,
+    fmt: FormatOption = "table",
+    output: OutputOption = None,
+    db: DbOption = None,
+) -> None:
+    """What does this machine expose, and how do I close it? Lists every listener with its
+    process and firewall verdict, proves problems by probing each over loopback, and prints one
+    checklist ordered by risk (OS, network, application)."""
+    from mamori.ports import PortSpecError, parse_port_spec
+
+    try:
+        _check_format(fmt)
+        threshold = _severity(fail_on)
+        specs = _chosen_checks(checks, no_checks, True)
+        _check_canary_inputs(ca_file, None, None, None, None)
+        excluded: frozenset[tuple[Proto, int]] = frozenset()
+        if exclude_ports:
+            ex_tcp, ex_udp = parse_port_spec(exclude_ports, default_both=True)
+            excluded = frozenset(
+                [(Proto.TCP, p) for p in ex_tcp] + [(Proto.UDP, p) for p in ex_udp]
+            )
+    except (UsageProblem, PortSpecError) as exc:
+        _fail(EXIT_USAGE, str(exc))
+
+    from mamori.inside import run_check_job
+    from mamori.jobs import run_job
+    from mamori.progress import progress_reporter
+    from mamori.store import StoreError, StoreUsageError
+
+    job = _check_job(specs, ca_file, probe_bound, excluded)
+    options = {"probe_bound": probe_bound, "exclude_ports": exclude_ports,
+               "checks": [c.id for c in specs], "fail_on": fail_on}
+    try:
+        with progress_reporter(stderr) as progress:
+            result = asyncio.run(run_job(
+                lambda sink, prog: run_check_job(job, sink, prog),
+                db=db, kind="check", targets=["localhost"], options=options, progress=progress,
+            ))
+    except StoreUsageError as exc:
+        _fail(EXIT_USAGE, str(exc))
+    except StoreError as exc:
+        _fail(EXIT_FAILED, str(exc))
+    _finish(result, fmt, output, threshold)
+
+
+def _check_job(
+    specs: list[CheckSpec], ca_file: Path | None, probe_bound: bool,
+    excluded: frozenset[tuple[Proto, int]],
+) -> CheckJob:
+    from mamori.inside import CheckJob
+    from mamori.net.sweep import SweepOptions
+    from mamori.pipeline import ScanPlan
+    from mamori.platform import machine_readers
+
+    read_listeners, decide, read_notes = machine_readers()
+    template = ScanPlan(
+        targets=(), tcp_ports=(), sweep=SweepOptions(max_timeout=1.5), identify=True,
+        checks=tuple(specs),
+        check_options=_check_options(ca_file, None, None, None, None) if specs else None,
+    )
+    return CheckJob(template, probe_bound, excluded, read_listeners, decide, read_notes)
 
 
 @app.command()

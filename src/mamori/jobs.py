@@ -12,13 +12,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from mamori.model import (
     CheckResult,
     Endpoint,
+    ListenerRecord,
     ProbeError,
     Proto,
     ScanRecord,
@@ -84,6 +85,9 @@ class _DeferredSink:
     def on_check(self, result: CheckResult) -> None:
         self._do(lambda s, i: s.add_check_result(i, result))
 
+    def on_listener(self, record: ListenerRecord) -> None:
+        self._do(lambda s, i: s.add_listener(i, record))
+
 
 def _open_and_begin(
     db: str | None, kind: str, targets: Sequence[str], options: Mapping[str, Any]
@@ -98,8 +102,11 @@ def _open_and_begin(
         raise
 
 
+Work = Callable[["_DeferredSink", ProgressFn], Coroutine[Any, Any, None]]
+
+
 async def run_job(
-    plan: ScanPlan,
+    plan: ScanPlan | Work,
     *,
     db: str | None,
     kind: str,
@@ -107,7 +114,8 @@ async def run_job(
     options: Mapping[str, Any],
     progress: ProgressFn,
 ) -> JobResult:
-    """Run ``plan`` into the store at ``db``; return the final status and the stored record.
+    """Run ``plan`` (or any ``work`` writing to the sink it is given) into the store at
+    ``db``; return the final status and the stored record.
 
     Ctrl-C and SIGTERM stop the scan with status INTERRUPTED and what was found so far kept.
     Raises StoreError when the store cannot be opened; the sweep is then stopped at once.
@@ -116,7 +124,8 @@ async def run_job(
     me = asyncio.current_task()
     sink = _DeferredSink()
     opening = asyncio.create_task(asyncio.to_thread(_open_and_begin, db, kind, targets, options))
-    scanning = asyncio.create_task(run_scan(plan, sink, progress))
+    work: Work = plan if callable(plan) else (lambda snk, prog: run_scan(plan, snk, prog))
+    scanning: asyncio.Task[None] = asyncio.create_task(work(sink, progress))
     store_failed = False
 
     def attach(task: asyncio.Task[tuple[Store, int]]) -> None:

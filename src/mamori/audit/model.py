@@ -47,6 +47,8 @@ class FirewallDecision:
     backend: str  # "nftables", "iptables", "ufw", "firewalld", "pf", "none"
     reason: str  # one line: the deciding rule or policy, or why it is undetermined
     rule: str | None = None  # the rule text that decided, when one did
+    # ALLOWED only for these sources ("from 10.0.0.0/8", "on interface eth0"); () = anyone
+    only_from: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from mamori.model import ScanRecord, ScanSummary
+from mamori.report.checklist import render_checklist
 from mamori.report.json import render_history_json, render_json, scan_to_dict
 from mamori.report.table import render_history_table, render_table
 
@@ -16,6 +17,7 @@ FORMATS = ("table", "json")
 __all__ = [
     "FORMATS",
     "render",
+    "render_checklist",
     "render_history",
     "render_history_json",
     "render_history_table",
@@ -33,11 +35,15 @@ def _check(fmt: str) -> None:
 def render(record: ScanRecord, fmt: str, *, width: int | None = None, color: bool = False) -> str:
     """Return ``record`` rendered as ``fmt`` ("table" or "json").
 
-    ``width`` and ``color`` apply to tables only. Raises ``ValueError`` for another format.
+    A table of a scan of kind "check" is the checklist and the listeners
+    (``render_checklist``); of any other kind, the scan view (``render_table``). ``width``
+    and ``color`` apply to tables only. Raises ``ValueError`` for another format.
     """
     _check(fmt)
     if fmt == "json":
         return render_json(record)
+    if record.kind == "check":
+        return render_checklist(record, width=width, color=color)
     return render_table(record, width=width, color=color)
 
 

@@ -18,6 +18,7 @@ from mamori.model import (
     Endpoint,
     Evidence,
     HostResult,
+    ListenerRecord,
     PortState,
     ProbeError,
     ScanRecord,
@@ -134,6 +135,48 @@ def check_to_dict(result: CheckResult) -> dict[str, Any]:
     }
 
 
+def listener_to_dict(rec: ListenerRecord) -> dict[str, Any]:
+    """Return the JSON object for one listening socket of the audited machine."""
+    firewall = None
+    if rec.firewall is not None:
+        firewall = {
+            "verdict": rec.firewall.value,
+            "backend": rec.firewall_backend,
+            "reason": rec.firewall_reason,
+            "rule": rec.firewall_rule,
+        }
+    service = None
+    if rec.service is not None:
+        service = {"name": rec.service, "product": rec.product}
+    return {
+        "proto": rec.proto.value,
+        "address": rec.address,
+        "port": rec.port,
+        "scope": rec.scope.value,
+        "pid": rec.pid,
+        "process": rec.process,
+        "user": rec.user,
+        "exe": rec.exe,
+        "firewall": firewall,
+        "service": service,
+        "probe_address": rec.probe_address,
+        "not_probed": rec.not_probed,
+    }
+
+
+def listener_counts(listeners: Sequence[ListenerRecord]) -> dict[str, int]:
+    """Return the summary's listener counts: all of them, and those reachable from outside
+    (not loopback-only, and the firewall allows them or there is none)."""
+    exposed = sum(
+        1
+        for r in listeners
+        if r.scope.value != "loopback"
+        and r.firewall is not None
+        and r.firewall.value in ("allowed", "no-firewall")
+    )
+    return {"listeners": len(listeners), "listeners_exposed": exposed}
+
+
 def check_counts(checks: Sequence[CheckResult]) -> dict[str, Any]:
     """Return the summary's check counts: findings per severity (every level, worst first),
     passed, not tested, and the total."""
@@ -177,10 +220,12 @@ def scan_to_dict(record: ScanRecord) -> dict[str, Any]:
             "open_ports": open_ports,
             "errors": len(record.errors),
             **check_counts(record.checks),
+            **listener_counts(record.listeners),
         },
         "hosts": [host_to_dict(h) for h in record.hosts],
         "errors": [error_to_dict(e) for e in record.errors],
         "checks": [check_to_dict(c) for c in record.checks],
+        "listeners": [listener_to_dict(r) for r in record.listeners],
     }
 
 

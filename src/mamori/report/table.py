@@ -269,21 +269,31 @@ def _checks_renderables(checks: Sequence[CheckResult]) -> list[RenderableType]:
     return out
 
 
-def render_table(record: ScanRecord, *, width: int | None = None, color: bool = False) -> str:
-    """Return the scan as compact nmap-like text (ANSI colours only when ``color``)."""
-    console, buf = _console(width, color)
-    status_style = _STATUS_STYLE.get(record.status, "")
-    header = Text(f"mamori {record.kind} #{record.id}  ")
-    header.append(record.status.value.upper(), style=status_style)
+def header_renderables(record: ScanRecord) -> list[RenderableType]:
+    """The first lines of every scan view: kind, id, status, times, targets, and a warning
+    when the results are incomplete."""
+    header = Text(f"mamori {clean(record.kind, 32)} #{record.id}  ")
+    header.append(record.status.value.upper(), style=_STATUS_STYLE.get(record.status, ""))
     header.append(
         f"  started {format_time(record.started_at)}"
         f"  took {format_duration(duration_s(record.started_at, record.finished_at))}"
     )
-    console.print(header)
-    console.print(Text("targets: " + ", ".join(clean(t, 120) for t in record.targets)))
+    out: list[RenderableType] = [header]
+    out.append(Text("targets: " + ", ".join(clean(t, 120) for t in record.targets)))
     warning = _STATUS_WARNING.get(record.status)
     if warning:
-        console.print(Text(f"!! {warning}", style="bold red"))
+        out.append(Text(f"!! {warning}", style="bold red"))
+    return out
+
+
+def render_table(record: ScanRecord, *, width: int | None = None, color: bool = False) -> str:
+    """Return the scan as compact nmap-like text (ANSI colours only when ``color``).
+
+    This is the outside view (kind "scan"); ``report.render`` shows kind "check" as the
+    checklist (``report.checklist.render_checklist``)."""
+    console, buf = _console(width, color)
+    for item in header_renderables(record):
+        console.print(item)
 
     by_host: dict[str, list[ProbeError]] = {}
     loose: list[ProbeError] = []

@@ -170,3 +170,34 @@ class CheckResultRow(Base):
     remediation: Mapped[dict[str, str]] = mapped_column(JSON)
     # Not "references": a reserved word in SQL, awkward in every hand-written query.
     refs: Mapped[list[str]] = mapped_column(JSON)
+
+
+class ListenerRow(Base):
+    """One socket listening on the audited machine (scans of kind "check"), with the firewall's
+    verdict for it and the service a probe named there. One row per (scan, proto, address,
+    port); the unique key starts with ``scan_id``, so it also serves per-scan lookups."""
+
+    __tablename__ = "listeners"
+    __table_args__ = (UniqueConstraint("scan_id", "proto", "address", "port"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    scan_id: Mapped[int] = mapped_column(ForeignKey("scans.id", ondelete="CASCADE"))
+    proto: Mapped[str] = mapped_column(String(8))
+    # Room for a scoped IPv6 address ("fe80::1%enp0s31f6").
+    address: Mapped[str] = mapped_column(String(128))
+    port: Mapped[int] = mapped_column(Integer)
+    scope: Mapped[str] = mapped_column(String(16))
+    pid: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    process: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # Not "user": a reserved word in PostgreSQL.
+    username: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    exe: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # NULL: the firewall was not asked (loopback-only listener).
+    firewall: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    firewall_backend: Mapped[str] = mapped_column(String(32))
+    firewall_reason: Mapped[str] = mapped_column(Text)
+    firewall_rule: Mapped[str | None] = mapped_column(Text, nullable=True)
+    service: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    product: Mapped[str | None] = mapped_column(Text, nullable=True)
+    probe_address: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    not_probed: Mapped[str | None] = mapped_column(Text, nullable=True)

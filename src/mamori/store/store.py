@@ -21,6 +21,7 @@ from sqlalchemy import Connection, Engine, and_, func, insert, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
 from mamori import __version__
+from mamori.audit.model import Scope, Verdict
 from mamori.model import (
     CheckResult,
     CheckStatus,
@@ -30,6 +31,7 @@ from mamori.model import (
     Evidence,
     HostResult,
     Layer,
+    ListenerRecord,
     PortState,
     ProbeError,
     Proto,
@@ -54,11 +56,12 @@ from mamori.store.models import (
     EndpointRow,
     ErrorRow,
     HostRow,
+    ListenerRow,
     ScanRow,
     ServiceRow,
 )
 
-__all__ = ["Store", "StoreError", "default_db_url"]
+__all__ = ["Store", "StoreError", "default_db_url", "sort_listeners"]
 
 
 def _now() -> datetime:
@@ -131,6 +134,52 @@ def _check_from_row(m: Any) -> CheckResult:
         remediation=dict(m.remediation or {}),
         references=tuple(m.refs or ()),
     )
+
+
+def _listener_values(rec: ListenerRecord) -> dict[str, Any]:
+    """The non-key columns of one listener, ready to write."""
+    return {
+        "scope": Scope(rec.scope).value,
+        "pid": rec.pid,
+        "process": _opt_no_nul(rec.process),
+        "username": _opt_no_nul(rec.user),
+        "exe": _opt_no_nul(rec.exe),
+        "firewall": Verdict(rec.firewall).value if rec.firewall is not None else None,
+        "firewall_backend": _no_nul(rec.firewall_backend),
+        "firewall_reason": _no_nul(rec.firewall_reason),
+        "firewall_rule": _opt_no_nul(rec.firewall_rule),
+        "service": _opt_no_nul(rec.service),
+        "product": _opt_no_nul(rec.product),
+        "probe_address": _opt_no_nul(rec.probe_address),
+        "not_probed": _opt_no_nul(rec.not_probed),
+    }
+
+
+def _listener_from_row(m: Any) -> ListenerRecord:
+    return ListenerRecord(
+        proto=Proto(m.proto),
+        address=m.address,
+        port=m.port,
+        scope=Scope(m.scope),
+        pid=m.pid,
+        process=m.process,
+        user=m.username,
+        exe=m.exe,
+        firewall=Verdict(m.firewall) if m.firewall is not None else None,
+        firewall_backend=m.firewall_backend,
+        firewall_reason=m.firewall_reason,
+        firewall_rule=m.firewall_rule,
+        service=m.service,
+        product=m.product,
+        probe_address=m.probe_address,
+        not_probed=m.not_probed,
+    )
+
+
+def sort_listeners(listeners: Sequence[ListenerRecord]) -> tuple[ListenerRecord, ...]:
+    """Return ``listeners`` most exposed first (``ListenerRecord.exposure``: all interfaces and
+    allowed first, loopback last), ties by proto, port, then address."""
+    return tuple(sorted(listeners, key=lambda r: (r.exposure, r.proto.value, r.port, r.address)))
 
 
 # Findings first (worst first), then what could not be tested, then what passed.
@@ -381,6 +430,38 @@ class Store:
             else:
                 conn.execute(update(CheckResultRow).where(where).values(**values))
 
+    def add_listener(self, scan_id: int, rec: ListenerRecord) -> None:
+        """Record (or replace) one listening socket of the audited machine, and commit.
+
+        A second record for the same (proto, address, port) in the same scan replaces the
+        first (e.g. once the firewall verdict or the probed service is known). NUL characters
+        in text are stored escaped as ``\\x00``. Raises ``StoreError`` for a port outside
+        0..65535, a scope or verdict the model does not know, or a failed write (e.g. unknown
+        scan id).
+        """
+        if not 0 <= rec.port <= 65535:
+            raise StoreError(f"listener port {rec.port} is outside 0..65535")
+        try:
+            values = _listener_values(rec)
+            key = {
+                "scan_id": scan_id,
+                "proto": Proto(rec.proto).value,
+                "address": _no_nul(rec.address),
+                "port": rec.port,
+            }
+        except ValueError as exc:
+            raise StoreError(f"listener {rec.address!r} port {rec.port}: {exc}") from None
+        with self._tx() as conn:
+            stmt = _upsert(conn, ListenerRow.__table__, {**key, **values}, list(key), values)
+            if stmt is not None:
+                conn.execute(stmt)
+                return
+            where = and_(*(getattr(ListenerRow, k) == v for k, v in key.items()))
+            if conn.execute(select(ListenerRow.id).where(where)).first() is None:
+                conn.execute(insert(ListenerRow).values(**key, **values))
+            else:
+                conn.execute(update(ListenerRow).where(where).values(**values))
+
     def finish_scan(self, scan_id: int, status: ScanStatus) -> None:
         """Set the scan's final status and finish time.
 
@@ -460,7 +541,8 @@ class Store:
         Hosts come in the order they were first recorded (hosts known only from endpoints or
         errors follow); endpoints are sorted by (proto, port). Check results come findings
         first (critical first), then not tested, then passed; ties in host order, then by
-        (proto, port, check id). Raises ``StoreError`` on database failure.
+        (proto, port, check id). Listeners (scans of kind "check") come most exposed first
+        (see ``sort_listeners``). Raises ``StoreError`` on database failure.
         """
         with self._tx() as conn:
             scan = conn.execute(select(ScanRow.__table__).where(ScanRow.id == scan_id)).first()
@@ -482,6 +564,9 @@ class Store:
             ).all()
             check_rows = conn.execute(
                 select(CheckResultRow.__table__).where(CheckResultRow.scan_id == scan_id)
+            ).all()
+            listener_rows = conn.execute(
+                select(ListenerRow.__table__).where(ListenerRow.scan_id == scan_id)
             ).all()
 
         endpoints: dict[str, list[Endpoint]] = {}
@@ -555,6 +640,7 @@ class Store:
             checks=_sort_checks(
                 [_check_from_row(r) for r in check_rows], [h.address for h in hosts]
             ),
+            listeners=sort_listeners([_listener_from_row(r) for r in listener_rows]),
         )
 
     def list_scans(self, limit: int = 50) -> list[ScanSummary]:

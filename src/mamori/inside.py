@@ -1,0 +1,266 @@
+"""`mamori check`: this machine from the inside, proved from the outside.
+
+Listeners (which process, which address) come from the audit layer; each one reachable over
+loopback is probed with the same identification and exposure checks as `mamori scan`; the
+firewall's verdict for it is read from the real ruleset; and a finding's severity follows the
+exposure: an unauthenticated Redis on loopback is low, the same on all interfaces with the
+firewall letting it in is critical.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import ipaddress
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from mamori.audit.model import AuditNote, FirewallDecision, Listener, Scope, Verdict
+from mamori.model import (
+    CheckResult,
+    CheckStatus,
+    Endpoint,
+    ListenerRecord,
+    ProbeError,
+    Proto,
+    Service,
+    Severity,
+    Target,
+)
+from mamori.pipeline import ProgressFn, ScanPlan, ScanSink, run_scan
+
+_ORDER = list(Severity)
+
+
+def _step(severity: Severity, by: int) -> Severity:
+    return _ORDER[max(0, min(len(_ORDER) - 1, _ORDER.index(severity) + by))]
+
+
+def escalate(severity: Severity, scope: Scope, verdict: Verdict | None) -> Severity:
+    """The severity of a finding on a listener, given how exposed that listener is.
+
+    Loopback only: at most low (only local users and processes reach it). Reachable from the
+    network and let in by the firewall (or no firewall): one step worse. Reachable but blocked
+    by the firewall: one step milder. Undetermined firewall: as the check says.
+    """
+    if scope is Scope.LOOPBACK:
+        return min(severity, Severity.LOW, key=lambda s: s.rank)
+    if verdict in (Verdict.ALLOWED, Verdict.NO_FIREWALL):
+        return _step(severity, +1)
+    if verdict is Verdict.BLOCKED:
+        return _step(severity, -1)
+    return severity
+
+
+@dataclass(frozen=True)
+class ProbeTarget:
+    address: str  # where mamori connects: the loopback address, or the bound one
+    listener: Listener
+
+
+@dataclass(frozen=True)
+class Skipped:
+    listener: Listener
+    reason: str
+
+
+def _loopback_for(listener: Listener) -> str | None:
+    address = listener.address.split("%", 1)[0]
+    if listener.scope is Scope.ALL:
+        return "::1" if ":" in address else "127.0.0.1"
+    if listener.scope is Scope.LOOPBACK:
+        ip = ipaddress.ip_address(address)
+        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ip)
+    return None
+
+
+def plan_probes(
+    listeners: Iterable[Listener], *, probe_bound: bool, excluded: Iterable[tuple[Proto, int]]
+) -> tuple[list[ProbeTarget], list[Skipped]]:
+    """Which listeners to probe, and where; the rest with the reason they are not probed."""
+    skip = set(excluded)
+    probes: list[ProbeTarget] = []
+    skipped: list[Skipped] = []
+    for lst in listeners:
+        if (lst.proto, lst.port) in skip:
+            skipped.append(Skipped(lst, "excluded by --exclude-ports"))
+            continue
+        address = _loopback_for(lst)
+        if address is None and probe_bound:
+            address = lst.address.split("%", 1)[0]
+        if address is None:
+            skipped.append(Skipped(lst, "bound to a non-loopback address only; "
+                                        "probe it with --probe-bound"))
+            continue
+        probes.append(ProbeTarget(address, lst))
+    return probes, skipped
+
+
+def group_plans(probes: Sequence[ProbeTarget], template: ScanPlan) -> list[ScanPlan]:
+    """One scan plan per probe address, with exactly the ports listening there."""
+    by_address: dict[str, tuple[set[int], set[int]]] = {}
+    for p in probes:
+        tcp, udp = by_address.setdefault(p.address, (set(), set()))
+        (tcp if p.listener.proto is Proto.TCP else udp).add(p.listener.port)
+    return [
+        dataclasses.replace(template, targets=(Target(address),), tcp_ports=tuple(sorted(tcp)),
+                            udp_ports=tuple(sorted(udp)))
+        for address, (tcp, udp) in sorted(by_address.items())
+    ]
+
+
+class ExposureSink:
+    """Passes records on, re-grading each finding by its listener's exposure."""
+
+    def __init__(self, inner: ScanSink, exposure: dict[tuple[str, Proto, int],
+                                                        tuple[Listener, FirewallDecision | None]]):
+        self.inner = inner
+        self.exposure = exposure
+        self.services: dict[tuple[str, Proto, int], Service] = {}
+
+    def on_host(self, target: Target) -> None:
+        self.inner.on_host(target)
+
+    def on_endpoints(self, endpoints: list[Endpoint]) -> None:
+        self.inner.on_endpoints(endpoints)
+
+    def on_service(self, address: str, proto: Proto, port: int, service: Service) -> None:
+        self.services[(address, proto, port)] = service
+        self.inner.on_service(address, proto, port, service)
+
+    def on_error(self, error: ProbeError) -> None:
+        self.inner.on_error(error)
+
+    def on_not_shown(self, address: str, counts: dict[str, dict[str, int]]) -> None:
+        self.inner.on_not_shown(address, counts)
+
+    def on_check(self, result: CheckResult) -> None:
+        found = self.exposure.get((result.address, result.proto, result.port))
+        if found is not None and result.status is CheckStatus.FINDING:
+            listener, decision = found
+            verdict = decision.verdict if decision else None
+            if decision is not None and decision.only_from:
+                verdict = Verdict.UNDETERMINED  # open to some sources only: keep the grade
+            severity = escalate(result.severity, listener.scope, verdict)
+            where = (f"listening on {listener.address}:{listener.port} ({listener.scope.value})"
+                     + (f", firewall: {verdict.value}" if verdict else ""))
+            result = dataclasses.replace(result, severity=severity,
+                                         summary=f"{result.summary} [{where}]")
+        self.inner.on_check(result)
+
+
+async def run_probes(
+    plans: Sequence[ScanPlan], sink: ScanSink, progress: ProgressFn,
+) -> None:
+    """Run each per-address plan into ``sink``, a few at a time."""
+    limit = asyncio.Semaphore(4)
+
+    async def one(plan: ScanPlan) -> None:
+        async with limit:
+            await run_scan(plan, sink, progress)
+
+    await asyncio.gather(*(one(p) for p in plans))
+
+
+def exposure_index(
+    probes: Sequence[ProbeTarget], decide: Callable[[Listener], FirewallDecision | None]
+) -> dict[tuple[str, Proto, int], tuple[Listener, FirewallDecision | None]]:
+    return {(p.address, p.listener.proto, p.listener.port): (p.listener, decide(p.listener))
+            for p in probes}
+
+
+
+class InsideSink(Protocol):
+    """What `mamori check` writes besides the probe results."""
+
+    def on_check(self, result: CheckResult) -> None: ...
+    def on_listener(self, record: ListenerRecord) -> None: ...
+
+
+def listener_record(
+    lst: Listener, decision: FirewallDecision | None, service: Service | None,
+    probed_at: str | None, skipped: str | None,
+) -> ListenerRecord:
+    return ListenerRecord(
+        proto=lst.proto, address=lst.address, port=lst.port, scope=lst.scope,
+        pid=lst.pid, process=lst.process, user=lst.user, exe=lst.exe,
+        firewall=decision.verdict if decision else None,
+        firewall_backend=decision.backend if decision else "",
+        firewall_reason=decision.reason if decision else "",
+        firewall_rule=decision.rule if decision else None,
+        service=service.name if service else None,
+        product=service.product if service else None,
+        probe_address=probed_at,
+        not_probed=skipped,
+    )
+
+
+def exposure_results(
+    listeners: Sequence[Listener], decide: Callable[[Listener], FirewallDecision | None],
+) -> list[CheckResult]:
+    """One "exposed-listener" result per listener reachable from the network (keyed by its
+    bind address and port), and whether any firewall filters inbound traffic at all."""
+    from mamori.audit.notes import note_result
+
+    results: list[CheckResult] = []
+    decisions = [(lst, decide(lst)) for lst in listeners if lst.scope is not Scope.LOOPBACK]
+    for lst, decision in decisions:
+        where = f"{lst.proto.value}/{lst.port} on {lst.address} ({lst.process or 'unknown'}"
+        where += f", pid {lst.pid})" if lst.pid else ")"
+        if decision is None or decision.verdict is Verdict.UNDETERMINED:
+            reason = decision.reason if decision else "no firewall backend could be read"
+            note = AuditNote("exposed-listener", None, f"{where}: {reason}", "firewall")
+        elif decision.verdict is Verdict.BLOCKED:
+            note = AuditNote("exposed-listener", True,
+                             f"{where}: blocked by {decision.backend} ({decision.reason})",
+                             decision.backend)
+        else:
+            note = AuditNote("exposed-listener", False,
+                             f"{where} is reachable from the network: {decision.reason}",
+                             decision.backend)
+        results.append(note_result(note, host=lst.address, port=lst.port, proto=lst.proto))
+    if any(d is not None and d.verdict is Verdict.NO_FIREWALL for _, d in decisions):
+        results.append(note_result(AuditNote(
+            "firewall-inactive", False, "no inbound firewall rules are loaded (nftables, "
+            "iptables, ufw, firewalld all empty or absent)", "firewall")))
+    return results
+
+
+@dataclass(frozen=True)
+class CheckJob:
+    """Everything `mamori check` needs, with the machine-reading parts injectable for tests."""
+
+    template: ScanPlan  # sweep/identify/check settings; targets and ports are filled per address
+    probe_bound: bool
+    excluded: frozenset[tuple[Proto, int]]
+    read_listeners: Callable[[], list[Listener]]
+    decide: Callable[[Listener], FirewallDecision | None]
+    read_notes: Callable[[], list[AuditNote]]
+
+
+async def run_check_job(job: CheckJob, sink: InsideSink, progress: ProgressFn) -> None:
+    """Listeners → probes over loopback (findings graded by exposure) → listener records and
+    inside findings, all into ``sink``."""
+    from mamori.audit.notes import note_result
+
+    progress(stage="listeners")
+    listeners = await asyncio.to_thread(job.read_listeners)
+    decisions = {lst: await asyncio.to_thread(job.decide, lst) for lst in listeners}
+    probes, skipped = plan_probes(listeners, probe_bound=job.probe_bound, excluded=job.excluded)
+    exposure = {(p.address, p.listener.proto, p.listener.port): (p.listener, decisions[p.listener])
+                for p in probes}
+    probing = ExposureSink(sink, exposure)  # type: ignore[arg-type]
+    await run_probes(group_plans(probes, job.template), probing, progress)
+    probed = {p.listener: p.address for p in probes}
+    why_not = {s.listener: s.reason for s in skipped}
+    for lst in listeners:
+        address = probed.get(lst)
+        service = probing.services.get((address, lst.proto, lst.port)) if address else None
+        sink.on_listener(listener_record(lst, decisions[lst], service, address, why_not.get(lst)))
+    for result in exposure_results(listeners, lambda lst: decisions[lst]):
+        sink.on_check(result)
+    for note in await asyncio.to_thread(job.read_notes):
+        sink.on_check(note_result(note))
