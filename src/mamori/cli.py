@@ -188,6 +188,7 @@ def scan(
             raise UsageProblem("--timeout must be between 0 and 60 seconds")
         if top_ports is not None and not 0 < top_ports <= 65535:
             raise UsageProblem("--top-ports must be between 1 and 65535")
+        exclude_ports = _exclusions(exclude_ports)
         tcp, udp_ports = _select_ports(ports, top_ports, udp, exclude_ports)
         chosen = expand_targets(targets, exclude or ())
         threshold = _severity(fail_on)
@@ -247,6 +248,16 @@ def _finish(result: JobResult, fmt: str, output: Path | None, threshold: Severit
         f.severity.rank >= threshold.rank for f in result.record.findings
     ):
         raise typer.Exit(EXIT_FINDINGS)
+
+
+def _exclusions(cli_value: str | None) -> str | None:
+    """--exclude-ports plus the settings file's exclude_ports; raises UsageProblem."""
+    from mamori.settings import SettingsError, load_settings, merged_exclusions
+
+    try:
+        return merged_exclusions(cli_value, load_settings())
+    except SettingsError as exc:
+        raise UsageProblem(str(exc)) from None
 
 
 def _check_canary_inputs(
@@ -340,6 +351,7 @@ def check(
         threshold = _severity(fail_on)
         specs = _chosen_checks(checks, no_checks, True)
         _check_canary_inputs(ca_file, None, None, None, None)
+        exclude_ports = _exclusions(exclude_ports)
         excluded: frozenset[tuple[Proto, int]] = frozenset()
         if exclude_ports:
             ex_tcp, ex_udp = parse_port_spec(exclude_ports, default_both=True)
