@@ -86,7 +86,8 @@ def start_rsyncd(workdir: Path, host: str, port: int, *, auth: bool) -> Daemon:
         secrets_file.chmod(0o600)
         module += f"  auth users = backup\n  secrets file = {secrets_file}\n"
     cfg.write_text(
-        f"pid file = {pid}\nuse chroot = no\nlog file = {workdir}/rsyncd.log\n{module}"
+        f"pid file = {pid}\nuse chroot = no\nreverse lookup = no\n"
+        f"log file = {workdir}/rsyncd.log\n{module}"
     )
     proc, log = _spawn(
         [rsync, "--daemon", "--no-detach", f"--config={cfg}", f"--address={host}",

@@ -69,7 +69,7 @@ def start_samba(workdir: Path, host: str, port: int, profile: str) -> fx.Daemon:
         [smbd, "-F", "--no-process-group", "--debug-stdout", "-s", str(cfg)], workdir, "smbd.out"
     )
     d = fx.Daemon("smbd", host, port, proc, workdir, dirs["pid"] / "smbd.pid", log,
-                  cleanup=[undo])
+                  cleanup=[undo, lambda: fx.kill_by_config(cfg)])
     return fx._started(d, lambda: fx.wait_tcp(host, port, timeout=15, proc=proc))
 
 

@@ -497,7 +497,7 @@ def start_rsyncd(workdir: Path, host: str, port: int) -> Daemon:
     pid = workdir / "rsyncd.pid"
     cfg = workdir / "rsyncd.conf"
     cfg.write_text(
-        f"pid file = {pid}\nuse chroot = no\nlog file = {workdir}/rsyncd.log\n"
+        f"pid file = {pid}\nuse chroot = no\nreverse lookup = no\nlog file = {workdir}/rsyncd.log\n"
         f"[pub]\n  path = {pub}\n  read only = yes\n  comment = test module\n"
     )
     proc, log = _spawn(
@@ -711,9 +711,22 @@ def start_smbd(workdir: Path, host: str, port: int) -> Daemon:
         [smbd, "-F", "--no-process-group", "--debug-stdout", "-s", str(cfg)], workdir, "smbd.out"
     )
     d = Daemon(
-        "smbd", host, port, proc, workdir, dirs["pid"] / "smbd-smb.conf.pid", log, cleanup=[undo]
+        "smbd", host, port, proc, workdir, dirs["pid"] / "smbd.pid", log,
+        cleanup=[undo, lambda: kill_by_config(cfg)],
     )
     return _started(d, lambda: wait_tcp(host, port, timeout=15, proc=proc))
+
+
+def kill_by_config(cfg: Path) -> None:
+    """Kill what a daemon started on its own and left behind (samba-dcerpcd and its rpcd_*
+    workers detach from smbd): every process whose command line names ``cfg``."""
+    import psutil
+
+    needle = str(cfg)
+    for p in psutil.process_iter(["cmdline"]):
+        with contextlib.suppress(psutil.Error):
+            if any(needle in part for part in p.info["cmdline"] or ()):
+                p.kill()
 
 
 _TELNET_WRAPPER = r"""
