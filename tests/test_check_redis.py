@@ -40,3 +40,11 @@ def test_nothing_listening_is_not_tested_never_passed() -> None:
     result = run_check("redis-unauthenticated", HOST, 16392, "redis")
     assert result.status.value == "not-tested"
     assert "refused" in result.summary
+
+
+def test_a_server_that_closes_on_info_is_not_tested() -> None:
+    from threaded_server import ThreadedServer
+
+    with ThreadedServer(HOST, 16393, lambda conn: conn.recv(1024)):
+        result = run_check("redis-unauthenticated", HOST, 16393, "redis")
+    assert result.status.value == "not-tested", result.summary

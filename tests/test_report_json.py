@@ -361,8 +361,10 @@ def test_unknown_format_is_a_value_error(tmp_path: Path) -> None:
         rec = store.get_scan(store_sample_scan(store))
         summaries = store.list_scans()
     assert rec is not None
+    with pytest.raises(ValueError, match="xml"):
+        render(rec, "xml")
     with pytest.raises(ValueError, match="sarif"):
-        render(rec, "sarif")
+        render_history(summaries, "sarif")  # history is table or json only
     with pytest.raises(ValueError, match="xml"):
         render_history(summaries, "xml")
 

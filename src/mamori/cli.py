@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from mamori.store import Store
 
 EXIT_OK, EXIT_FINDINGS, EXIT_USAGE, EXIT_FAILED = 0, 1, 2, 3
-FORMATS = ("table", "json")
+FORMATS = ("table", "json", "markdown", "sarif")
 # UDP ports with a service-specific payload: what `--udp` sweeps when -p names no U: ports.
 DEFAULT_UDP_PORTS = (53, 123, 137, 161, 1900, 5353, 11211)
 
@@ -99,7 +99,9 @@ DbOption = Annotated[
     typer.Option("--db", envvar="MAMORI_DB", help="Database URL or SQLite file "
                  "(default: mamori.db in the user data directory)."),
 ]
-FormatOption = Annotated[str, typer.Option("--format", "-f", help="table or json.")]
+FormatOption = Annotated[
+    str, typer.Option("--format", "-f", help="table, json, markdown or sarif.")
+]
 OutputOption = Annotated[
     Path | None, typer.Option("--output", "-o", help="Write the report to this file.")
 ]
@@ -408,7 +410,8 @@ def history(
 ) -> None:
     """List past scans, newest first."""
     try:
-        _check_format(fmt)
+        if fmt not in ("table", "json"):
+            raise UsageProblem(f"history prints table or json, not {fmt!r}")
         if limit < 1:
             raise UsageProblem("--limit must be at least 1")
     except UsageProblem as exc:
@@ -481,8 +484,11 @@ def checks_show(
 
 def _register_firewall() -> None:
     from mamori.cli_firewall import firewall_app
+    from mamori.cli_reports import diff, import_nmap
 
     app.add_typer(firewall_app, name="firewall")
+    app.command("diff")(diff)
+    app.command("import")(import_nmap)
 
 
 _register_firewall()

@@ -179,10 +179,10 @@ class _Runner:
         by_address: dict[str, list[int]] = {}
         for r in silent:
             by_address.setdefault(r.address, []).append(r.port)
-        answered: dict[tuple[str, int], PortResult] = {}
+        answered: dict[tuple[str, int], list[PortResult]] = {}
 
         def remember(r: PortResult) -> None:
-            answered.setdefault((r.address, r.port), r)
+            answered.setdefault((r.address, r.port), []).append(r)
 
         def keep(r: PortResult) -> None:
             if r.state is PortState.OPEN:
@@ -200,9 +200,20 @@ class _Runner:
             for address, ports in by_address.items() for _, payload in udp_payloads()
         ))
         await asyncio.sleep(0)
-        for r in answered.values():
-            self.sink.on_endpoints([_endpoint(r)])
-            self.udp_replies.append(r)
+        from mamori.identify.engine import identify_udp
+
+        for replies in answered.values():
+            # Several payloads may draw an answer (a DNS server also answers the mDNS and
+            # NetBIOS queries, with an error): keep the reply that names the service best.
+            def rank(r: PortResult) -> int:
+                svc = identify_udp(r.port, r.reply or b"")
+                if svc is None or svc.name == "unknown":
+                    return 0
+                return 2 if svc.confidence == "confirmed" else 1
+
+            best = max(replies, key=rank)
+            self.sink.on_endpoints([_endpoint(best)])
+            self.udp_replies.append(best)
 
     async def _identify_worker(self, names: dict[str, str | None]) -> None:
         while True:

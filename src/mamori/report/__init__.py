@@ -12,7 +12,8 @@ from mamori.report.checklist import render_checklist
 from mamori.report.json import render_history_json, render_json, scan_to_dict
 from mamori.report.table import render_history_table, render_table
 
-FORMATS = ("table", "json")
+FORMATS = ("table", "json", "markdown", "sarif")
+HISTORY_FORMATS = ("table", "json")
 
 __all__ = [
     "FORMATS",
@@ -33,7 +34,7 @@ def _check(fmt: str) -> None:
 
 
 def render(record: ScanRecord, fmt: str, *, width: int | None = None, color: bool = False) -> str:
-    """Return ``record`` rendered as ``fmt`` ("table" or "json").
+    """Return ``record`` rendered as ``fmt`` ("table", "json", "markdown" or "sarif").
 
     A table of a scan of kind "check" is the checklist and the listeners
     (``render_checklist``); of any other kind, the scan view (``render_table``). ``width``
@@ -42,6 +43,14 @@ def render(record: ScanRecord, fmt: str, *, width: int | None = None, color: boo
     _check(fmt)
     if fmt == "json":
         return render_json(record)
+    if fmt == "markdown":
+        from mamori.report.markdown import render_markdown
+
+        return render_markdown(record)
+    if fmt == "sarif":
+        from mamori.report.sarif import render_sarif
+
+        return render_sarif(record)
     if record.kind == "check":
         return render_checklist(record, width=width, color=color)
     return render_table(record, width=width, color=color)
@@ -54,7 +63,8 @@ def render_history(
 
     Raises ``ValueError`` for another format.
     """
-    _check(fmt)
+    if fmt not in HISTORY_FORMATS:
+        raise ValueError(f"unknown history format {fmt!r}; choose table or json")
     if fmt == "json":
         return render_history_json(summaries)
     return render_history_table(summaries, width=width, color=color)

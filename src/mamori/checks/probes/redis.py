@@ -5,7 +5,8 @@ from __future__ import annotations
 from mamori.checks.observation import Observation, ProbeContext, excerpt
 from mamori.checks.params import Params
 from mamori.checks.primitive import Primitive
-from mamori.net.stream import exchange
+from mamori.model import ErrorKind
+from mamori.net.stream import ProbeFailure, exchange
 from mamori.protocols import redis as resp
 
 _FIELDS = ("redis_version", "role", "os", "connected_clients", "redis_mode", "executable")
@@ -16,7 +17,13 @@ async def redis_info(ctx: ProbeContext, params: Params) -> Observation:
     request = resp.build_command("INFO")
     reply = await exchange(ctx.address, ctx.port, request, ctx.options.limits,
                            done=resp.reply_complete)
+    # Silence and non-RESP bytes prove nothing either way: "not tested", never "passed".
+    if not reply:
+        raise ProbeFailure(ErrorKind.CLOSED, "the server closed without answering INFO")
     parsed = resp.parse_reply(reply)
+    if parsed is None:
+        raise ProbeFailure(ErrorKind.PROTOCOL, "the reply to INFO is not a Redis (RESP) reply",
+                           partial=reply[:256])
     fields: dict[str, str] = {}
     if parsed is not None:
         value = parsed[0]

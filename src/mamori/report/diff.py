@@ -1,0 +1,245 @@
+"""What changed between two stored runs: findings, open ports and services.
+
+Pure: ``diff_records`` compares two ``ScanRecord``s; ``render_diff`` turns the result into
+text. Findings are keyed by (address, proto, port, check id); ports and services by
+(address, proto, port).
+
+JSON shape (``render_diff(diff, "json")``, ``diff_version`` "1")::
+
+    {"diff_version": "1", "worse": bool,
+     "old": {"id", "kind", "targets", "started_at"}, "new": {...same...},
+     "findings": {"new": [F], "fixed": [F], "untested": [F],
+                  "changed": [{"old": F, "new": F, "raised": bool}]},
+     "ports": {"opened": [P], "closed": [P]},
+     "services": {"changed": [{"address", "proto", "port", "old": S, "new": S}]}}
+
+    F = {"address", "proto", "port", "check_id", "severity", "confidence", "title", "summary"}
+    P = {"address", "proto", "port", "service": S | null}
+    S = {"name", "product", "version"}
+
+"fixed" are findings of the old run that the new run tested and did not find; "untested"
+are findings of the old run the new run could not test (never counted as fixed).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from mamori.model import CheckResult, CheckStatus, Endpoint, PortState, ScanRecord, Service
+
+DIFF_VERSION = "1"
+DIFF_FORMATS = ("table", "json")
+
+_CONF_RANK = {None: 0, "likely": 1, "confirmed": 2}
+
+
+@dataclass(frozen=True, slots=True)
+class ChangedFinding:
+    old: CheckResult
+    new: CheckResult
+
+    @property
+    def raised(self) -> bool:
+        """Worse now: a higher severity, or the same severity with more certainty."""
+        if self.new.severity.rank != self.old.severity.rank:
+            return self.new.severity.rank > self.old.severity.rank
+        old_c = self.old.confidence.value if self.old.confidence else None
+        new_c = self.new.confidence.value if self.new.confidence else None
+        return _CONF_RANK[new_c] > _CONF_RANK[old_c]
+
+
+@dataclass(frozen=True, slots=True)
+class ChangedService:
+    old: Endpoint
+    new: Endpoint
+
+
+@dataclass(frozen=True, slots=True)
+class ScanDiff:
+    old: ScanRecord
+    new: ScanRecord
+    new_findings: tuple[CheckResult, ...]
+    fixed: tuple[CheckResult, ...]
+    untested: tuple[CheckResult, ...]
+    changed: tuple[ChangedFinding, ...]
+    opened: tuple[Endpoint, ...]
+    closed: tuple[Endpoint, ...]
+    services: tuple[ChangedService, ...]
+
+    @property
+    def worse(self) -> bool:
+        """Anything new, opened, or raised in severity or confidence."""
+        return bool(self.new_findings or self.opened or any(c.raised for c in self.changed))
+
+    @property
+    def empty(self) -> bool:
+        return not (self.new_findings or self.fixed or self.untested or self.changed
+                    or self.opened or self.closed or self.services)
+
+
+def _open(record: ScanRecord) -> dict[tuple[str, str, int], Endpoint]:
+    return {ep.key: ep for h in record.hosts for ep in h.endpoints if ep.state is PortState.OPEN}
+
+
+def _svc_id(svc: Service | None) -> tuple[str | None, str | None, str | None]:
+    if svc is None:
+        return (None, None, None)
+    return (svc.name, svc.product, svc.version)
+
+
+def diff_records(old: ScanRecord, new: ScanRecord) -> ScanDiff:
+    """Compare ``old`` with ``new`` (see the module docstring for what each part means)."""
+    old_f = {c.key: c for c in old.findings}
+    new_all = {c.key: c for c in new.checks}
+    new_f = {c.key: c for c in new.findings}
+    fixed, untested, changed = [], [], []
+    for key, was in old_f.items():
+        now = new_all.get(key)
+        if now is not None and now.status is CheckStatus.NOT_TESTED:
+            untested.append(was)
+        elif key not in new_f:
+            fixed.append(was)
+        else:
+            cur = new_f[key]
+            if (cur.severity, cur.confidence, cur.summary) != (
+                was.severity, was.confidence, was.summary
+            ):
+                changed.append(ChangedFinding(was, cur))
+    old_o, new_o = _open(old), _open(new)
+    services = [
+        ChangedService(old_o[k], ep)
+        for k, ep in new_o.items()
+        if k in old_o and old_o[k].service is not None and ep.service is not None
+        and _svc_id(old_o[k].service) != _svc_id(ep.service)
+    ]
+    return ScanDiff(
+        old=old,
+        new=new,
+        new_findings=tuple(c for k, c in new_f.items() if k not in old_f),
+        fixed=tuple(fixed),
+        untested=tuple(untested),
+        changed=tuple(changed),
+        opened=tuple(ep for k, ep in sorted(new_o.items()) if k not in old_o),
+        closed=tuple(ep for k, ep in sorted(old_o.items()) if k not in new_o),
+        services=tuple(sorted(services, key=lambda s: s.new.key)),
+    )
+
+
+# -- rendering -------------------------------------------------------------------------------
+
+
+def _finding(c: CheckResult) -> dict[str, Any]:
+    return {
+        "address": c.address, "proto": c.proto.value, "port": c.port, "check_id": c.check_id,
+        "severity": c.severity.value,
+        "confidence": c.confidence.value if c.confidence is not None else None,
+        "title": c.title, "summary": c.summary,
+    }
+
+
+def _service(svc: Service | None) -> dict[str, Any] | None:
+    if svc is None:
+        return None
+    return {"name": svc.name, "product": svc.product, "version": svc.version}
+
+
+def _port(ep: Endpoint) -> dict[str, Any]:
+    return {"address": ep.address, "proto": ep.proto.value, "port": ep.port,
+            "service": _service(ep.service)}
+
+
+def _run(r: ScanRecord) -> dict[str, Any]:
+    return {"id": r.id, "kind": r.kind, "targets": list(r.targets),
+            "started_at": r.started_at.isoformat()}
+
+
+def diff_to_dict(diff: ScanDiff) -> dict[str, Any]:
+    """The documented JSON shape of ``diff`` as plain data."""
+    return {
+        "diff_version": DIFF_VERSION,
+        "worse": diff.worse,
+        "old": _run(diff.old),
+        "new": _run(diff.new),
+        "findings": {
+            "new": [_finding(c) for c in diff.new_findings],
+            "fixed": [_finding(c) for c in diff.fixed],
+            "untested": [_finding(c) for c in diff.untested],
+            "changed": [{"old": _finding(c.old), "new": _finding(c.new), "raised": c.raised}
+                        for c in diff.changed],
+        },
+        "ports": {"opened": [_port(e) for e in diff.opened],
+                  "closed": [_port(e) for e in diff.closed]},
+        "services": {"changed": [
+            {"address": s.new.address, "proto": s.new.proto.value, "port": s.new.port,
+             "old": _service(s.old.service), "new": _service(s.new.service)}
+            for s in diff.services
+        ]},
+    }
+
+
+def _where(address: str, port: int, proto: str) -> str:
+    host = f"[{address}]" if ":" in address else address
+    return f"{host}:{port}/{proto}"
+
+
+def _svc_text(svc: Service | None) -> str:
+    if svc is None:
+        return "-"
+    return " ".join(p for p in (svc.name, svc.product, svc.version) if p)
+
+
+def _render_table(diff: ScanDiff) -> str:
+    lines = [
+        f"diff: scan {diff.old.id} ({diff.old.started_at:%Y-%m-%d %H:%M}) -> "
+        f"scan {diff.new.id} ({diff.new.started_at:%Y-%m-%d %H:%M}), "
+        f"targets {', '.join(diff.new.targets) or '-'}",
+    ]
+    if diff.empty:
+        lines.append("no change")
+        return "\n".join(lines) + "\n"
+    lines.append("WORSE: something new is exposed" if diff.worse else "not worse")
+
+    def section(title: str, rows: list[str]) -> None:
+        if rows:
+            lines.append("")
+            lines.append(f"{title} ({len(rows)})")
+            lines.extend(f"  {r}" for r in rows)
+
+    def f_row(mark: str, c: CheckResult) -> str:
+        return (f"{mark} {c.severity.value:<8} {_where(c.address, c.port, c.proto.value)} "
+                f"{c.check_id}: {c.summary}")
+
+    section("new findings", [f_row("+", c) for c in diff.new_findings])
+    section("changed findings", [
+        f"{'^' if c.raised else '~'} {_where(c.new.address, c.new.port, c.new.proto.value)} "
+        f"{c.new.check_id}: {c.old.severity.value}/"
+        f"{c.old.confidence.value if c.old.confidence else '-'} -> {c.new.severity.value}/"
+        f"{c.new.confidence.value if c.new.confidence else '-'}: {c.new.summary}"
+        for c in diff.changed
+    ])
+    section("fixed findings", [f_row("-", c) for c in diff.fixed])
+    section("no longer tested (not fixed)", [f_row("?", c) for c in diff.untested])
+    section("ports opened", [f"+ {_where(e.address, e.port, e.proto.value)} "
+                             f"{_svc_text(e.service)}" for e in diff.opened])
+    section("ports closed", [f"- {_where(e.address, e.port, e.proto.value)} "
+                             f"{_svc_text(e.service)}" for e in diff.closed])
+    section("services changed", [
+        f"~ {_where(s.new.address, s.new.port, s.new.proto.value)} "
+        f"{_svc_text(s.old.service)} -> {_svc_text(s.new.service)}"
+        for s in diff.services
+    ])
+    return "\n".join(lines) + "\n"
+
+
+def render_diff(diff: ScanDiff, fmt: str) -> str:
+    """``diff`` as "table" (plain text for people) or "json" (the shape above).
+
+    Raises ``ValueError`` for another format.
+    """
+    if fmt == "json":
+        return json.dumps(diff_to_dict(diff), indent=2, ensure_ascii=False) + "\n"
+    if fmt == "table":
+        return _render_table(diff)
+    raise ValueError(f"unknown diff format {fmt!r}; choose one of: {', '.join(DIFF_FORMATS)}")
