@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from mamori.audit.runner import DEFAULT_TIMEOUT, CommandResult, SystemRunner
+from netns import veth_pair
 
 
 def netns_unavailable() -> str | None:
@@ -146,30 +147,9 @@ def netns_pair(n: int) -> Iterator[Pair]:
     dev_n, dev_f = f"mfwn{tag}"[:15], f"mfwf{tag}"[:15]
     pair = Pair(near, far, f"10.210.{n}.1", f"10.210.{n}.2", dev_f)
 
-    def ip(*args: str) -> None:
-        subprocess.run(["ip", *args], check=True, capture_output=True)
-
-    try:
-        ip("netns", "add", near)
-        ip("netns", "add", far)
-        ip("link", "add", dev_n, "netns", near, "type", "veth", "peer", "name", dev_f, "netns", far)
-        for ns, dev, addr in ((near, dev_n, pair.near_ip), (far, dev_f, pair.far_ip)):
-            ip("-n", ns, "addr", "add", f"{addr}/30", "dev", dev)
-            ip("-n", ns, "link", "set", dev, "up")
-            ip("-n", ns, "link", "set", "lo", "up")
+    with veth_pair(near, far, (dev_n, dev_f), ([f"{pair.near_ip}/30"], [f"{pair.far_ip}/30"]),
+                   pair.procs):
         yield pair
-    finally:
-        for proc in pair.procs:
-            with contextlib.suppress(OSError):
-                if proc.stdin is not None:
-                    proc.stdin.close()
-            try:
-                proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        for ns in (near, far):
-            subprocess.run(["ip", "netns", "del", ns], capture_output=True)
 
 
 @contextlib.contextmanager

@@ -26,6 +26,7 @@ import pytest
 from mamori.model import PortResult, ProbeError
 from mamori.net.sweep import SweepOptions, SweepStats, tcp_sweep
 from mamori.net.udp import udp_sweep
+from netns import veth_pair
 
 FORBIDDEN = 2024
 ALL_PORTS = [p for p in range(1, 65536) if p != FORBIDDEN]
@@ -236,40 +237,6 @@ def netns_pair(subnet: int) -> Iterator[NetnsPair]:
     veth_n, veth_f = f"mvn{tag}"[:15], f"mvf{tag}"[:15]
     pair = NetnsPair(near, far, f"10.200.{subnet}.1", f"10.200.{subnet}.2")
 
-    def ip(*args: str) -> None:
-        subprocess.run(["ip", *args], check=True, capture_output=True)
-
-    try:
-        ip("netns", "add", near)
-        ip("netns", "add", far)
-        ip(
-            "link",
-            "add",
-            veth_n,
-            "netns",
-            near,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            veth_f,
-            "netns",
-            far,
-        )
-        for ns, dev, addr in ((near, veth_n, pair.near_ip), (far, veth_f, pair.far_ip)):
-            ip("-n", ns, "addr", "add", f"{addr}/30", "dev", dev)
-            ip("-n", ns, "link", "set", dev, "up")
-            ip("-n", ns, "link", "set", "lo", "up")
+    with veth_pair(near, far, (veth_n, veth_f),
+                   ([f"{pair.near_ip}/30"], [f"{pair.far_ip}/30"]), pair.procs):
         yield pair
-    finally:
-        for proc in pair.procs:
-            with contextlib.suppress(OSError):
-                if proc.stdin is not None:
-                    proc.stdin.close()
-            try:
-                proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        for ns in (near, far):
-            subprocess.run(["ip", "netns", "del", ns], capture_output=True)

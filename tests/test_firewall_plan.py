@@ -40,6 +40,8 @@ from mamori.audit.firewall.plan import (
 )
 from mamori.audit.runner import CommandResult
 from mamori.model import Proto
+from netns import ip as _ip
+from netns import veth_pair
 
 ROOT = Path(__file__).resolve().parent.parent
 SRC = str(ROOT / "src")
@@ -342,10 +344,6 @@ def _namespaces_usable() -> str | None:
     return None
 
 
-def _ip(*args: str) -> None:
-    subprocess.run(["ip", *args], check=True, capture_output=True, text=True)
-
-
 def _in_ns(ns: str, *args: str, input: str | None = None,
            check: bool = True) -> subprocess.CompletedProcess[str]:
     return subprocess.run(["ip", "netns", "exec", ns, *args], capture_output=True, text=True,
@@ -463,31 +461,10 @@ def _pair() -> Iterator[Pair]:
     pair; no other interface, no route out. Deleted on the way out, even on failure."""
     tag = os.getpid() % 100000
     pair = Pair(f"fwplan-near{tag}", f"fwplan-far{tag}")
-    veth_near, veth_far = f"fwpn{tag}", f"fwpf{tag}"
-    try:
-        for ns in (pair.near, pair.far):
-            subprocess.run(["ip", "netns", "del", ns], capture_output=True, check=False)
-            _ip("netns", "add", ns)
-        _ip("link", "add", veth_near, "netns", pair.near, "type", "veth", "peer", "name",
-            veth_far, "netns", pair.far)
-        for ns, dev, host in ((pair.near, veth_near, 1), (pair.far, veth_far, 2)):
-            _ip("-n", ns, "addr", "add", f"10.203.0.{host}/30", "dev", dev)
-            _ip("-n", ns, "addr", "add", f"fd00:203::{host}/64", "dev", dev, "nodad")
-            _ip("-n", ns, "link", "set", dev, "up")
-            _ip("-n", ns, "link", "set", "lo", "up")
+    with veth_pair(pair.near, pair.far, (f"fwpn{tag}", f"fwpf{tag}"),
+                   (["10.203.0.1/30", "fd00:203::1/64"], ["10.203.0.2/30", "fd00:203::2/64"]),
+                   pair.procs):
         yield pair
-    finally:
-        for proc in pair.procs:
-            with contextlib.suppress(OSError):
-                if proc.stdin is not None:
-                    proc.stdin.close()
-            try:
-                proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        for ns in (pair.near, pair.far):
-            subprocess.run(["ip", "netns", "del", ns], capture_output=True, check=False)
 
 
 def _start_listeners(pair: Pair) -> None:
