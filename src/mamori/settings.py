@@ -5,6 +5,8 @@
     # listeners and ports mamori must never touch (same syntax as -p)
     exclude_ports = "2024,8443"
 
+    [watch]   # mamori watch: decoys, logs, alerts, blocking (docs/watch-settings.md)
+
 A missing file means no settings; a file that cannot be read or parsed is an error (one line),
 never silently ignored.
 """
@@ -15,10 +17,11 @@ import os
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import platformdirs
 
-KNOWN = {"exclude_ports"}
+KNOWN = {"exclude_ports", "watch", "serve"}  # [serve]: mamori.serve.settings
 
 
 class SettingsError(ValueError):
@@ -28,6 +31,9 @@ class SettingsError(ValueError):
 @dataclass(frozen=True)
 class Settings:
     exclude_ports: str | None = None
+    # the raw [watch] table; validated by mamori.watch.settings.WatchSettings
+    watch: dict[str, Any] | None = None
+    path: Path | None = None  # the file these came from (for error messages)
 
 
 def settings_path() -> Path:
@@ -54,7 +60,11 @@ def load_settings(path: Path | None = None) -> Settings:
     exclude = data.get("exclude_ports")
     if exclude is not None and not isinstance(exclude, str | int):
         raise SettingsError(f"{where}: exclude_ports must be text like \"2024,8443\"")
-    return Settings(exclude_ports=str(exclude) if exclude is not None else None)
+    watch = data.get("watch")
+    if watch is not None and not isinstance(watch, dict):
+        raise SettingsError(f"{where}: watch must be a table ([watch])")
+    return Settings(exclude_ports=str(exclude) if exclude is not None else None, watch=watch,
+                    path=where)
 
 
 def merged_exclusions(cli_value: str | None, settings: Settings) -> str | None:
