@@ -193,3 +193,49 @@ def test_diff_output_file(runs: str, tmp_path: Path) -> None:
     proc = reports_cli("diff", "1", "3", "--db", runs, "-f", "json", "-o", str(out))
     assert proc.returncode == 1
     assert json.loads(out.read_text())["worse"] is True
+
+
+def test_diff_markdown_html_and_sarif(runs: str, tmp_path: Path) -> None:
+    """Every report format for a diff: SARIF holds only what got worse, and validates."""
+    from jsonschema import Draft4Validator
+
+    with Store.open(runs) as store:
+        one, two, three = (store.get_scan(i) for i in (1, 2, 3))
+    assert one is not None and two is not None and three is not None
+    md = render_diff(diff_records(one, two), "markdown")
+    assert md.startswith("# What changed: scan 1 to scan 2")
+    assert "**WORSE: something new is exposed**" in md
+    assert "## new findings (1)" in md and "`redis-unauthenticated`" in md
+    assert f"| {HOST}:{REDIS}/tcp | redis" in md
+
+    page = tmp_path / "d.html"
+    html = reports_cli("diff", "1", "2", "--db", runs, "-f", "html", "-o", str(page))
+    assert html.returncode == 1 and html.stdout == ""
+    text = page.read_text(encoding="utf-8")
+    assert text.startswith("<!DOCTYPE html>") and "default-src &#39;none&#39;" in text
+    assert 'data-check="redis-unauthenticated"' in text
+
+    doc = json.loads(render_diff(diff_records(one, two), "sarif"))
+    schema = json.loads((Path(__file__).parent / "data" / "sarif-schema-2.1.0.json").read_text())
+    errors = list(Draft4Validator(schema).iter_errors(doc))
+    assert not errors, errors[0].message
+    results = doc["runs"][0]["results"]
+    assert [(r["ruleId"], r["baselineState"]) for r in results] == [
+        ("redis-unauthenticated", "new")]
+    assert doc["runs"][0]["invocations"][0]["properties"]["baselineScanId"] == 1
+    # Nothing got worse from 2 to 3: no results at all.
+    same = json.loads(render_diff(diff_records(two, three), "sarif"))
+    assert same["runs"][0]["results"] == []
+
+
+def test_diff_in_japanese(runs: str) -> None:
+    from mamori.checks.catalog import default_catalog
+
+    proc = reports_cli("diff", "1", "2", "--db", runs, "--lang", "ja")
+    assert proc.returncode == 1
+    assert "悪化" in proc.stdout and "新しい検出事項 (1)" in proc.stdout
+    with Store.open(runs) as store:
+        old, new = store.get_scan(1), store.get_scan(2)
+    assert old is not None and new is not None
+    title = default_catalog()["redis-unauthenticated"].title.ja
+    assert title in render_diff(diff_records(old, new), "markdown", lang="ja")

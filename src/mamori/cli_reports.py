@@ -97,18 +97,28 @@ def diff(
         show_default=False)] = None,
     new_id: Annotated[int | None, typer.Argument(
         help="The newer run's id (default: the newest run).", show_default=False)] = None,
-    fmt: Annotated[str, typer.Option("--format", "-f", help="table or json.")] = "table",
+    fmt: Annotated[str, typer.Option(
+        "--format", "-f", help="table, json, markdown, html or sarif (sarif: only what got "
+        "worse).")] = "table",
     output: Annotated[Path | None, typer.Option(
         "--output", "-o", help="Write the diff to this file.")] = None,
+    lang: Annotated[str | None, typer.Option(
+        "--lang", help="Report language: en or ja (default: from LC_ALL / LC_MESSAGES / LANG).",
+        show_default=False)] = None,
     db: DbOption = None,
 ) -> None:
     """What changed between two runs: findings new, fixed and changed; ports opened and
     closed; services changed. Exits 1 when something got worse (for cron and timers)."""
     from mamori.report.diff import DIFF_FORMATS, diff_records, render_diff
+    from mamori.report.i18n import resolve_lang
     from mamori.store import StoreError
 
     if fmt not in DIFF_FORMATS:
         _fail(EXIT_USAGE, f"unknown --format {fmt!r} (choose from {', '.join(DIFF_FORMATS)})")
+    try:
+        chosen_lang = resolve_lang(lang)
+    except ValueError as exc:
+        _fail(EXIT_USAGE, f"--lang: {exc}")
     for value in (old_id, new_id):
         if value is not None and value < 1:
             _fail(EXIT_USAGE, f"bad scan id {value}")
@@ -127,7 +137,7 @@ def diff(
     if new is None:
         _fail(EXIT_USAGE, f"no scan with id {second}")
     result = diff_records(old, new)
-    _emit(render_diff(result, fmt), output)
+    _emit(render_diff(result, fmt, lang=chosen_lang), output)
     raise typer.Exit(EXIT_WORSE if result.worse else EXIT_OK)
 
 
@@ -160,7 +170,8 @@ def import_nmap(
     checks: Annotated[str | None, typer.Option(
         "--checks", help="Run these exposure checks (comma-separated ids, or 'all') on the "
         "services nmap found.")] = None,
-    fmt: Annotated[str, typer.Option("--format", "-f", help="table or json.")] = "table",
+    fmt: Annotated[str, typer.Option(
+        "--format", "-f", help="table, json, markdown, html or sarif.")] = "table",
     db: DbOption = None,
 ) -> None:
     """Read an nmap XML file into the store as a run of kind "import" (then diff it, or run

@@ -1,4 +1,5 @@
-"""Reports: turn stored records into text for people (table) or programs (json).
+"""Reports: turn stored records into text for people (table, markdown, html) or programs
+(json, sarif).
 
 ``report`` never probes and never touches the store; it renders records it is given.
 """
@@ -12,7 +13,7 @@ from mamori.report.checklist import render_checklist
 from mamori.report.json import render_history_json, render_json, scan_to_dict
 from mamori.report.table import render_history_table, render_table
 
-FORMATS = ("table", "json", "markdown", "sarif")
+FORMATS = ("table", "json", "markdown", "html", "sarif")
 HISTORY_FORMATS = ("table", "json")
 
 __all__ = [
@@ -33,12 +34,23 @@ def _check(fmt: str) -> None:
         raise ValueError(f"unknown output format {fmt!r}; choose one of: {', '.join(FORMATS)}")
 
 
-def render(record: ScanRecord, fmt: str, *, width: int | None = None, color: bool = False) -> str:
-    """Return ``record`` rendered as ``fmt`` ("table", "json", "markdown" or "sarif").
+def render(
+    record: ScanRecord,
+    fmt: str,
+    *,
+    width: int | None = None,
+    color: bool = False,
+    lang: str = "en",
+    only_problems: bool = False,
+) -> str:
+    """Return ``record`` rendered as ``fmt`` ("table", "json", "markdown", "html", "sarif").
 
     A table of a scan of kind "check" is the checklist and the listeners
     (``render_checklist``); of any other kind, the scan view (``render_table``). ``width``
-    and ``color`` apply to tables only. Raises ``ValueError`` for another format.
+    and ``color`` apply to tables only. ``lang`` ("en" or "ja") picks the language of the
+    report text (JSON keeps the stored English text). ``only_problems`` hides passed checks,
+    info findings and closed/filtered ports in table, markdown and html (``report.problems``);
+    JSON and SARIF always hold everything. Raises ``ValueError`` for another format.
     """
     _check(fmt)
     if fmt == "json":
@@ -46,14 +58,19 @@ def render(record: ScanRecord, fmt: str, *, width: int | None = None, color: boo
     if fmt == "markdown":
         from mamori.report.markdown import render_markdown
 
-        return render_markdown(record)
+        return render_markdown(record, lang=lang, only_problems=only_problems)
+    if fmt == "html":
+        from mamori.report.html import render_html
+
+        return render_html(record, lang=lang, only_problems=only_problems)
     if fmt == "sarif":
         from mamori.report.sarif import render_sarif
 
-        return render_sarif(record)
+        return render_sarif(record, lang=lang)
     if record.kind == "check":
-        return render_checklist(record, width=width, color=color)
-    return render_table(record, width=width, color=color)
+        return render_checklist(record, width=width, color=color, lang=lang,
+                                only_problems=only_problems)
+    return render_table(record, width=width, color=color, lang=lang, only_problems=only_problems)
 
 
 def render_history(

@@ -11,42 +11,48 @@ from rich.markup import escape
 from rich.table import Table
 
 from mamori.checks.spec import CheckSpec
+from mamori.report.i18n import t
 
 
-def render_catalog(specs: Sequence[CheckSpec], fmt: str) -> str:
-    """All checks, one row each (table) or a JSON list of their definitions."""
+def render_catalog(specs: Sequence[CheckSpec], fmt: str, *, lang: str = "en") -> str:
+    """All checks, one row each (table, titles in ``lang``) or a JSON list of their
+    definitions (both languages)."""
     ordered = sorted(specs, key=lambda s: (-s.severity.rank, s.id))
     if fmt == "json":
         return json.dumps([s.model_dump(mode="json") for s in ordered], indent=2,
                           ensure_ascii=False) + "\n"
-    table = Table("ID", "SEVERITY", "LAYER", "SERVICES", "TITLE", box=None, pad_edge=False)
+    table = Table("ID", "SEVERITY", "LAYER", "SERVICES", "TITLE" if lang == "en" else "タイトル",
+                  box=None, pad_edge=False)
     for s in ordered:
         table.add_row(s.id, s.severity.value, s.layer.value,
                       ",".join(s.services) + ("/udp" if s.transport == "udp" else ""),
-                      escape(s.title.en))
+                      escape(s.title.ja if lang == "ja" else s.title.en))
     out = io.StringIO()
     Console(file=out, width=140, color_system=None).print(table)
     return out.getvalue()
 
 
-def render_check(spec: CheckSpec, fmt: str) -> str:
-    """One check in full."""
+def render_check(spec: CheckSpec, fmt: str, *, lang: str = "en") -> str:
+    """One check in full: the title in both languages, the rest in ``lang``."""
     if fmt == "json":
         return json.dumps(spec.model_dump(mode="json"), indent=2, ensure_ascii=False) + "\n"
+    ja = lang == "ja"
+    first, second = (spec.title.ja, spec.title.en) if ja else (spec.title.en, spec.title.ja)
+    fix = spec.remediation
     lines = [
-        f"{spec.id}: {spec.title.en}",
-        f"  {spec.title.ja}",
+        f"{spec.id}: {first}",
+        f"  {second}",
         f"severity {spec.severity.value}, layer {spec.layer.value}, confidence "
         f"{spec.confidence.value}, applies to {', '.join(spec.services)} ({spec.transport})",
         f"probe: {spec.probe.primitive} {spec.probe.params or ''}".rstrip(),
         "",
-        "Why it matters:",
-        f"  {spec.why.en}",
+        f"{t('why', lang)}:",
+        f"  {spec.why.ja if ja else spec.why.en}",
         "",
-        "Fix:",
-        f"  Linux:  {spec.remediation.linux.en}",
-        f"  macOS:  {spec.remediation.macos.en}",
-        f"  Router: {spec.remediation.router.en}",
+        f"{t('fix', lang)}:",
+        f"  Linux:  {fix.linux.ja if ja else fix.linux.en}",
+        f"  macOS:  {fix.macos.ja if ja else fix.macos.en}",
+        f"  Router: {fix.router.ja if ja else fix.router.en}",
         "",
         "References:",
         *[f"  {r}" for r in spec.references],

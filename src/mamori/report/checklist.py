@@ -29,11 +29,13 @@ from mamori.model import (
     ListenerRecord,
     ProbeError,
     ScanRecord,
-    Severity,
 )
+from mamori.report import problems
+from mamori.report import text as catalog_text
+from mamori.report.i18n import confidence_name, t
+from mamori.report.problems import Hidden
 from mamori.report.table import (
     _LAYER_ORDER,
-    _LAYER_TITLE,
     _SEVERITY_STYLE,
     _console,
     _endpoint_text,
@@ -42,12 +44,19 @@ from mamori.report.table import (
     _not_tested_line,
     clean,
     header_renderables,
+    layer_title,
+    passed_renderable,
+    severity_counts,
+    severity_label,
+    summary_renderables,
+    worst_first,
 )
 
 _DETAIL_INDENT = 7  # "  12. " plus one: detail lines sit under the finding's text
 _FIX_LIMIT = 600  # a fix is shown in full up to here (catalog fixes are a few sentences)
 _REMOTE_LIMIT = 200
 _PLATFORMS = (("linux", "Linux"), ("macos", "macOS"))
+_FIRST_SENTENCE = re.compile(r"(?<=[.!?])\s|(?<=。)")
 
 _FIREWALL_STYLE = {
     "allowed": "bold red",
@@ -63,30 +72,17 @@ _FIREWALL_STYLE = {
 def first_sentence(text: str, limit: int = 220) -> str:
     """Return the first sentence of ``text`` on one line (whitespace collapsed), capped."""
     flat = " ".join(text.split())
-    match = re.search(r"(?<=[.!?])\s", flat)
-    sentence = flat[: match.start()] if match else flat
+    match = _FIRST_SENTENCE.search(flat)
+    sentence = flat[: match.start()] if match and match.start() < len(flat) else flat
     return clean(sentence, limit)
 
 
 @cache
-def catalog_why() -> Mapping[str, str]:
-    """Return "why it matters" (one line, English) per check id, from the exposure-check
+def catalog_why(lang: str = "en") -> Mapping[str, str]:
+    """Return "why it matters" (one line, in ``lang``) per check id, from the exposure-check
     catalog and the inside-check catalog. A catalog that cannot be loaded contributes nothing
     (the checklist then shows no why-line for its checks); it never fails the report."""
-    out: dict[str, str] = {}
-    try:
-        from mamori.checks.catalog import default_catalog
-
-        out.update({cid: first_sentence(s.why.en) for cid, s in default_catalog().items()})
-    except (ImportError, ValueError):  # CatalogError is a ValueError
-        pass
-    try:
-        from mamori.audit.notes import default_notes
-
-        out.update({cid: first_sentence(s.why.en) for cid, s in default_notes().items()})
-    except (ImportError, ValueError):  # NoteCatalogError is a ValueError
-        pass
-    return out
+    return {cid: first_sentence(e.why[lang]) for cid, e in catalog_text.catalog_texts().items()}
 
 
 # -- evidence ------------------------------------------------------------------------------
@@ -116,9 +112,9 @@ def listener_for(check: CheckResult, listeners: Sequence[ListenerRecord]) -> Lis
     return None
 
 
-def _firewall_text(rec: ListenerRecord) -> str:
+def _firewall_text(rec: ListenerRecord, lang: str = "en") -> str:
     if rec.firewall is None:
-        return "not asked (loopback only)" if rec.scope.value == "loopback" else "unknown"
+        return t("table.fw_not_asked" if rec.scope.value == "loopback" else "table.unknown", lang)
     text = rec.firewall.value
     if rec.firewall_backend:
         text += f" by {clean(rec.firewall_backend, 32)}"
@@ -127,34 +123,34 @@ def _firewall_text(rec: ListenerRecord) -> str:
     return text
 
 
-def _evidence_lines(c: CheckResult, rec: ListenerRecord | None) -> list[str]:
+def _evidence_lines(c: CheckResult, rec: ListenerRecord | None, lang: str = "en") -> list[str]:
     lines: list[str] = []
     if rec is not None:
-        who = f"process {_process_text(rec)}"
-        if rec.user:
-            who += f" as {clean(rec.user, 40)}"
-        lines.append(
-            f"{who}, listening on {_host_port(rec.address, rec.port)}/{rec.proto.value}"
-            f" ({rec.scope.value})"
-        )
-        lines.append(f"firewall: {_firewall_text(rec)}")
+        user = t("table.as_user", lang, user=clean(rec.user, 40)) if rec.user else ""
+        lines.append(t(
+            "table.process", lang, process=_process_text(rec), user=user,
+            where=f"{_host_port(rec.address, rec.port)}/{rec.proto.value}",
+            scope=rec.scope.value,
+        ))
+        lines.append(f"{t('table.firewall', lang)}{_firewall_text(rec, lang)}")
         if rec.firewall_rule:
-            lines.append(f"rule: {clean(rec.firewall_rule, _REMOTE_LIMIT)}")
+            lines.append(f"{t('table.rule', lang)}{clean(rec.firewall_rule, _REMOTE_LIMIT)}")
     ev = c.evidence
     if ev is not None:
-        lines.append(f"test: {clean(ev.test, 300)}")
+        lines.append(f"{t('table.test', lang)}{clean(ev.test, 300)}")
         if ev.reply:
-            lines.append(f"reply: {clean(ev.reply, _REMOTE_LIMIT)}")
+            lines.append(f"{t('table.reply', lang)}{clean(ev.reply, _REMOTE_LIMIT)}")
     return lines
 
 
-def _fix_lines(c: CheckResult) -> list[str]:
+def _fix_lines(c: CheckResult, lang: str = "en") -> list[str]:
     lines = []
+    fixes = catalog_text.fixes(c, lang)
     for key, label in _PLATFORMS:
-        fix = " ".join(c.remediation.get(key, "").split())
+        fix = " ".join(fixes.get(key, "").split())
         if fix and fix != "-":
-            lines.append(f"fix ({label}): {clean(fix, _FIX_LIMIT)}")
-    return lines or ["fix: none given for Linux or macOS"]
+            lines.append(f"{t('table.fix', lang, platform=label)}{clean(fix, _FIX_LIMIT)}")
+    return lines or [t("table.fix_none", lang)]
 
 
 def _where(c: CheckResult) -> str:
@@ -163,58 +159,58 @@ def _where(c: CheckResult) -> str:
 
 
 def _finding(
-    n: int, c: CheckResult, listeners: Sequence[ListenerRecord], why: Mapping[str, str]
+    n: int, c: CheckResult, listeners: Sequence[ListenerRecord], why: Mapping[str, str],
+    lang: str = "en",
 ) -> list[RenderableType]:
     head = Text(f"{n:>2}. ")
-    head.append(c.severity.value.upper(), style=_SEVERITY_STYLE[c.severity])
-    confidence = c.confidence.value if c.confidence is not None else "?"
-    head.append(f" ({confidence}){_where(c)}  {clean(c.title, 160)} [{clean(c.check_id, 64)}]")
-    lines = [clean(c.summary, 300)]
+    head.append(severity_label(c.severity, lang), style=_SEVERITY_STYLE[c.severity])
+    confidence = confidence_name(c.confidence.value if c.confidence else None, lang)
+    head.append(f" ({confidence}){_where(c)}  {clean(catalog_text.title(c, lang), 160)}"
+                f" [{clean(c.check_id, 64)}]")
+    lines = [clean(catalog_text.summary(c, lang), 300)]
     reason = why.get(c.check_id)
     if reason:
-        lines.append(f"why: {reason}")
-    lines += _evidence_lines(c, listener_for(c, listeners))
-    lines += _fix_lines(c)
+        lines.append(f"{t('table.why', lang)}{reason}")
+    lines += _evidence_lines(c, listener_for(c, listeners), lang)
+    lines += _fix_lines(c, lang)
     out: list[RenderableType] = [Padding(head, (0, 0, 0, 2))]
     out.extend(Padding(Text(line), (0, 0, 0, _DETAIL_INDENT)) for line in lines)
     return out
 
 
-def _not_tested(c: CheckResult) -> str:
+def _not_tested(c: CheckResult, lang: str = "en") -> str:
     if c.port:
-        return _not_tested_line(c)
+        return _not_tested_line(c, lang)
     reason = c.summary.removeprefix("not tested: ")
-    return f"not tested: {clean(c.check_id, 64)}: {clean(reason, 300)}"
+    return t("table.not_tested_machine", lang, check=clean(c.check_id, 64),
+             reason=clean(reason, 300))
 
 
-def _checklist_header(findings: Sequence[CheckResult]) -> Text:
+def _checklist_header(findings: Sequence[CheckResult], lang: str = "en") -> Text:
     """The heading, e.g. "Checklist: 3 findings (1 critical, 2 low)", counts coloured."""
-    header = Text(f"Checklist: {len(findings)} finding{'' if len(findings) == 1 else 's'}")
+    header = Text(t("table.checklist", lang, n=len(findings)))
     header.stylize("bold")
-    counts = [(sev, sum(1 for c in findings if c.severity is sev)) for sev in Severity]
-    parts = [(sev, n) for sev, n in sorted(counts, key=lambda kv: -kv[0].rank) if n]
-    for i, (sev, n) in enumerate(parts):
-        header.append(" (" if i == 0 else ", ")
-        header.append(f"{n} {sev.value}", style=_SEVERITY_STYLE[sev])
-    if parts:
+    if severity_counts(header, findings, lang, " ("):
         header.append(")")
     return header
 
 
 def checklist_renderables(
-    record: ScanRecord, why: Mapping[str, str] | None = None
+    record: ScanRecord, why: Mapping[str, str] | None = None, lang: str = "en",
+    hidden: Hidden | None = None,
 ) -> list[RenderableType]:
     """The checklist: findings by layer (the layer holding the worst first; every layer is
     named, "no findings" when it has none), worst first within a layer and numbered in that
-    order; then every check not tested; then how many passed."""
-    why = catalog_why() if why is None else why
+    order; then every check not tested; then how many passed (or, with ``hidden``, what
+    --only-problems left out)."""
+    why = catalog_why(lang) if why is None else why
     checks = record.checks
     findings = [c for c in checks if c.status is CheckStatus.FINDING]
     out: list[RenderableType] = [Text("")]
     if findings:
-        out.append(_checklist_header(findings))
+        out.append(_checklist_header(findings, lang))
     else:
-        out.append(Text("Checklist: no findings", style="bold green"))
+        out.append(Text(t("table.checklist_none", lang), style="bold green"))
     by_layer: dict[Layer, list[CheckResult]] = {layer: [] for layer in Layer}
     for c in findings:
         by_layer[c.layer].append(c)
@@ -228,36 +224,36 @@ def checklist_renderables(
     n = 0
     for layer in layers:
         out.append(Text(""))
-        out.append(Text(_LAYER_TITLE[layer], style="bold"))
+        out.append(Text(layer_title(layer, lang), style="bold"))
         if not by_layer[layer]:
-            out.append(Padding(Text("no findings"), (0, 0, 0, 2)))
-        # Stable: the store's order (host, port, check) survives within a severity.
-        for c in sorted(by_layer[layer], key=lambda c: -c.severity.rank):
+            out.append(Padding(Text(t("table.layer_none", lang)), (0, 0, 0, 2)))
+        for c in worst_first(by_layer[layer]):
             n += 1
-            out.extend(_finding(n, c, record.listeners, why))
+            out.extend(_finding(n, c, record.listeners, why, lang))
     not_tested = [c for c in checks if c.status is CheckStatus.NOT_TESTED]
     if not_tested:
         out.append(Text(""))
-        out.append(Text(f"Checks not tested ({len(not_tested)}):", style="bold yellow"))
-        out.extend(Padding(Text(_not_tested(c), style="yellow"), (0, 0, 0, 2)) for c in not_tested)
-    passed = sum(1 for c in checks if c.status is CheckStatus.PASSED)
-    out.append(Text(f"{passed} check{'' if passed == 1 else 's'} passed"))
+        out.append(Text(t("table.checks_not_tested", lang, n=len(not_tested)),
+                        style="bold yellow"))
+        out.extend(Padding(Text(_not_tested(c, lang), style="yellow"), (0, 0, 0, 2))
+                   for c in not_tested)
+    out.append(passed_renderable(checks, hidden, lang))
     return out
 
 
 # -- listeners -----------------------------------------------------------------------------
 
 
-def _service_text(rec: ListenerRecord) -> str:
+def _service_text(rec: ListenerRecord, lang: str = "en") -> str:
     if rec.service:
         name = clean(rec.service, 40)
         return f"{name} ({clean(rec.product, 60)})" if rec.product else name
-    return "unidentified" if rec.probe_address else "not probed"
+    return t("table.unidentified" if rec.probe_address else "table.not_probed", lang)
 
 
-def _firewall_cell(rec: ListenerRecord) -> Text:
+def _firewall_cell(rec: ListenerRecord, lang: str = "en") -> Text:
     if rec.firewall is None:
-        return Text("-" if rec.scope.value == "loopback" else "unknown")
+        return Text("-" if rec.scope.value == "loopback" else t("table.unknown", lang))
     value = rec.firewall.value
     style = _FIREWALL_STYLE.get(value, "") if rec.scope.value != "loopback" else ""
     return Text(value, style=style)
@@ -273,26 +269,27 @@ def exposed(rec: ListenerRecord) -> bool:
     )
 
 
-def listeners_renderables(listeners: Sequence[ListenerRecord]) -> list[RenderableType]:
+def listeners_renderables(
+    listeners: Sequence[ListenerRecord], lang: str = "en"
+) -> list[RenderableType]:
     """The listeners table, in the order given (the store's: most exposed first), then one
     line per listener whose firewall verdict is undetermined or unknown, and per listener not
     probed, each with the reason."""
     out: list[RenderableType] = [Text("")]
     if not listeners:
-        out.append(Text("Listeners: none found", style="bold"))
+        out.append(Text(t("table.listeners_none", lang), style="bold"))
         return out
     n_exposed = sum(1 for r in listeners if exposed(r))
-    out.append(
-        Text(f"Listeners ({len(listeners)}, {n_exposed} reachable from the network)", style="bold")
-    )
+    out.append(Text(t("table.listeners", lang, n=len(listeners), exposed=n_exposed),
+                    style="bold"))
     table = Table(box=None, pad_edge=False, show_edge=False, header_style="bold")
-    table.add_column("PROTO", no_wrap=True)
-    table.add_column("ADDRESS:PORT", no_wrap=True)
-    table.add_column("SCOPE", no_wrap=True)
-    table.add_column("PROCESS(pid)", overflow="fold")
-    table.add_column("USER", overflow="fold")
-    table.add_column("FIREWALL", no_wrap=True)
-    table.add_column("SERVICE", overflow="fold")
+    table.add_column(t("table.col.proto", lang), no_wrap=True)
+    table.add_column(t("table.col.address", lang), no_wrap=True)
+    table.add_column(t("table.col.scope", lang), no_wrap=True)
+    table.add_column(t("table.col.process", lang), overflow="fold")
+    table.add_column(t("table.col.user", lang), overflow="fold")
+    table.add_column(t("table.col.firewall", lang), no_wrap=True)
+    table.add_column(t("table.col.service", lang), overflow="fold")
     for rec in listeners:
         table.add_row(
             rec.proto.value,
@@ -300,8 +297,8 @@ def listeners_renderables(listeners: Sequence[ListenerRecord]) -> list[Renderabl
             rec.scope.value,
             _process_text(rec),
             clean(rec.user, 40) if rec.user else "?",
-            _firewall_cell(rec),
-            _service_text(rec),
+            _firewall_cell(rec, lang),
+            _service_text(rec, lang),
         )
     out.append(table)
     for rec in listeners:
@@ -310,30 +307,27 @@ def listeners_renderables(listeners: Sequence[ListenerRecord]) -> list[Renderabl
         if unsure or (rec.firewall is not None and rec.firewall.value == "undetermined"):
             backend = f" ({clean(rec.firewall_backend, 32)})" if rec.firewall_backend else ""
             reason = (
-                clean(rec.firewall_reason, _REMOTE_LIMIT) or "no firewall backend could be read"
+                clean(rec.firewall_reason, _REMOTE_LIMIT) or t("table.fw_no_backend", lang)
             )
-            line = f"firewall undetermined: {where}{backend}: {reason}"
+            line = t("table.fw_undetermined", lang, where=where, backend=backend, reason=reason)
             out.append(Padding(Text(line, style="yellow"), (0, 0, 0, 2)))
     for rec in listeners:
         if rec.probe_address is None:
             where = f"{_host_port(rec.address, rec.port)}/{rec.proto.value}"
-            reason = clean(rec.not_probed, 200) if rec.not_probed else "no reason recorded"
-            out.append(Padding(Text(f"not probed: {where}: {reason}"), (0, 0, 0, 2)))
+            reason = clean(rec.not_probed, 200) if rec.not_probed else t("table.no_reason", lang)
+            out.append(Padding(Text(t("table.not_probed_line", lang, where=where, reason=reason)),
+                               (0, 0, 0, 2)))
     return out
 
 
-def _errors_renderables(errors: Sequence[ProbeError]) -> list[RenderableType]:
+def _errors_renderables(errors: Sequence[ProbeError], lang: str = "en") -> list[RenderableType]:
     if not errors:
         return []
     out: list[RenderableType] = [Text("")]
-    out.append(Text(f"Probes not finished ({len(errors)}):", style="bold yellow"))
-    out.extend(Text(_error_line(e, with_address=True), style="yellow") for e in errors)
-    out.append(
-        Text(
-            f"{len(errors)} probe(s) could not finish: untested is not the same as closed.",
-            style="yellow",
-        )
-    )
+    out.append(Text(t("table.probes_not_finished", lang, n=len(errors)), style="bold yellow"))
+    out.extend(Text(_error_line(e, with_address=True, lang=lang), style="yellow")
+               for e in errors)
+    out.append(Text(t("untested_not_closed", lang, n=len(errors)), style="yellow"))
     return out
 
 
@@ -343,15 +337,22 @@ def render_checklist(
     width: int | None = None,
     color: bool = False,
     why: Mapping[str, str] | None = None,
+    lang: str = "en",
+    only_problems: bool = False,
 ) -> str:
-    """Return a scan of kind "check" as text: header, checklist, listeners table, and every
-    probe that could not finish. ``why`` maps check ids to one-line reasons (default: the
-    check catalogs). ANSI colours only when ``color``. Raises nothing for any record."""
+    """Return a scan of kind "check" as text: header, summary, checklist, listeners table,
+    and every probe that could not finish. ``why`` maps check ids to one-line reasons
+    (default: the check catalogs, in ``lang``). ANSI colours only when ``color``.
+    ``only_problems`` hides passed checks and info findings. Raises nothing for any record."""
+    hidden: Hidden | None = None
+    if only_problems:
+        record, hidden = problems.only_problems(record)
     console, buf = _console(width, color)
-    items = header_renderables(record)
-    items += checklist_renderables(record, why)
-    items += listeners_renderables(record.listeners)
-    items += _errors_renderables(record.errors)
+    items = header_renderables(record, lang)
+    items += summary_renderables(record, lang, hidden)
+    items += checklist_renderables(record, why, lang, hidden)
+    items += listeners_renderables(record.listeners, lang)
+    items += _errors_renderables(record.errors, lang)
     for item in items:
         console.print(item)
     return _finish(buf)

@@ -19,18 +19,26 @@ JSON shape (``render_diff(diff, "json")``, ``diff_version`` "1")::
 
 "fixed" are findings of the old run that the new run tested and did not find; "untested"
 are findings of the old run the new run could not test (never counted as fixed).
+
+Other formats: "table" (plain text), "markdown", "html" (``report.html``), and "sarif": a
+SARIF 2.1.0 log of the new run holding only what got worse (new findings with
+``baselineState`` "new", raised ones "updated") plus the new run's checks not tested and
+probes not finished as notifications, so a code-scanning dashboard alerts on change only.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from mamori.model import CheckResult, CheckStatus, Endpoint, PortState, ScanRecord, Service
+from mamori.report import text as catalog_text
+from mamori.report.i18n import confidence_name, severity_name, t
+from mamori.report.table import clean
 
 DIFF_VERSION = "1"
-DIFF_FORMATS = ("table", "json")
+DIFF_FORMATS = ("table", "json", "markdown", "html", "sarif")
 
 _CONF_RANK = {None: 0, "likely": 1, "confirmed": 2}
 
@@ -180,52 +188,66 @@ def diff_to_dict(diff: ScanDiff) -> dict[str, Any]:
 
 
 def _where(address: str, port: int, proto: str) -> str:
-    host = f"[{address}]" if ":" in address else address
+    host = clean(address, 64)
+    host = f"[{host}]" if ":" in host else host
     return f"{host}:{port}/{proto}"
 
 
 def _svc_text(svc: Service | None) -> str:
     if svc is None:
         return "-"
-    return " ".join(p for p in (svc.name, svc.product, svc.version) if p)
+    return " ".join(clean(p, 80) for p in (svc.name, svc.product, svc.version) if p)
 
 
-def _render_table(diff: ScanDiff) -> str:
-    lines = [
-        f"diff: scan {diff.old.id} ({diff.old.started_at:%Y-%m-%d %H:%M}) -> "
-        f"scan {diff.new.id} ({diff.new.started_at:%Y-%m-%d %H:%M}), "
-        f"targets {', '.join(diff.new.targets) or '-'}",
-    ]
+def _sev(value: str, lang: str) -> str:
+    return value if lang == "en" else severity_name(value, lang)
+
+
+def _conf(c: CheckResult, lang: str) -> str:
+    if c.confidence is None:
+        return "-"
+    return c.confidence.value if lang == "en" else confidence_name(c.confidence.value, lang)
+
+
+def _head(diff: ScanDiff, lang: str) -> str:
+    return t("diff.head", lang, old=diff.old.id, old_time=f"{diff.old.started_at:%Y-%m-%d %H:%M}",
+             new=diff.new.id, new_time=f"{diff.new.started_at:%Y-%m-%d %H:%M}",
+             targets=", ".join(clean(x, 120) for x in diff.new.targets) or "-")
+
+
+def _render_table(diff: ScanDiff, lang: str = "en") -> str:
+    lines = [_head(diff, lang)]
     if diff.empty:
-        lines.append("no change")
+        lines.append(t("diff.no_change", lang))
         return "\n".join(lines) + "\n"
-    lines.append("WORSE: something new is exposed" if diff.worse else "not worse")
+    lines.append(t("diff.worse" if diff.worse else "diff.not_worse", lang))
 
-    def section(title: str, rows: list[str]) -> None:
+    def section(key: str, rows: list[str]) -> None:
         if rows:
             lines.append("")
-            lines.append(f"{title} ({len(rows)})")
+            lines.append(f"{t(key, lang)} ({len(rows)})")
             lines.extend(f"  {r}" for r in rows)
 
     def f_row(mark: str, c: CheckResult) -> str:
-        return (f"{mark} {c.severity.value:<8} {_where(c.address, c.port, c.proto.value)} "
-                f"{c.check_id}: {c.summary}")
+        return (f"{mark} {_sev(c.severity.value, lang):<8} "
+                f"{_where(c.address, c.port, c.proto.value)} "
+                f"{clean(c.check_id, 64)}: {clean(catalog_text.summary(c, lang), 300)}")
 
-    section("new findings", [f_row("+", c) for c in diff.new_findings])
-    section("changed findings", [
+    section("diff.new", [f_row("+", c) for c in diff.new_findings])
+    section("diff.changed", [
         f"{'^' if c.raised else '~'} {_where(c.new.address, c.new.port, c.new.proto.value)} "
-        f"{c.new.check_id}: {c.old.severity.value}/"
-        f"{c.old.confidence.value if c.old.confidence else '-'} -> {c.new.severity.value}/"
-        f"{c.new.confidence.value if c.new.confidence else '-'}: {c.new.summary}"
+        f"{clean(c.new.check_id, 64)}: {_sev(c.old.severity.value, lang)}/{_conf(c.old, lang)}"
+        f" -> {_sev(c.new.severity.value, lang)}/{_conf(c.new, lang)}: "
+        f"{clean(catalog_text.summary(c.new, lang), 300)}"
         for c in diff.changed
     ])
-    section("fixed findings", [f_row("-", c) for c in diff.fixed])
-    section("no longer tested (not fixed)", [f_row("?", c) for c in diff.untested])
-    section("ports opened", [f"+ {_where(e.address, e.port, e.proto.value)} "
-                             f"{_svc_text(e.service)}" for e in diff.opened])
-    section("ports closed", [f"- {_where(e.address, e.port, e.proto.value)} "
-                             f"{_svc_text(e.service)}" for e in diff.closed])
-    section("services changed", [
+    section("diff.fixed", [f_row("-", c) for c in diff.fixed])
+    section("diff.untested", [f_row("?", c) for c in diff.untested])
+    section("diff.opened", [f"+ {_where(e.address, e.port, e.proto.value)} "
+                            f"{_svc_text(e.service)}" for e in diff.opened])
+    section("diff.closed", [f"- {_where(e.address, e.port, e.proto.value)} "
+                            f"{_svc_text(e.service)}" for e in diff.closed])
+    section("diff.services", [
         f"~ {_where(s.new.address, s.new.port, s.new.proto.value)} "
         f"{_svc_text(s.old.service)} -> {_svc_text(s.new.service)}"
         for s in diff.services
@@ -233,13 +255,95 @@ def _render_table(diff: ScanDiff) -> str:
     return "\n".join(lines) + "\n"
 
 
-def render_diff(diff: ScanDiff, fmt: str) -> str:
-    """``diff`` as "table" (plain text for people) or "json" (the shape above).
+def _render_markdown(diff: ScanDiff, lang: str = "en") -> str:
+    from mamori.report.markdown import md_text
+
+    def where(address: str, port: int, proto: str) -> str:
+        return md_text(_where(address, port, proto), 80)
+
+    def finding(c: CheckResult) -> str:
+        return (f"- **{severity_name(c.severity.value, lang).upper()}** "
+                f"{md_text(catalog_text.title(c, lang), 160)} "
+                f"{t('doc.on', lang)} {where(c.address, c.port, c.proto.value)} "
+                f"(`{clean(c.check_id, 64)}`): {md_text(catalog_text.summary(c, lang), 300)}")
+
+    lines = [f"# {t('diff.title', lang, old=diff.old.id, new=diff.new.id)}", ""]
+    for key, run in (("diff.old_run", diff.old), ("diff.new_run", diff.new)):
+        targets = ", ".join(md_text(x, 100) for x in run.targets) or "-"
+        lines.append(f"- {t(key, lang)}: #{run.id} {md_text(run.kind, 20)}, "
+                     f"{run.started_at:%Y-%m-%d %H:%M}, {targets}")
+    lines.append("")
+    if diff.empty:
+        lines.append(t("diff.no_change", lang))
+        return "\n".join(lines) + "\n"
+    lines.append(f"**{t('diff.worse' if diff.worse else 'diff.not_worse', lang)}**")
+
+    def section(key: str, rows: list[str]) -> None:
+        if rows:
+            lines.extend(["", f"## {t(key, lang)} ({len(rows)})", "", *rows])
+
+    section("diff.new", [finding(c) for c in diff.new_findings])
+    section("diff.changed", [
+        f"- {'▲' if c.raised else '~'} {md_text(catalog_text.title(c.new, lang), 160)} "
+        f"{t('doc.on', lang)} {where(c.new.address, c.new.port, c.new.proto.value)} "
+        f"(`{clean(c.new.check_id, 64)}`): {_sev(c.old.severity.value, lang)}/"
+        f"{_conf(c.old, lang)} → {_sev(c.new.severity.value, lang)}/{_conf(c.new, lang)}"
+        for c in diff.changed
+    ])
+    section("diff.fixed", [finding(c) for c in diff.fixed])
+    section("diff.untested", [finding(c) for c in diff.untested])
+    for key, eps in (("diff.opened", diff.opened), ("diff.closed", diff.closed)):
+        if eps:
+            lines.extend(["", f"## {t(key, lang)} ({len(eps)})", "",
+                          f"| {t('doc.address_port', lang)} | {t('doc.service', lang)} |",
+                          "|---|---|"])
+            lines.extend(f"| {where(e.address, e.port, e.proto.value)} | "
+                         f"{md_text(_svc_text(e.service), 120) or '-'} |" for e in eps)
+    section("diff.services", [
+        f"- {where(s.new.address, s.new.port, s.new.proto.value)}: "
+        f"{md_text(_svc_text(s.old.service), 120)} → {md_text(_svc_text(s.new.service), 120)}"
+        for s in diff.services
+    ])
+    return "\n".join(lines) + "\n"
+
+
+def diff_sarif_document(diff: ScanDiff, lang: str = "en") -> dict[str, Any]:
+    """The SARIF log of what got worse (see the module docstring)."""
+    from mamori.report.sarif import sarif_document
+
+    state = {c.key: "new" for c in diff.new_findings}
+    state.update({c.new.key: "updated" for c in diff.changed if c.raised})
+    keep = tuple(
+        c for c in diff.new.checks
+        if c.key in state or c.status is CheckStatus.NOT_TESTED
+    )
+    doc = sarif_document(replace(diff.new, checks=keep), lang)
+    run = doc["runs"][0]
+    for result in run["results"]:
+        props = result["properties"]
+        key = (props["address"], props["proto"], props["port"], result["ruleId"])
+        result["baselineState"] = state[key]
+    run["automationDetails"]["id"] = f"mamori/diff/{diff.new.kind}/"
+    run["invocations"][0]["properties"]["baselineScanId"] = diff.old.id
+    return doc
+
+
+def render_diff(diff: ScanDiff, fmt: str, *, lang: str = "en") -> str:
+    """``diff`` as "table" (plain text for people), "json" (the shape above), "markdown",
+    "html" or "sarif" (what got worse); people's formats in ``lang`` ("en" or "ja").
 
     Raises ``ValueError`` for another format.
     """
     if fmt == "json":
         return json.dumps(diff_to_dict(diff), indent=2, ensure_ascii=False) + "\n"
     if fmt == "table":
-        return _render_table(diff)
+        return _render_table(diff, lang)
+    if fmt == "markdown":
+        return _render_markdown(diff, lang)
+    if fmt == "html":
+        from mamori.report.html import render_diff_html
+
+        return render_diff_html(diff, lang=lang)
+    if fmt == "sarif":
+        return json.dumps(diff_sarif_document(diff, lang), indent=2, ensure_ascii=False) + "\n"
     raise ValueError(f"unknown diff format {fmt!r}; choose one of: {', '.join(DIFF_FORMATS)}")

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from functools import cache
 
 from mamori.model import (
     CheckResult,
@@ -29,9 +28,12 @@ from mamori.model import (
     ScanRecord,
     Severity,
 )
+from mamori.report import problems
+from mamori.report import text as catalog_text
+from mamori.report.i18n import confidence_name, layer_name, severity_name, t
+from mamori.report.problems import Hidden
 from mamori.report.table import clean, format_time
 
-_LAYER_TITLE = {Layer.OS: "OS", Layer.NETWORK: "Network", Layer.APPLICATION: "Application"}
 _LAYER_ORDER = {Layer.OS: 0, Layer.NETWORK: 1, Layer.APPLICATION: 2}
 _PLATFORMS = (("linux", "Linux"), ("macos", "macOS"), ("router", "Router"))
 # Punctuation that means something anywhere in a line (emphasis, code, links, images, tables,
@@ -78,42 +80,13 @@ def _trusted(value: str) -> str:
     )
 
 
-@cache
-def _catalog() -> Mapping[str, tuple[str, Mapping[str, str]]]:
-    """Per check id: why it matters and the fixes (English), from both catalogs. A catalog
-    that cannot be loaded contributes nothing; the report then uses the result's own fixes."""
-    out: dict[str, tuple[str, Mapping[str, str]]] = {}
-    loaders = []
-    try:
-        from mamori.checks.catalog import default_catalog
-
-        loaders.append(default_catalog)
-    except ImportError:
-        pass
-    try:
-        from mamori.audit.notes import default_notes
-
-        loaders.append(default_notes)  # type: ignore[arg-type]
-    except ImportError:
-        pass
-    for load in loaders:
-        try:
-            specs = load()
-        except ValueError:
-            continue
-        for cid, s in specs.items():
-            fixes = {key: getattr(s.remediation, key).en for key, _ in _PLATFORMS}
-            out[cid] = (s.why.en, fixes)
-    return out
-
-
 def _plural(n: int, word: str) -> str:
     return f"{n} {word}{'' if n == 1 else 's'}"
 
 
-def _where(address: str, port: int, proto: str) -> str:
+def _where(address: str, port: int, proto: str, lang: str = "en") -> str:
     if not port:
-        return "this machine"
+        return t("this_machine", lang)
     host = md_text(address, 64)
     return f"[{host}]:{port}/{proto}" if ":" in address else f"{host}:{port}/{proto}"
 
@@ -123,58 +96,69 @@ def _sorted_findings(findings: Sequence[CheckResult]) -> list[CheckResult]:
     return sorted(findings, key=lambda c: -c.severity.rank)
 
 
-def _header(record: ScanRecord) -> list[str]:
-    targets = ", ".join(md_text(t, 100) for t in record.targets) or "no targets"
+def _header(record: ScanRecord, lang: str = "en") -> list[str]:
+    targets = ", ".join(md_text(x, 100) for x in record.targets) or t("doc.no_targets", lang)
     title = "mamori check" if record.kind == "check" else f"mamori {md_text(record.kind, 20)}"
     lines = [f"# {title} #{record.id}: {targets}", ""]
-    lines.append(f"- Status: {record.status.value}")
-    lines.append(f"- Started: {format_time(record.started_at)}")
+    status = record.status.value if lang == "en" else t(f"status.{record.status.value}", lang)
+    lines.append(f"- {t('doc.status', lang)}: {status}")
+    lines.append(f"- {t('doc.started', lang)}: {format_time(record.started_at)}")
     if record.finished_at is not None:
-        lines.append(f"- Finished: {format_time(record.finished_at)}")
+        lines.append(f"- {t('doc.finished', lang)}: {format_time(record.finished_at)}")
     if record.mamori_version:
         lines.append(f"- mamori {md_text(record.mamori_version, 40)}")
     return lines
 
 
-def _summary(record: ScanRecord) -> list[str]:
+def _summary(record: ScanRecord, lang: str = "en", hidden: Hidden | None = None) -> list[str]:
     findings = record.findings
-    lines = ["", "## Summary", ""]
+    lines = ["", f"## {t('summary', lang)}", ""]
     if not findings:
-        lines.append("No findings.")
+        lines.append(t("no_findings", lang))
     else:
-        lines.append(f"{_plural(len(findings), 'finding')}:")
+        lines.append(f"{t('doc.findings_n', lang, n=len(findings))}:")
         lines.append("")
-        lines.append("| Severity | Findings |")
+        lines.append(f"| {t('doc.severity', lang)} | {t('findings', lang)} |")
         lines.append("|---|---:|")
         for sev in sorted(Severity, key=lambda s: -s.rank):
-            lines.append(f"| {sev.value} | {sum(1 for c in findings if c.severity is sev)} |")
+            lines.append(f"| {severity_name(sev.value, lang)} | "
+                         f"{sum(1 for c in findings if c.severity is sev)} |")
         lines.append("")
-        lines.append("Top things to fix:")
+        lines.append(f"{t('top_three', lang)}:")
         lines.append("")
         for i, c in enumerate(_sorted_findings(findings)[:3], 1):
             lines.append(
-                f"{i}. **{c.severity.value.upper()}** {md_text(c.title, 160)} "
-                f"on {_where(c.address, c.port, c.proto.value)} (`{clean(c.check_id, 64)}`)"
+                f"{i}. **{severity_name(c.severity.value, lang).upper()}** "
+                f"{md_text(catalog_text.title(c, lang), 160)} "
+                f"{t('doc.on', lang)} {_where(c.address, c.port, c.proto.value, lang)} "
+                f"(`{clean(c.check_id, 64)}`)"
             )
     passed = sum(1 for c in record.checks if c.status is CheckStatus.PASSED)
     not_tested = sum(1 for c in record.checks if c.status is CheckStatus.NOT_TESTED)
     lines.append("")
-    lines.append(
-        f"Checks: {_plural(passed, 'passed check')}, {not_tested} not tested; "
-        f"{_plural(len(record.errors), 'probe')} not finished."
-    )
+    if lang == "en":  # the plurals read better than the table's generic line
+        lines.append(
+            f"Checks: {_plural(passed, 'passed check')}, {not_tested} not tested; "
+            f"{_plural(len(record.errors), 'probe')} not finished."
+        )
+    else:
+        lines.append(t("doc.checks_line", lang, passed=passed, not_tested=not_tested,
+                       errors=len(record.errors)))
+    if hidden is not None:
+        lines += ["", md_text(t("only_problems_hidden", lang, passed=hidden.passed,
+                                info=hidden.info, closed=hidden.closed), 400)]
     return lines
 
 
-def _evidence(c: CheckResult, listener: ListenerRecord | None) -> list[str]:
+def _evidence(c: CheckResult, listener: ListenerRecord | None, lang: str = "en") -> list[str]:
     lines: list[str] = []
     if listener is not None:
         proc = md_text(listener.process, 60) or "?"
         pid = f" (pid {listener.pid})" if listener.pid is not None else ""
         user = f" as {md_text(listener.user, 40)}" if listener.user else ""
         lines.append(
-            f"- Listener: {proc}{pid}{user} on "
-            f"{_where(listener.address, listener.port, listener.proto.value)} "
+            f"- {t('doc.listener', lang)}: {proc}{pid}{user} {t('doc.on', lang)} "
+            f"{_where(listener.address, listener.port, listener.proto.value, lang)} "
             f"({listener.scope.value})"
         )
         if listener.firewall is not None:
@@ -183,21 +167,21 @@ def _evidence(c: CheckResult, listener: ListenerRecord | None) -> list[str]:
                 fw += f" by {md_text(listener.firewall_backend, 32)}"
             if listener.firewall_reason:
                 fw += f": {md_text(listener.firewall_reason)}"
-            lines.append(f"- Firewall: {fw}")
+            lines.append(f"- {t('doc.firewall', lang)}: {fw}")
         if listener.firewall_rule:
-            lines.append("- Rule:")
+            lines.append(f"- {t('doc.rule', lang)}:")
             lines.append("")
             lines.append(_indent(fenced(listener.firewall_rule, 400)))
     ev = c.evidence
     if ev is None:
         return lines
-    lines.append(f"- Test: {md_text(ev.test, 400)}")
+    lines.append(f"- {t('test', lang)}: {md_text(ev.test, 400)}")
     for key, value in ev.facts.items():
         lines.append(f"- {md_text(key, 64)}: {md_text(value)}")
     if ev.request:
-        lines += ["- Sent:", "", _indent(fenced(ev.request))]
+        lines += [f"- {t('sent', lang)}:", "", _indent(fenced(ev.request))]
     if ev.reply:
-        lines += ["- Received:", "", _indent(fenced(ev.reply))]
+        lines += [f"- {t('received', lang)}:", "", _indent(fenced(ev.reply))]
     return lines
 
 
@@ -205,14 +189,13 @@ def _indent(block: str) -> str:
     return "\n".join(f"  {line}" for line in block.splitlines())
 
 
-def _fixes(c: CheckResult, catalog_fixes: Mapping[str, str] | None) -> list[str]:
-    fixes = catalog_fixes if catalog_fixes else c.remediation
+def _fixes(fixes: Mapping[str, str], lang: str = "en") -> list[str]:
     lines = []
     for key, label in _PLATFORMS:
         fix = " ".join(fixes.get(key, "").split())
         if fix and fix != "-":
             lines.append(f"- {label}: {_trusted(fix)}")
-    return lines or ["- none given"]
+    return lines or [f"- {t('no_fix_given', lang)}"]
 
 
 def _listener_for(c: CheckResult, listeners: Sequence[ListenerRecord]) -> ListenerRecord | None:
@@ -226,31 +209,36 @@ def _listener_for(c: CheckResult, listeners: Sequence[ListenerRecord]) -> Listen
     return None
 
 
-def _finding(n: int, c: CheckResult, listeners: Sequence[ListenerRecord]) -> list[str]:
-    catalog = _catalog().get(c.check_id)
-    confidence = c.confidence.value if c.confidence is not None else "?"
+def _finding(
+    n: int, c: CheckResult, listeners: Sequence[ListenerRecord], lang: str = "en"
+) -> list[str]:
+    why = catalog_text.why(c.check_id, lang)
+    confidence = confidence_name(c.confidence.value if c.confidence else None, lang)
     lines = [
         "",
-        f"#### {n}. {c.severity.value.upper()}: {md_text(c.title, 160)}",
+        f"#### {n}. {severity_name(c.severity.value, lang).upper()}: "
+        f"{md_text(catalog_text.title(c, lang), 160)}",
         "",
-        f"`{clean(c.check_id, 64)}` on {_where(c.address, c.port, c.proto.value)}, {confidence}",
+        f"`{clean(c.check_id, 64)}` {t('doc.on', lang)} "
+        f"{_where(c.address, c.port, c.proto.value, lang)}, {confidence}",
         "",
-        md_text(c.summary, 400),
+        md_text(catalog_text.summary(c, lang), 400),
     ]
-    if catalog is not None:
-        lines += ["", f"**Why it matters:** {_trusted(catalog[0])}"]
-    evidence = _evidence(c, _listener_for(c, listeners))
+    if why is not None:
+        lines += ["", f"**{t('why', lang)}:** {_trusted(why)}"]
+    evidence = _evidence(c, _listener_for(c, listeners), lang)
     if evidence:
-        lines += ["", "**Evidence:**", "", *evidence]
-    lines += ["", "**Fix:**", "", *_fixes(c, catalog[1] if catalog else None)]
+        lines += ["", f"**{t('evidence', lang)}:**", "", *evidence]
+    fixes = catalog_text.fixes(c, lang, prefer_catalog=True)
+    lines += ["", f"**{t('fix', lang)}:**", "", *_fixes(fixes, lang)]
     return lines
 
 
-def _findings(record: ScanRecord) -> list[str]:
+def _findings(record: ScanRecord, lang: str = "en") -> list[str]:
     findings = record.findings
-    lines = ["", "## Findings"]
+    lines = ["", f"## {t('findings', lang)}"]
     if not findings:
-        return [*lines, "", "No findings."]
+        return [*lines, "", t("no_findings", lang)]
     by_layer: dict[Layer, list[CheckResult]] = {layer: [] for layer in Layer}
     for c in findings:
         by_layer[c.layer].append(c)
@@ -264,27 +252,27 @@ def _findings(record: ScanRecord) -> list[str]:
     n = 0
     for layer in layers:
         group = by_layer[layer]
-        lines += ["", f"### {_LAYER_TITLE[layer]} ({len(group)})"]
+        lines += ["", f"### {layer_name(layer.value, lang)} ({len(group)})"]
         if not group:
-            lines += ["", "No findings."]
+            lines += ["", t("no_findings", lang)]
         for c in _sorted_findings(group):
             n += 1
-            lines += _finding(n, c, record.listeners)
+            lines += _finding(n, c, record.listeners, lang)
     return lines
 
 
-def _not_tested(record: ScanRecord) -> list[str]:
+def _not_tested(record: ScanRecord, lang: str = "en") -> list[str]:
     rows = [c for c in record.checks if c.status is CheckStatus.NOT_TESTED]
     if not rows:
         return []
-    lines = ["", f"## Checks not tested ({len(rows)})", ""]
-    lines.append("Not tested is not the same as passed.")
+    lines = ["", f"## {t('doc.checks_not_tested', lang, n=len(rows))}", ""]
+    lines.append(t("doc.not_tested_note", lang))
     lines.append("")
     for c in rows:
         reason = c.summary.removeprefix("not tested: ")
         lines.append(
-            f"- `{clean(c.check_id, 64)}` on {_where(c.address, c.port, c.proto.value)}: "
-            f"{md_text(reason, 300)}"
+            f"- `{clean(c.check_id, 64)}` {t('doc.on', lang)} "
+            f"{_where(c.address, c.port, c.proto.value, lang)}: {md_text(reason, 300)}"
         )
     return lines
 
@@ -306,13 +294,15 @@ def _port_row(ep: Endpoint) -> str:
     )
 
 
-def _ports(record: ScanRecord) -> list[str]:
+def _ports(record: ScanRecord, lang: str = "en") -> list[str]:
     endpoints = [ep for host in record.hosts for ep in host.endpoints]
-    lines = ["", "## Ports", ""]
+    lines = ["", f"## {t('doc.ports', lang)}", ""]
     if not endpoints:
-        lines.append("No open ports found.")
+        lines.append(t("doc.no_open_ports", lang))
     else:
-        lines.append("| Address | Port | State | Service | Product | Banner |")
+        heads = ("doc.address", "doc.port", "doc.state", "doc.service", "doc.product",
+                 "doc.banner")
+        lines.append("| " + " | ".join(t(h, lang) for h in heads) + " |")
         lines.append("|---|---|---|---|---|---|")
         lines += [_port_row(ep) for ep in endpoints]
     for host in record.hosts:
@@ -320,15 +310,18 @@ def _ports(record: ScanRecord) -> list[str]:
             counted = ", ".join(f"{n} {md_text(state, 20)}" for state, n in states.items() if n)
             if counted:
                 lines.append("")
-                lines.append(f"{md_text(host.address, 64)} {proto}: not shown: {counted}")
+                lines.append(f"{md_text(host.address, 64)} {proto}: "
+                             f"{t('doc.not_shown', lang, counts=counted)}")
     return lines
 
 
-def _listeners(listeners: Sequence[ListenerRecord]) -> list[str]:
-    lines = ["", f"## Listeners ({len(listeners)})", ""]
+def _listeners(listeners: Sequence[ListenerRecord], lang: str = "en") -> list[str]:
+    lines = ["", f"## {t('doc.listeners', lang, n=len(listeners))}", ""]
     if not listeners:
-        return [*lines, "None found."]
-    lines.append("| Proto | Address:port | Scope | Process (pid) | User | Firewall | Service |")
+        return [*lines, t("doc.none_found", lang)]
+    heads = ("doc.proto", "doc.address_port", "doc.scope", "doc.process", "doc.user",
+             "doc.firewall", "doc.service")
+    lines.append("| " + " | ".join(t(h, lang) for h in heads) + " |")
     lines.append("|---|---|---|---|---|---|---|")
     for r in listeners:
         host = md_text(r.address, 64)
@@ -340,7 +333,7 @@ def _listeners(listeners: Sequence[ListenerRecord]) -> list[str]:
             if r.product:
                 service += f" ({md_text(r.product, 60)})"
         else:
-            service = "unidentified" if r.probe_address else "not probed"
+            service = t("table.unidentified" if r.probe_address else "doc.not_probed", lang)
         lines.append(
             f"| {r.proto.value} | {where} | {r.scope.value} | {proc} | {_cell(r.user, 40)} | "
             f"{firewall} | {service} |"
@@ -351,36 +344,42 @@ def _listeners(listeners: Sequence[ListenerRecord]) -> list[str]:
     for r in not_probed:
         if r.not_probed:
             lines.append(
-                f"- not probed: {_where(r.address, r.port, r.proto.value)}: {md_text(r.not_probed)}"
+                f"- {t('doc.not_probed', lang)}: {_where(r.address, r.port, r.proto.value, lang)}"
+                f": {md_text(r.not_probed)}"
             )
     return lines
 
 
-def _errors(errors: Sequence[ProbeError]) -> list[str]:
+def _errors(errors: Sequence[ProbeError], lang: str = "en") -> list[str]:
     if not errors:
         return []
-    lines = ["", f"## Probes not finished ({len(errors)})", ""]
+    lines = ["", f"## {t('doc.probes_not_finished', lang, n=len(errors))}", ""]
     for e in errors:
         where = (
-            _where(e.address, e.port or 0, e.proto.value if e.proto else "tcp")
+            _where(e.address, e.port or 0, e.proto.value if e.proto else "tcp", lang)
             if e.address and e.port
-            else md_text(e.address, 64) or "the scan"
+            else md_text(e.address, 64) or t("the_scan", lang)
         )
         probe = f" ({md_text(e.probe, 40)})" if e.probe else ""
         lines.append(f"- {where}{probe}: {e.kind.value}: {md_text(e.detail, 300)}")
-    lines += ["", "Untested is not the same as closed."]
+    lines += ["", t("doc.untested_note", lang)]
     return lines
 
 
-def render_markdown(record: ScanRecord) -> str:
+def render_markdown(record: ScanRecord, *, lang: str = "en", only_problems: bool = False) -> str:
     """Return ``record`` as Markdown: summary, findings by layer, checks not tested, ports,
-    listeners (kind "check"), probes not finished. Raises nothing for any record."""
-    lines = _header(record)
-    lines += _summary(record)
-    lines += _findings(record)
-    lines += _not_tested(record)
-    lines += _ports(record)
+    listeners (kind "check"), probes not finished, in ``lang`` ("en" or "ja").
+    ``only_problems`` leaves out passed checks, info findings and closed/filtered ports
+    (``report.problems``), and says so in the summary. Raises nothing for any record."""
+    hidden: Hidden | None = None
+    if only_problems:
+        record, hidden = problems.only_problems(record)
+    lines = _header(record, lang)
+    lines += _summary(record, lang, hidden)
+    lines += _findings(record, lang)
+    lines += _not_tested(record, lang)
+    lines += _ports(record, lang)
     if record.kind == "check" or record.listeners:
-        lines += _listeners(record.listeners)
-    lines += _errors(record.errors)
+        lines += _listeners(record.listeners, lang)
+    lines += _errors(record.errors, lang)
     return "\n".join(lines).rstrip("\n") + "\n"

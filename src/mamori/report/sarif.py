@@ -20,10 +20,10 @@ import hashlib
 import json
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from functools import cache
 from typing import Any
 
 from mamori.model import CheckResult, CheckStatus, ProbeError, ScanRecord, Severity
+from mamori.report import text as catalog_text
 from mamori.report.table import clean
 
 SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
@@ -48,33 +48,6 @@ _SCORE = {
 }
 _PLATFORMS = (("linux", "Linux"), ("macos", "macOS"), ("router", "Router"))
 _TEXT_LIMIT = 2000
-
-
-@cache
-def _catalog() -> Mapping[str, Mapping[str, Any]]:
-    """Per check id: title, why and fixes (English) from both catalogs. A catalog that cannot
-    be loaded contributes nothing: the rule then falls back to the result's own text."""
-    out: dict[str, Mapping[str, Any]] = {}
-    try:
-        from mamori.checks.catalog import default_catalog
-
-        for cid, s in default_catalog().items():
-            out[cid] = _spec_text(s)
-    except (ImportError, ValueError):
-        pass
-    try:
-        from mamori.audit.notes import default_notes
-
-        for cid, n in default_notes().items():
-            out[cid] = _spec_text(n)
-    except (ImportError, ValueError):
-        pass
-    return out
-
-
-def _spec_text(spec: Any) -> Mapping[str, Any]:
-    fixes = {key: getattr(spec.remediation, key).en for key, _ in _PLATFORMS}
-    return {"title": spec.title.en, "why": spec.why.en, "fixes": fixes}
 
 
 def _text(value: str, limit: int = _TEXT_LIMIT) -> str:
@@ -119,14 +92,13 @@ def _fixes_text(fixes: Mapping[str, str]) -> tuple[str, str]:
     return plain, markdown
 
 
-def _rule(check_id: str, results: list[CheckResult]) -> dict[str, Any]:
+def _rule(check_id: str, results: list[CheckResult], lang: str) -> dict[str, Any]:
     first = results[0]
     worst = max((c.severity for c in results), key=lambda s: s.rank)
-    spec = _catalog().get(check_id)
-    title = _text(spec["title"] if spec else first.title, 300)
-    why = _text(spec["why"]) if spec else title
-    fixes: Mapping[str, str] = spec["fixes"] if spec else first.remediation
-    plain, markdown = _fixes_text(fixes)
+    entry = catalog_text.catalog_texts().get(check_id)
+    title = _text(entry.title[lang] if entry else first.title, 300)
+    why = _text(entry.why[lang]) if entry else title
+    plain, markdown = _fixes_text(catalog_text.fixes(first, lang, prefer_catalog=True))
     rule: dict[str, Any] = {
         "id": check_id,
         "name": "".join(part.capitalize() for part in check_id.replace("_", "-").split("-")),
@@ -146,7 +118,7 @@ def _rule(check_id: str, results: list[CheckResult]) -> dict[str, Any]:
     return rule
 
 
-def _result(c: CheckResult, rule_index: int) -> dict[str, Any]:
+def _result(c: CheckResult, rule_index: int, lang: str) -> dict[str, Any]:
     props: dict[str, Any] = {
         "severity": c.severity.value,
         "layer": c.layer.value,
@@ -172,7 +144,8 @@ def _result(c: CheckResult, rule_index: int) -> dict[str, Any]:
         "ruleIndex": rule_index,
         "level": _LEVEL[c.severity],
         "kind": "fail",
-        "message": {"text": _text(c.summary) or _text(c.title)},
+        "message": {"text": _text(catalog_text.summary(c, lang))
+                    or _text(catalog_text.title(c, lang))},
         "locations": [_location(c.address, c.proto.value, c.port)],
         "partialFingerprints": {FINGERPRINT_KEY: fingerprint(c)},
         "properties": props,
@@ -215,17 +188,18 @@ def _utc(value: datetime) -> str:
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def sarif_document(record: ScanRecord) -> dict[str, Any]:
-    """Return ``record`` as a SARIF 2.1.0 log (a dict ready for ``json.dumps``)."""
+def sarif_document(record: ScanRecord, lang: str = "en") -> dict[str, Any]:
+    """Return ``record`` as a SARIF 2.1.0 log (a dict ready for ``json.dumps``); rule texts
+    and result messages in ``lang`` ("en" or "ja"; ids and properties stay English)."""
     findings = [c for c in record.checks if c.status is CheckStatus.FINDING]
     by_rule: dict[str, list[CheckResult]] = {}
     for c in findings:
         by_rule.setdefault(c.check_id, []).append(c)
     rule_ids = sorted(by_rule)
     index = {cid: i for i, cid in enumerate(rule_ids)}
-    rules = [_rule(cid, by_rule[cid]) for cid in rule_ids]
+    rules = [_rule(cid, by_rule[cid], lang) for cid in rule_ids]
     results = [
-        _result(c, index[c.check_id])
+        _result(c, index[c.check_id], lang)
         for c in sorted(findings, key=lambda c: (-c.severity.rank, c.key))
     ]
     notifications = [
@@ -264,6 +238,7 @@ def sarif_document(record: ScanRecord) -> dict[str, Any]:
                 "invocations": [invocation],
                 "results": results,
                 "columnKind": "unicodeCodePoints",
+                "language": "ja-JP" if lang == "ja" else "en-US",
             }
         ],
     }
@@ -275,6 +250,6 @@ def _mamori_version() -> str:
     return str(__version__)
 
 
-def render_sarif(record: ScanRecord) -> str:
+def render_sarif(record: ScanRecord, *, lang: str = "en") -> str:
     """Return ``record`` as a SARIF 2.1.0 JSON document (one run), newline-terminated."""
-    return json.dumps(sarif_document(record), indent=2, ensure_ascii=False) + "\n"
+    return json.dumps(sarif_document(record, lang), indent=2, ensure_ascii=False) + "\n"

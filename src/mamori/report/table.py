@@ -30,7 +30,11 @@ from mamori.model import (
     ScanSummary,
     Severity,
 )
+from mamori.report import problems
+from mamori.report import text as catalog_text
+from mamori.report.i18n import confidence_name, t
 from mamori.report.json import duration_s
+from mamori.report.problems import Hidden
 
 DEFAULT_WIDTH = 100
 
@@ -42,11 +46,9 @@ _STATUS_STYLE = {
 }
 
 _STATUS_WARNING = {
-    ScanStatus.INTERRUPTED: "SCAN INTERRUPTED: the process stopped before finishing; "
-    "the results below are incomplete.",
-    ScanStatus.FAILED: "SCAN FAILED: the results below are incomplete.",
-    ScanStatus.RUNNING: "SCAN STILL RUNNING (or stopped on another host): "
-    "the results below are partial.",
+    ScanStatus.INTERRUPTED: "table.warn.interrupted",
+    ScanStatus.FAILED: "table.warn.failed",
+    ScanStatus.RUNNING: "table.warn.running",
 }
 
 
@@ -58,15 +60,26 @@ _SEVERITY_STYLE = {
     Severity.INFO: "",
 }
 
-_LAYER_TITLE = {
-    Layer.OS: "OS layer",
-    Layer.NETWORK: "Network layer (TCP/IP)",
-    Layer.APPLICATION: "Application layer",
-}
 _LAYER_ORDER = {layer: i for i, layer in enumerate(Layer)}
 
 _DETAIL_INDENT = 6  # columns of indentation for a finding's detail lines
 _NOT_TESTED_PREFIX = "not tested: "
+
+
+def layer_title(layer: Layer, lang: str = "en") -> str:
+    """"OS layer", "Network layer (TCP/IP)", "Application layer" in ``lang``."""
+    return t(f"layer_title.{layer.value}", lang)
+
+
+def severity_label(severity: Severity, lang: str = "en") -> str:
+    """"CRITICAL", "HIGH"... in English; the Japanese word in Japanese."""
+    return t(f"severity.{severity.value}", lang).upper()
+
+
+def worst_first(findings: Sequence[CheckResult]) -> list[CheckResult]:
+    """Findings worst first; stable, so the store's order (host, port, check) survives
+    within a severity."""
+    return sorted(findings, key=lambda c: -c.severity.rank)
 
 
 def clean(value: str, limit: int = 200) -> str:
@@ -137,28 +150,31 @@ def _service_cells(ep: Endpoint) -> tuple[str, str]:
     return name, version
 
 
-def _error_line(err: ProbeError, with_address: bool) -> str:
+def _error_line(err: ProbeError, with_address: bool, lang: str = "en") -> str:
     where = []
     if with_address and err.address:
         where.append(clean(err.address, 64))
     if err.port is not None:
         proto = err.proto.value if err.proto is not None else "?"
         where.append(f"{err.port}/{proto}")
-    place = " ".join(where) or "scan"
+    place = " ".join(where) or ("scan" if lang == "en" else t("the_scan", lang))
     probe = f" [{clean(err.probe, 40)}]" if err.probe else ""
-    return f"  not tested: {place}: {err.kind.value}: {clean(err.detail)}{probe}"
+    prefix = t("table.not_tested_prefix", lang)
+    return f"  {prefix}{place}: {err.kind.value}: {clean(err.detail)}{probe}"
 
 
-def _host_renderables(host: HostResult, errors: Sequence[ProbeError]) -> list[RenderableType]:
+def _host_renderables(
+    host: HostResult, errors: Sequence[ProbeError], lang: str = "en"
+) -> list[RenderableType]:
     out: list[RenderableType] = []
     name = f" ({clean(host.hostname, 120)})" if host.hostname else ""
-    out.append(Text(f"Host {host.address}{name}", style="bold"))
+    out.append(Text(t("table.host", lang, address=host.address, name=name), style="bold"))
     if host.endpoints:
         table = Table(box=None, pad_edge=False, show_edge=False, header_style="bold")
-        table.add_column("PORT", no_wrap=True)
-        table.add_column("STATE", no_wrap=True)
-        table.add_column("SERVICE", no_wrap=True)
-        table.add_column("VERSION", overflow="fold")
+        table.add_column(t("table.col.port", lang), no_wrap=True)
+        table.add_column(t("table.col.state", lang), no_wrap=True)
+        table.add_column(t("table.col.service", lang), no_wrap=True)
+        table.add_column(t("table.col.version", lang), overflow="fold")
         for ep in host.endpoints:
             svc, version = _service_cells(ep)
             style = "green" if ep.state is PortState.OPEN else ""
@@ -167,16 +183,16 @@ def _host_renderables(host: HostResult, errors: Sequence[ProbeError]) -> list[Re
             )
         out.append(table)
     else:
-        out.append(Text("  no ports to list"))
+        out.append(Text(t("table.no_ports", lang)))
     for proto in sorted(host.not_shown):
         counts = host.not_shown[proto]
         for key in sorted(counts):
             n = counts[key]
             if n:
-                plural = "port" if n == 1 else "ports"
-                out.append(Text(f"Not shown: {n} {clean(key, 40)} {clean(proto, 8)} {plural}"))
+                out.append(Text(t("table.not_shown", lang, n=n, state=clean(key, 40),
+                                  proto=clean(proto, 8))))
     for err in errors:
-        out.append(Text(_error_line(err, with_address=False), style="yellow"))
+        out.append(Text(_error_line(err, with_address=False, lang=lang), style="yellow"))
     return out
 
 
@@ -195,51 +211,109 @@ def _short(value: str, limit: int) -> str:
     return ""
 
 
-def _finding_renderables(c: CheckResult) -> list[RenderableType]:
-    head = Text(c.severity.value.upper(), style=_SEVERITY_STYLE[c.severity])
-    confidence = c.confidence.value if c.confidence is not None else "?"
+def _finding_renderables(c: CheckResult, lang: str = "en") -> list[RenderableType]:
+    head = Text(severity_label(c.severity, lang), style=_SEVERITY_STYLE[c.severity])
+    confidence = confidence_name(c.confidence.value if c.confidence else None, lang)
     head.append(
         f" ({confidence})  {_endpoint_text(c.address, c.port, c.proto.value)}"
-        f"  {clean(c.title, 160)} [{clean(c.check_id, 64)}]"
+        f"  {clean(catalog_text.title(c, lang), 160)} [{clean(c.check_id, 64)}]"
     )
-    lines = [clean(c.summary, 300)]
+    lines = [clean(catalog_text.summary(c, lang), 300)]
     if c.evidence is not None:
-        lines.append(f"test: {clean(c.evidence.test, 300)}")
-    fix = _short(c.remediation.get("linux", ""), 200)
+        lines.append(f"{t('table.test', lang)}{clean(c.evidence.test, 300)}")
+    fix = _short(catalog_text.fixes(c, lang).get("linux", ""), 200)
     if fix:
-        lines.append(f"fix (Linux): {fix}")
+        lines.append(f"{t('table.fix', lang, platform='Linux')}{fix}")
     # Padding, not leading blanks: wrapped lines keep the indentation.
     out: list[RenderableType] = [Padding(head, (0, 0, 0, 2))]
     out.extend(Padding(Text(line), (0, 0, 0, _DETAIL_INDENT)) for line in lines)
     return out
 
 
-def _findings_header(findings: Sequence[CheckResult]) -> Text:
-    header = Text(f"Findings ({len(findings)})", style="bold")
+def severity_counts(header: Text, findings: Sequence[CheckResult], lang: str,
+                    first: str) -> int:
+    """Append "1 critical, 2 low" (coloured, worst first; "緊急 1、低 2" in Japanese) to
+    ``header`` after ``first``; return the number of severities named."""
     counts = {s: sum(1 for c in findings if c.severity is s) for s in Severity}
     parts = [(s, n) for s, n in sorted(counts.items(), key=lambda kv: -kv[0].rank) if n]
     for i, (sev, n) in enumerate(parts):
-        header.append(": " if i == 0 else ", ")
-        header.append(f"{n} {sev.value}", style=_SEVERITY_STYLE[sev])
+        header.append(first if i == 0 else t("list_sep", lang))
+        name = t(f"severity.{sev.value}", lang)
+        header.append(t("severity_count", lang, n=n, severity=name), style=_SEVERITY_STYLE[sev])
+    return len(parts)
+
+
+def _findings_header(findings: Sequence[CheckResult], lang: str = "en") -> Text:
+    header = Text(t("table.findings_n", lang, n=len(findings)), style="bold")
+    severity_counts(header, findings, lang, ": ")
     return header
 
 
-def _not_tested_line(c: CheckResult) -> str:
+def _not_tested_line(c: CheckResult, lang: str = "en") -> str:
     reason = c.summary
     if reason.startswith(_NOT_TESTED_PREFIX):
         reason = reason[len(_NOT_TESTED_PREFIX) :]
     where = _endpoint_text(c.address, c.port, c.proto.value)
-    return f"not tested: {clean(c.check_id, 64)} on {where}: {clean(reason, 300)}"
+    return t("table.not_tested_check", lang, check=clean(c.check_id, 64), where=where,
+             reason=clean(reason, 300))
 
 
-def _checks_renderables(checks: Sequence[CheckResult]) -> list[RenderableType]:
+def _ran_hidden(hidden: Hidden | None) -> bool:
+    """Checks ran but --only-problems hid every one of them."""
+    return hidden is not None and bool(hidden.passed or hidden.info)
+
+
+def passed_renderable(checks: Sequence[CheckResult], hidden: Hidden | None, lang: str) -> Text:
+    """"N checks passed", or with --only-problems what was hidden."""
+    if hidden is not None:
+        return Text(t("only_problems_hidden", lang, passed=hidden.passed, info=hidden.info,
+                      closed=hidden.closed))
+    passed = sum(1 for c in checks if c.status is CheckStatus.PASSED)
+    return Text(t("checks_passed", lang, n=passed))
+
+
+def summary_renderables(
+    record: ScanRecord, lang: str = "en", hidden: Hidden | None = None
+) -> list[RenderableType]:
+    """The short summary every table starts with: counts by severity, the three worst
+    findings, and how many checks passed, were not tested, and probes did not finish.
+    Nothing when no check ran (the table then has nothing to sum up)."""
+    if not record.checks and not _ran_hidden(hidden):
+        return []
+    findings = record.findings
+    out: list[RenderableType] = [Text("")]
+    if not findings:
+        out.append(Text(t("table.summary_none", lang), style="bold green"))
+    else:
+        head = Text(t("table.summary", lang, n=len(findings)), style="bold")
+        if severity_counts(head, findings, lang, " ("):
+            head.append(")")
+        out.append(head)
+        out.append(Text(t("table.fix_first", lang)))
+        for i, c in enumerate(worst_first(findings)[:3], 1):
+            line = Text(f"{i}. ")
+            line.append(severity_label(c.severity, lang), style=_SEVERITY_STYLE[c.severity])
+            where = f", {_endpoint_text(c.address, c.port, c.proto.value)}" if c.port else ""
+            line.append(f"  {clean(catalog_text.title(c, lang), 160)}{where}")
+            out.append(Padding(line, (0, 0, 0, 2)))
+    not_tested = sum(1 for c in record.checks if c.status is CheckStatus.NOT_TESTED)
+    passed = hidden.passed if hidden is not None else sum(
+        1 for c in record.checks if c.status is CheckStatus.PASSED)
+    out.append(Text(t("table.summary_checks", lang, passed=passed, not_tested=not_tested,
+                      errors=len(record.errors))))
+    return out
+
+
+def _checks_renderables(
+    checks: Sequence[CheckResult], lang: str = "en", hidden: Hidden | None = None
+) -> list[RenderableType]:
     """The findings (grouped by layer, worst first), every check not tested, the pass count."""
-    if not checks:
+    if not checks and not _ran_hidden(hidden):
         return []  # no checks were run: nothing to say, and nothing claimed
     out: list[RenderableType] = [Text("")]
     findings = [c for c in checks if c.status is CheckStatus.FINDING]
     if findings:
-        out.append(_findings_header(findings))
+        out.append(_findings_header(findings, lang))
         by_layer: dict[Layer, list[CheckResult]] = {}
         for c in findings:
             by_layer.setdefault(c.layer, []).append(c)
@@ -251,48 +325,68 @@ def _checks_renderables(checks: Sequence[CheckResult]) -> list[RenderableType]:
         for i, layer in enumerate(layers):
             if i:
                 out.append(Text(""))
-            out.append(Text(_LAYER_TITLE[layer], style="bold"))
-            # A stable sort: the store's order (host, port, check) survives within a severity.
-            for c in sorted(by_layer[layer], key=lambda c: -c.severity.rank):
-                out.extend(_finding_renderables(c))
+            out.append(Text(layer_title(layer, lang), style="bold"))
+            for c in worst_first(by_layer[layer]):
+                out.extend(_finding_renderables(c, lang))
     else:
-        out.append(Text("Findings: none", style="bold green"))
+        out.append(Text(t("table.findings_none", lang), style="bold green"))
     not_tested = [c for c in checks if c.status is CheckStatus.NOT_TESTED]
     if not_tested:
         out.append(Text(""))
-        out.append(Text(f"Checks not tested ({len(not_tested)}):", style="bold yellow"))
+        out.append(Text(t("table.checks_not_tested", lang, n=len(not_tested)),
+                        style="bold yellow"))
         out.extend(
-            Padding(Text(_not_tested_line(c), style="yellow"), (0, 0, 0, 2)) for c in not_tested
+            Padding(Text(_not_tested_line(c, lang), style="yellow"), (0, 0, 0, 2))
+            for c in not_tested
         )
-    passed = sum(1 for c in checks if c.status is CheckStatus.PASSED)
-    out.append(Text(f"{passed} check{'' if passed == 1 else 's'} passed"))
+    out.append(passed_renderable(checks, hidden, lang))
     return out
 
 
-def header_renderables(record: ScanRecord) -> list[RenderableType]:
+def status_label(status: ScanStatus, lang: str = "en") -> str:
+    return t(f"status.{status.value}", lang).upper()
+
+
+def header_renderables(record: ScanRecord, lang: str = "en") -> list[RenderableType]:
     """The first lines of every scan view: kind, id, status, times, targets, and a warning
     when the results are incomplete."""
     header = Text(f"mamori {clean(record.kind, 32)} #{record.id}  ")
-    header.append(record.status.value.upper(), style=_STATUS_STYLE.get(record.status, ""))
+    header.append(status_label(record.status, lang), style=_STATUS_STYLE.get(record.status, ""))
     header.append(
-        f"  started {format_time(record.started_at)}"
-        f"  took {format_duration(duration_s(record.started_at, record.finished_at))}"
+        f"  {t('table.started', lang)} {format_time(record.started_at)}"
+        f"  {t('table.took', lang)} "
+        f"{format_duration(duration_s(record.started_at, record.finished_at))}"
     )
     out: list[RenderableType] = [header]
-    out.append(Text("targets: " + ", ".join(clean(t, 120) for t in record.targets)))
+    out.append(Text(t("table.targets", lang) + ", ".join(clean(x, 120) for x in record.targets)))
     warning = _STATUS_WARNING.get(record.status)
     if warning:
-        out.append(Text(f"!! {warning}", style="bold red"))
+        out.append(Text(f"!! {t(warning, lang)}", style="bold red"))
     return out
 
 
-def render_table(record: ScanRecord, *, width: int | None = None, color: bool = False) -> str:
-    """Return the scan as compact nmap-like text (ANSI colours only when ``color``).
+def render_table(
+    record: ScanRecord,
+    *,
+    width: int | None = None,
+    color: bool = False,
+    lang: str = "en",
+    only_problems: bool = False,
+) -> str:
+    """Return the scan as compact nmap-like text (ANSI colours only when ``color``): the
+    header, a short summary, the hosts and their ports, the findings by layer, the checks
+    not tested and the probes that could not finish. ``only_problems`` hides passed checks,
+    info findings and closed/filtered ports (``report.problems``). ``lang``: "en" or "ja".
 
     This is the outside view (kind "scan"); ``report.render`` shows kind "check" as the
     checklist (``report.checklist.render_checklist``)."""
+    hidden: Hidden | None = None
+    if only_problems:
+        record, hidden = problems.only_problems(record)
     console, buf = _console(width, color)
-    for item in header_renderables(record):
+    for item in header_renderables(record, lang):
+        console.print(item)
+    for item in summary_renderables(record, lang, hidden):
         console.print(item)
 
     by_host: dict[str, list[ProbeError]] = {}
@@ -305,27 +399,22 @@ def render_table(record: ScanRecord, *, width: int | None = None, color: bool = 
             loose.append(err)
 
     if not record.hosts:
-        console.print(Text("\nno hosts"))
+        console.print(Text("\n" + t("table.no_hosts", lang)))
     for host in record.hosts:
         console.print()
-        for item in _host_renderables(host, by_host.get(host.address, ())):
+        for item in _host_renderables(host, by_host.get(host.address, ()), lang):
             console.print(item)
-    for item in _checks_renderables(record.checks):
+    for item in _checks_renderables(record.checks, lang, hidden):
         console.print(item)
     if loose:
         console.print()
-        console.print(Text(f"Not tested ({len(loose)}):", style="bold yellow"))
+        console.print(Text(t("table.loose_not_tested", lang, n=len(loose)), style="bold yellow"))
         for err in loose:
-            console.print(Text(_error_line(err, with_address=True), style="yellow"))
+            console.print(Text(_error_line(err, with_address=True, lang=lang), style="yellow"))
     total_errors = len(record.errors)
     if total_errors:
         console.print()
-        console.print(
-            Text(
-                f"{total_errors} probe(s) could not finish: untested is not the same as closed.",
-                style="yellow",
-            )
-        )
+        console.print(Text(t("untested_not_closed", lang, n=total_errors), style="yellow"))
     return _finish(buf)
 
 

@@ -1,0 +1,36 @@
+"""The one way tests start a real browser: Debian's Chromium driven by Playwright.
+
+Chromium must never touch the network beyond loopback: background networking, component
+updates, sync and autofill are off, and ``--host-resolver-rules`` answers every name lookup
+with "not found" inside the browser (without it Chromium asks the machine's resolver, which is
+off-machine, for Google hosts at start-up — seen here). IP literals such as 127.0.110.5 still
+work, which is all the tests use.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-domain-reliability",
+    "--disable-client-side-phishing-detection",
+    "--disable-features=AutofillServerCommunication,OptimizationHints,MediaRouter,Translate",
+    "--no-first-run",
+    "--no-pings",
+    "--disable-quic",
+    "--host-resolver-rules=MAP * ~NOTFOUND",
+]
+
+
+def launch_chromium(playwright: Any, **kwargs: Any) -> Any:
+    """Launch headless Chromium with the no-network arguments (extra ``args`` appended)."""
+    extra = list(kwargs.pop("args", []))
+    return playwright.chromium.launch(
+        executable_path=CHROMIUM, headless=True, args=[*CHROMIUM_ARGS, *extra], **kwargs
+    )
