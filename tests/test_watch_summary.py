@@ -10,15 +10,13 @@ from pathlib import Path
 
 import pytest
 
+from browser import CHROMIUM_ARGS
 from mamori.watch.events import Danger, Event, EventType, Incident
 from mamori.watch.summary import render_summary
 
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 NOISY = "198.51.100.7"
 HOSTILE = '<script>alert(1)</script><img src="http://127.0.145.9:9/x.png">'
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run",
-                 "--disable-quic"]
 
 
 def sample() -> tuple[list[Event], list[Incident]]:

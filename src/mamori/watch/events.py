@@ -43,6 +43,8 @@ class EventType(StrEnum):
     # ICMP
     ICMP_ECHO = "icmp.echo"
     ICMP_OTHER = "icmp.other"  # fields: icmp_type, icmp_code
+    # raw TCP: half-open knocks on the decoys (SYN/NULL/FIN/XMAS scans never reach accept())
+    TCP_PROBE = "tcp.probe"  # fields: flags (SYN/NULL/FIN/XMAS/...), technique, tcp_flags
     # logs
     AUTH_FAILURE = "auth.failure"  # sshd failed password / publickey / PAM failure
     AUTH_INVALID_USER = "auth.invalid_user"

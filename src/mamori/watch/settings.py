@@ -316,6 +316,7 @@ class WatchSettings(_Model):
     decoys: tuple[str, ...] = ()  # "127.0.0.1:2323", "0.0.0.0:1900/udp", "0.0.0.0:8081/tcp=http"
     logs: tuple[LogSettings, ...] = ()
     icmp: StrictBool = False
+    tcp_knock: StrictBool = True  # half-open (SYN/NULL/FIN/XMAS) scans of the TCP decoys
     journald: JournaldSettings = JournaldSettings()
     store: str | None = None  # a database URL, or a file path for SQLite
     incident_window: Duration | None = None

@@ -1,0 +1,470 @@
+"""`mamori watch` (the sensor), `mamori events`, `mamori incidents`, `mamori watch report`.
+
+``register(app)`` adds them to the main Typer app. Exit codes: 0 done (watch: stopped cleanly
+by SIGTERM/SIGINT, or every log read with --read-once), 2 bad usage (one line on stderr,
+nothing stored), 3 nothing could run / the store failed.
+
+Sources come from the command line when any source flag is given (--decoy, --access-log,
+--auth-log, --firewall-log, --journald, --icmp), else from the ``[watch]`` section of the
+settings file; alerts, detector thresholds, blocking and the store always come from the
+settings file (defaults without one: incidents printed on stdout, nothing blocked).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import json
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
+
+import typer
+from rich.console import Console
+
+if TYPE_CHECKING:
+    from mamori.store import Store
+    from mamori.store.watch import EventQuery, StoredEvent, StoredIncident
+    from mamori.watch.settings import WatchSettings
+
+EXIT_OK, EXIT_USAGE, EXIT_FAILED = 0, 2, 3
+LIST_FORMATS = ("table", "json")
+REPORT_FORMATS = ("table", "json", "html")
+EVENTS_SCHEMA = "mamori.events/1"
+INCIDENTS_SCHEMA = "mamori.incidents/1"
+stderr = Console(stderr=True, highlight=False)
+
+watch_app = typer.Typer(
+    help="Watch who knocks: decoys, ICMP and logs become events and incidents.",
+    invoke_without_command=True,
+    no_args_is_help=False,
+)
+
+DbOption = Annotated[
+    str | None,
+    typer.Option("--db", envvar="MAMORI_DB", help="Database URL or SQLite file "
+                 "(default: the settings file's watch.store, else mamori.db in the user data "
+                 "directory)."),
+]
+SinceOption = Annotated[str | None, typer.Option(
+    "--since", help="Only since then: a duration back from now (90s, 30m, 1h, 2d) or an ISO "
+    "time (2025-05-01T10:00, local time unless it names a zone).")]
+TypeOption = Annotated[list[str] | None, typer.Option(
+    "--type", "-t", help="Only these types (events) or kinds (incidents); repeat or separate "
+    "with commas; a trailing * matches a family (decoy.*, worm.*).")]
+SrcOption = Annotated[str | None, typer.Option("--src", help="Only from this address.")]
+DangerOption = Annotated[str | None, typer.Option(
+    "--min-danger", help="Only at or above: info, low, medium, high, critical.")]
+LimitOption = Annotated[int, typer.Option(
+    "--limit", "-n", help="At most this many, the most recent (0: all).")]
+ListFormat = Annotated[str, typer.Option("--format", "-f", help="table or json.")]
+
+
+class UsageProblem(Exception):
+    """Bad user input: one line, exit 2."""
+
+
+def _fail(code: int, message: str) -> NoReturn:
+    stderr.print(f"mamori: error: {message}", markup=False, highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def _open_store(db: str | None) -> Store:
+    from mamori.store import Store, StoreError, StoreUsageError
+
+    try:
+        return Store.open(db)
+    except StoreUsageError as exc:
+        _fail(EXIT_USAGE, str(exc))
+    except StoreError as exc:
+        _fail(EXIT_FAILED, str(exc))
+
+
+# -- filters -----------------------------------------------------------------------------------
+
+
+def parse_since(text: str, now: datetime | None = None) -> datetime:
+    """``"1h"`` → an hour before ``now``; an ISO time → that time (naive: local). UTC out."""
+    from mamori.watch.settings import parse_duration
+
+    now = now or datetime.now(UTC)
+    value = text.strip()
+    try:
+        return now - timedelta(seconds=parse_duration(value))
+    except ValueError:
+        pass
+    try:
+        when = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise UsageProblem(
+            f"--since {text!r} is neither a duration (30m, 1h, 2d) nor an ISO time") from None
+    if when.tzinfo is None:
+        when = when.astimezone()
+    return when.astimezone(UTC)
+
+
+def _query(since: str | None, types: list[str] | None, src: str | None,
+           min_danger: str | None, limit: int) -> EventQuery:
+    from mamori.store.watch import EventQuery
+    from mamori.watch.events import Danger
+
+    words = tuple(w.strip() for t in types or () for w in t.split(",") if w.strip())
+    for word in words:
+        if not all(c.isalnum() or c in "._-*" for c in word) or "*" in word[:-1]:
+            raise UsageProblem(f"--type {word!r} is not a type code like decoy.login or decoy.*")
+    if src is not None:
+        try:
+            src = str(ipaddress.ip_address(src.strip()))
+        except ValueError:
+            raise UsageProblem(f"--src {src!r} is not an IP address") from None
+    danger = None
+    if min_danger is not None:
+        try:
+            danger = Danger(min_danger.strip().lower())
+        except ValueError:
+            raise UsageProblem(f"--min-danger {min_danger!r} is not one of "
+                               f"{', '.join(d.value for d in Danger)}") from None
+    if limit < 0:
+        raise UsageProblem("--limit must be 0 (all) or more")
+    return EventQuery(
+        since=parse_since(since) if since is not None else None,
+        types=words, src=src, min_danger=danger, limit=limit or None,
+    )
+
+
+def _check_format(fmt: str, allowed: tuple[str, ...]) -> None:
+    if fmt not in allowed:
+        raise UsageProblem(f"unknown --format {fmt!r} (choose from {', '.join(allowed)})")
+
+
+# -- rendering ---------------------------------------------------------------------------------
+
+
+def event_json(stored: StoredEvent) -> dict[str, Any]:
+    """One stored event: the ``mamori.event/1`` shape with its ``id`` and ``incident_id``."""
+    from mamori.watch.events import event_to_dict
+
+    data = event_to_dict(stored.event, event_id=stored.id)
+    data["incident_id"] = stored.incident_id
+    return data
+
+
+def incident_json(stored: StoredIncident) -> dict[str, Any]:
+    """One stored incident: the ``mamori.incident/1`` alert shape (without ``opened``) and
+    its ``status``."""
+    from mamori.watch.sinks.alert import incident_to_dict
+
+    data = incident_to_dict(stored.incident)
+    data.pop("opened", None)
+    data["status"] = stored.status
+    return data
+
+
+def _stamp(when: datetime) -> str:
+    return when.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+def _clean(value: object, limit: int = 60) -> Any:
+    from rich.text import Text
+
+    from mamori.watch.events import excerpt
+
+    return Text(excerpt(str(value), limit))
+
+
+def _table(title: str, columns: list[str], rows: list[list[Any]], empty: str) -> str:
+    import io
+
+    from rich.table import Table
+
+    if not rows:
+        return empty
+    table = Table(title=title, title_justify="left", show_edge=False, pad_edge=False,
+                  box=None, header_style="bold")
+    for col in columns:
+        table.add_column(col, overflow="fold")
+    for row in rows:
+        table.add_row(*row)
+    out = io.StringIO()
+    Console(file=out, width=120, color_system=None, markup=False,
+            highlight=False).print(table)
+    return out.getvalue()
+
+
+def render_events(events: list[StoredEvent], fmt: str) -> str:
+    if fmt == "json":
+        return json.dumps({"schema": EVENTS_SCHEMA, "count": len(events),
+                           "events": [event_json(e) for e in events]},
+                          indent=2, ensure_ascii=False)
+    rows = []
+    for stored in events:
+        e = stored.event
+        detail = e.excerpt or " ".join(f"{k}={v}" for k, v in e.fields.items())
+        rows.append([
+            _clean(stored.id), _clean(_stamp(e.time)), _clean(e.type), _clean(e.danger),
+            _clean(f"{e.src or '-'}" + (f":{e.src_port}" if e.src_port else "")),
+            _clean(f"{e.dst_port}/{e.proto}" if e.dst_port is not None else (e.proto or "-")),
+            _clean(",".join(e.signatures) or "-", 40), _clean(detail, 70),
+        ])
+    return _table(f"{len(events)} event(s)",
+                  ["id", "time", "type", "danger", "from", "to", "signatures", "what"],
+                  rows, "no events\n")
+
+
+def render_incidents(incidents: list[StoredIncident], fmt: str) -> str:
+    if fmt == "json":
+        return json.dumps({"schema": INCIDENTS_SCHEMA, "count": len(incidents),
+                           "incidents": [incident_json(i) for i in incidents]},
+                          indent=2, ensure_ascii=False)
+    rows = []
+    for stored in incidents:
+        i = stored.incident
+        rows.append([
+            _clean(i.id), _clean(i.kind, 30), _clean(i.danger), _clean(i.src, 40),
+            _clean(_stamp(i.first_seen)), _clean(_stamp(i.last_seen)), _clean(i.count),
+            _clean(stored.status), _clean(i.examples[0] if i.examples else "-", 60),
+        ])
+    return _table(f"{len(incidents)} incident(s)",
+                  ["id", "kind", "danger", "from", "first seen", "last seen", "events",
+                   "status", "example"], rows, "no incidents\n")
+
+
+def _emit(text: str, output: Path | None = None) -> None:
+    text = text if text.endswith("\n") else text + "\n"
+    if output is None:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+        return
+    try:
+        output.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        _fail(EXIT_FAILED, f"cannot write {output}: {exc.strerror or exc}")
+    stderr.print(f"report written to {output}", markup=False)
+
+
+# -- mamori events / incidents ----------------------------------------------------------------
+
+
+def events(
+    since: SinceOption = None, types: TypeOption = None, src: SrcOption = None,
+    min_danger: DangerOption = None, limit: LimitOption = 200, fmt: ListFormat = "table",
+    db: DbOption = None,
+) -> None:
+    """List what mamori watch recorded, oldest first (the most recent --limit)."""
+    from mamori.store import StoreError
+    from mamori.store.watch import list_events
+
+    try:
+        _check_format(fmt, LIST_FORMATS)
+        q = _query(since, types, src, min_danger, limit)
+    except UsageProblem as exc:
+        _fail(EXIT_USAGE, str(exc))
+    store = _open_store(db)
+    try:
+        found = list_events(store, q)
+    except StoreError as exc:
+        _fail(EXIT_FAILED, str(exc))
+    finally:
+        store.close()
+    _emit(render_events(found, fmt))
+
+
+def incidents(
+    since: SinceOption = None, types: TypeOption = None, src: SrcOption = None,
+    min_danger: DangerOption = None, limit: LimitOption = 200, fmt: ListFormat = "table",
+    db: DbOption = None,
+) -> None:
+    """List incidents (events grouped by source and time), least recently active first."""
+    from mamori.store import StoreError
+    from mamori.store.watch import list_incidents
+
+    try:
+        _check_format(fmt, LIST_FORMATS)
+        q = _query(since, types, src, min_danger, limit)
+    except UsageProblem as exc:
+        _fail(EXIT_USAGE, str(exc))
+    store = _open_store(db)
+    try:
+        found = list_incidents(store, q)
+    except StoreError as exc:
+        _fail(EXIT_FAILED, str(exc))
+    finally:
+        store.close()
+    _emit(render_incidents(found, fmt))
+
+
+# -- mamori watch report ----------------------------------------------------------------------
+
+
+@watch_app.command("report")
+def report(
+    fmt: Annotated[str, typer.Option("--format", "-f", help="table, json or html.")] = "table",
+    output: Annotated[Path | None, typer.Option(
+        "--output", "-o", help="Write the report to this file.")] = None,
+    since: SinceOption = None,
+    db: DbOption = None,
+) -> None:
+    """A summary of what was seen: counts, incidents and a timeline (an SVG chart in HTML)."""
+    from mamori.store import StoreError
+    from mamori.store.watch import EventQuery, iter_events, list_incidents
+    from mamori.watch.summary import render_summary
+
+    try:
+        _check_format(fmt, REPORT_FORMATS)
+        when = parse_since(since) if since is not None else None
+    except UsageProblem as exc:
+        _fail(EXIT_USAGE, str(exc))
+    store = _open_store(db)
+    try:
+        q = EventQuery(since=when)
+        found = [i.incident for i in list_incidents(store, q)]
+        text = render_summary((e.event for e in iter_events(store, q)), found, fmt, since=when)
+    except StoreError as exc:
+        _fail(EXIT_FAILED, str(exc))
+    finally:
+        store.close()
+    _emit(text, output)
+
+
+# -- mamori watch ------------------------------------------------------------------------------
+
+
+@watch_app.callback()
+def watch(
+    ctx: typer.Context,
+    decoys: Annotated[list[str] | None, typer.Option(
+        "--decoy", help="A decoy listener ADDR:PORT\\[/udp]\\[=persona] (repeat), e.g. "
+        "127.0.0.1:2323, 0.0.0.0:1900/udp, [::]:8081=http.")] = None,
+    access_logs: Annotated[list[Path] | None, typer.Option(
+        "--access-log", help="An nginx/Apache access log (combined format) to follow.")] = None,
+    auth_logs: Annotated[list[Path] | None, typer.Option(
+        "--auth-log", help="An sshd/auth log file to follow.")] = None,
+    firewall_logs: Annotated[list[Path] | None, typer.Option(
+        "--firewall-log", help="A kernel log file with nftables/iptables log lines.")] = None,
+    journald: Annotated[bool, typer.Option(
+        "--journald", help="Follow sshd and kernel firewall lines in the systemd journal.")
+    ] = False,
+    icmp: Annotated[bool, typer.Option(
+        "--icmp", help="Record ICMP (pings) with a raw socket (root or CAP_NET_RAW).")] = False,
+    no_tcp_knock: Annotated[bool, typer.Option(
+        "--no-tcp-knock", help="Do not watch for half-open (SYN/NULL/FIN/XMAS) scans of the "
+        "TCP decoys with a raw socket (on by default when allowed).")] = False,
+    settings_file: Annotated[Path | None, typer.Option(
+        "--settings", help="The settings file (default: $MAMORI_SETTINGS or the user's "
+        "config dir).")] = None,
+    db: DbOption = None,
+    block: Annotated[bool, typer.Option(
+        "--block", help="Block sources of dangerous incidents in an nftables set "
+        "(with a timeout; see \\[watch.block] in the settings).")] = False,
+    read_once: Annotated[bool, typer.Option(
+        "--read-once", help="Read the given log files from the start, record, and exit "
+        "(replay old logs).")] = False,
+) -> None:
+    """Watch who knocks: decoy listeners, ICMP and logs become events; scans, brute force and
+    worm or exploit requests become incidents; alerts go where the settings say (default:
+    incidents on stdout). Runs until SIGTERM or Ctrl-C, then flushes everything."""
+    if ctx.invoked_subcommand is not None:
+        return
+    try:
+        settings = _settings(settings_file, decoys or [], access_logs or [], auth_logs or [],
+                             firewall_logs or [], journald, icmp, block, read_once)
+    except UsageProblem as exc:
+        _fail(EXIT_USAGE, str(exc))
+    if no_tcp_knock:
+        settings = settings.model_copy(update={"tcp_knock": False})
+    from mamori.watch.settings import SettingsError
+    from mamori.watch.sinks import AlertRouter
+
+    try:
+        router = AlertRouter.from_settings(settings)
+    except SettingsError as exc:
+        _fail(EXIT_USAGE, str(exc))
+    store = _open_store(db or settings.store)
+    try:
+        ran, line = asyncio.run(_run(settings, store, router, read_once))
+    finally:
+        store.close()
+    stderr.print(line, markup=False, highlight=False, soft_wrap=True)
+    if not ran:
+        _fail(EXIT_FAILED, "nothing to watch could start")
+    raise typer.Exit(EXIT_OK)
+
+
+def _settings(path: Path | None, decoys: list[str], access: list[Path], auth: list[Path],
+              firewall: list[Path], journald: bool, icmp: bool, block: bool,
+              read_once: bool) -> WatchSettings:
+    """The settings file's [watch] section with the command line's sources and switches."""
+    from mamori.watch.decoys import DecoySpec
+    from mamori.watch.settings import LogSettings, SettingsError, load_watch_settings
+
+    try:
+        settings = load_watch_settings(path)
+    except SettingsError as exc:
+        raise UsageProblem(str(exc)) from None
+    seen: dict[tuple[str, int, str], str] = {}
+    for text in decoys:
+        try:
+            spec = DecoySpec.parse(text)
+        except ValueError as exc:
+            raise UsageProblem(str(exc)) from None
+        where = (spec.host, spec.port, spec.proto)
+        if where in seen and spec.port != 0:
+            raise UsageProblem(f"decoys {seen[where]!r} and {text!r} listen on the same "
+                               "address and port")
+        seen[where] = text
+    logs = [LogSettings(kind="access", path=p, follow=not read_once) for p in access]
+    logs += [LogSettings(kind="auth", path=p, follow=not read_once) for p in auth]
+    logs += [LogSettings(kind="firewall", path=p, follow=not read_once) for p in firewall]
+    update: dict[str, Any] = {}
+    if decoys or logs or journald or icmp:
+        # The command line names the sources: the settings file's are not added to them.
+        from mamori.watch.settings import JournaldSettings
+
+        update.update(decoys=tuple(decoys), logs=tuple(logs), icmp=icmp,
+                      journald=JournaldSettings(sshd=journald, kernel=journald))
+    if block:
+        update["block"] = settings.block.model_copy(update={"enabled": True})
+    settings = settings.model_copy(update=update)
+    if read_once:
+        if settings.decoys or settings.icmp or settings.journald.sshd or settings.journald.kernel:
+            raise UsageProblem("--read-once replays log files; it cannot run decoys, ICMP or "
+                               "the journal")
+        if not settings.logs:
+            raise UsageProblem("--read-once needs log files (--access-log, --auth-log, "
+                               "--firewall-log)")
+        settings = settings.model_copy(update={"logs": tuple(
+            s.model_copy(update={"follow": False}) for s in settings.logs)})
+    if not (settings.decoys or settings.logs or settings.icmp or settings.journald.sshd
+            or settings.journald.kernel):
+        raise UsageProblem("nothing to watch: give --decoy, --access-log, --auth-log, "
+                           "--firewall-log, --journald or --icmp, or a [watch] section in the "
+                           "settings file")
+    return settings
+
+
+async def _run(settings: WatchSettings, store: Store, router: Any,
+               read_once: bool) -> tuple[int, str]:
+    import signal
+
+    from mamori.watch.sensor import Sensor, SensorOptions
+    from mamori.watch.signatures import load
+
+    sensor = Sensor(settings, store, router, SensorOptions(read_once=read_once),
+                    signatures=load())
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, sensor.stop)
+    try:
+        ran = await sensor.run()
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+    return ran, sensor.summary_line()
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``watch`` (with ``watch report``), ``events`` and ``incidents`` to ``app``."""
+    app.add_typer(watch_app, name="watch")
+    app.command("events")(events)
+    app.command("incidents")(incidents)
