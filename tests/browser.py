@@ -1,10 +1,10 @@
 """The one way tests start a real browser: Debian's Chromium driven by Playwright.
 
 Chromium must never touch the network beyond loopback: background networking, component
-updates, sync and autofill are off, and ``--host-resolver-rules`` answers every name lookup
-with "not found" inside the browser (without it Chromium asks the machine's resolver, which is
-off-machine, for Google hosts at start-up — seen here). IP literals such as 127.0.110.5 still
-work, which is all the tests use.
+updates, sync and autofill are off, and ``--host-resolver-rules`` answers every host name, and
+every address literal outside 127.0.0.0/8, with "not found" inside the browser. Without it
+Chromium asks the machine's resolver (off-machine) for Google hosts at start-up (seen here).
+Note that the rules apply to address literals too: ``EXCLUDE 127.*`` keeps loopback reachable.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ CHROMIUM_ARGS = [
     "--no-first-run",
     "--no-pings",
     "--disable-quic",
-    "--host-resolver-rules=MAP * ~NOTFOUND",
+    "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.*",
 ]
 
 

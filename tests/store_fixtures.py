@@ -565,16 +565,19 @@ def _port_busy(host: str, port: int) -> bool:
 
 
 @contextmanager
-def running_postgres(bindir: Path) -> Iterator[str]:
-    """Start a throw-away PostgreSQL on 127.0.30.1:55432; yield a psycopg URL without db name.
+def running_postgres(
+    bindir: Path, host: str = PG_HOST, port: int = PG_PORT, max_connections: int = 20
+) -> Iterator[str]:
+    """Start a throw-away PostgreSQL on ``host``:``port`` (default 127.0.30.1:55432); yield a
+    psycopg URL without db name.
 
     As root, the server runs as the ``postgres`` user (it refuses to run as root). Raises
     RuntimeError when the port is taken or the server does not come up.
     """
     import psycopg
 
-    if _port_busy(PG_HOST, PG_PORT):
-        raise RuntimeError(f"{PG_HOST}:{PG_PORT} is already in use; another test server running?")
+    if _port_busy(host, port):
+        raise RuntimeError(f"{host}:{port} is already in use; another test server running?")
     # Not tmp_path: pytest's base dir is 0700 root-only, and the socket path must stay short.
     base = Path(tempfile.mkdtemp(prefix="mamori-pg-"))
     datadir = base / "data"
@@ -615,12 +618,12 @@ def running_postgres(bindir: Path) -> Iterator[str]:
                     "-k",
                     str(base),
                     "-h",
-                    PG_HOST,
+                    host,
                     "-p",
-                    str(PG_PORT),
+                    str(port),
                     "-F",  # no fsync: a test server
                     "-c",
-                    "max_connections=20",
+                    f"max_connections={max_connections}",
                     "-c",
                     "shared_buffers=16MB",
                 ],
@@ -633,14 +636,14 @@ def running_postgres(bindir: Path) -> Iterator[str]:
                 raise RuntimeError("postgres exited early: " + log_path.read_text()[-2000:])
             try:
                 psycopg.connect(
-                    host=PG_HOST, port=PG_PORT, user="mamori", dbname="postgres", connect_timeout=2
+                    host=host, port=port, user="mamori", dbname="postgres", connect_timeout=2
                 ).close()
                 break
             except psycopg.OperationalError:
                 if time.monotonic() > deadline:
                     raise RuntimeError("postgres did not come up: " + log_path.read_text()[-2000:])
                 time.sleep(0.1)
-        yield f"postgresql+psycopg://mamori@{PG_HOST}:{PG_PORT}"
+        yield f"postgresql+psycopg://mamori@{host}:{port}"
     finally:
         if proc is not None:
             subprocess.run(
@@ -656,12 +659,14 @@ def running_postgres(bindir: Path) -> Iterator[str]:
         shutil.rmtree(base, ignore_errors=True)
 
 
-def create_pg_database(base_url: str, name: str) -> str:
+def create_pg_database(
+    base_url: str, name: str, host: str = PG_HOST, port: int = PG_PORT
+) -> str:
     """Create database ``name`` on the test server; return its SQLAlchemy URL."""
     import psycopg
 
     with psycopg.connect(
-        host=PG_HOST, port=PG_PORT, user="mamori", dbname="postgres", autocommit=True
+        host=host, port=port, user="mamori", dbname="postgres", autocommit=True
     ) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')  # test-chosen name, not user input
     return f"{base_url}/{name}"

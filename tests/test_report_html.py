@@ -23,6 +23,8 @@ from typing import Any
 import pytest
 
 import report_lab as lab_mod
+from browser import CHROMIUM
+from browser import CHROMIUM_ARGS as ARGS
 from conftest import ROOT, run_mamori
 from mamori.checks.catalog import default_catalog
 from mamori.report import render
@@ -31,9 +33,6 @@ from store_fixtures import HOSTILE_LOOPBACK, store_check_scan
 
 pytestmark = pytest.mark.daemon
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
 
 
 @dataclass

@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from mamori.store import Store
 
 EXIT_OK, EXIT_FINDINGS, EXIT_USAGE, EXIT_FAILED = 0, 1, 2, 3
-FORMATS = ("table", "json", "markdown", "sarif")
+FORMATS = ("table", "json", "markdown", "html", "sarif")
 # UDP ports with a service-specific payload: what `--udp` sweeps when -p names no U: ports.
 DEFAULT_UDP_PORTS = (53, 123, 137, 161, 1900, 5353, 11211)
 
@@ -59,6 +59,16 @@ def _check_format(fmt: str) -> str:
     if fmt not in FORMATS:
         raise UsageProblem(f"unknown --format {fmt!r} (choose from {', '.join(FORMATS)})")
     return fmt
+
+
+def _lang(value: str | None) -> str:
+    """--lang checked, or the locale's language (LC_ALL, LC_MESSAGES, LANG); UsageProblem."""
+    from mamori.report.i18n import resolve_lang
+
+    try:
+        return resolve_lang(value)
+    except ValueError as exc:
+        raise UsageProblem(f"--lang: {exc}") from None
 
 
 def _emit(text: str, output: Path | None) -> None:
@@ -100,10 +110,18 @@ DbOption = Annotated[
                  "(default: mamori.db in the user data directory)."),
 ]
 FormatOption = Annotated[
-    str, typer.Option("--format", "-f", help="table, json, markdown or sarif.")
+    str, typer.Option("--format", "-f", help="table, json, markdown, html or sarif.")
 ]
 OutputOption = Annotated[
     Path | None, typer.Option("--output", "-o", help="Write the report to this file.")
+]
+LangOption = Annotated[
+    str | None, typer.Option("--lang", help="Report language: en or ja (default: from "
+                             "LC_ALL / LC_MESSAGES / LANG).", show_default=False)
+]
+OnlyProblemsOption = Annotated[
+    bool, typer.Option("--only-problems", help="Hide passed checks, info findings and "
+                       "closed/filtered ports (table, markdown, html).")
 ]
 
 
@@ -174,6 +192,8 @@ def scan(
         "--smtp-canary-inbox", help="The directory that sink writes received mail to.")] = None,
     fmt: FormatOption = "table",
     output: OutputOption = None,
+    lang: LangOption = None,
+    only_problems: OnlyProblemsOption = False,
     db: DbOption = None,
 ) -> None:
     """Sweep TARGETS' ports, identify what answers, run the exposure checks, keep the result."""
@@ -184,6 +204,7 @@ def scan(
 
     try:
         _check_format(fmt)
+        lang = _lang(lang)
         if rate is not None and rate <= 0:
             raise UsageProblem("--rate must be a positive number of probes per second")
         if not 0 < timeout <= 60:
@@ -229,10 +250,13 @@ def scan(
         _fail(EXIT_USAGE, str(exc))
     except StoreError as exc:
         _fail(EXIT_FAILED, str(exc))
-    _finish(result, fmt, output, threshold)
+    _finish(result, fmt, output, threshold, lang=lang, only_problems=only_problems)
 
 
-def _finish(result: JobResult, fmt: str, output: Path | None, threshold: Severity | None) -> None:
+def _finish(
+    result: JobResult, fmt: str, output: Path | None, threshold: Severity | None,
+    *, lang: str = "en", only_problems: bool = False,
+) -> None:
     """Print the stored record; exit 130 interrupted, 3 failed, 1 findings >= threshold."""
     if result.failure:
         stderr.print(f"mamori: error: {result.failure}", markup=False)
@@ -241,7 +265,7 @@ def _finish(result: JobResult, fmt: str, output: Path | None, threshold: Severit
     if result.record is not None:
         from mamori.report import render
 
-        _emit(render(result.record, fmt), output)
+        _emit(render(result.record, fmt, lang=lang, only_problems=only_problems), output)
     if result.status is ScanStatus.INTERRUPTED:
         raise typer.Exit(130)
     if result.status is not ScanStatus.DONE:
@@ -341,6 +365,8 @@ def check(
         "--ca-file", help="Trust this CA (PEM) in TLS checks.")] = None,
     fmt: FormatOption = "table",
     output: OutputOption = None,
+    lang: LangOption = None,
+    only_problems: OnlyProblemsOption = False,
     db: DbOption = None,
 ) -> None:
     """What does this machine expose, and how do I close it? Lists every listener with its
@@ -350,6 +376,7 @@ def check(
 
     try:
         _check_format(fmt)
+        lang = _lang(lang)
         threshold = _severity(fail_on)
         specs = _chosen_checks(checks, no_checks, True)
         _check_canary_inputs(ca_file, None, None, None, None)
@@ -381,7 +408,7 @@ def check(
         _fail(EXIT_USAGE, str(exc))
     except StoreError as exc:
         _fail(EXIT_FAILED, str(exc))
-    _finish(result, fmt, output, threshold)
+    _finish(result, fmt, output, threshold, lang=lang, only_problems=only_problems)
 
 
 def _check_job(
@@ -429,11 +456,14 @@ def show(
     scan_id: Annotated[int, typer.Argument(help="The scan's id, as `mamori history` lists it.")],
     fmt: FormatOption = "table",
     output: OutputOption = None,
+    lang: LangOption = None,
+    only_problems: OnlyProblemsOption = False,
     db: DbOption = None,
 ) -> None:
     """Print one stored scan again."""
     try:
         _check_format(fmt)
+        lang = _lang(lang)
     except UsageProblem as exc:
         _fail(EXIT_USAGE, str(exc))
     from mamori.report import render
@@ -443,7 +473,7 @@ def show(
     store.close()
     if record is None:
         _fail(EXIT_USAGE, f"no scan with id {scan_id}")
-    _emit(render(record, fmt), output)
+    _emit(render(record, fmt, lang=lang, only_problems=only_problems), output)
 
 
 checks_app = typer.Typer(help="The exposure-check catalog.", no_args_is_help=True)
@@ -451,26 +481,29 @@ app.add_typer(checks_app, name="checks")
 
 
 @checks_app.command("list")
-def checks_list(fmt: FormatOption = "table") -> None:
+def checks_list(fmt: FormatOption = "table", lang: LangOption = None) -> None:
     """List every check: id, severity, layer, services, title."""
     try:
         _check_format(fmt)
+        lang = _lang(lang)
     except UsageProblem as exc:
         _fail(EXIT_USAGE, str(exc))
     from mamori.checks.catalog import default_catalog
     from mamori.report.catalog import render_catalog
 
-    _emit(render_catalog(list(default_catalog().values()), fmt), None)
+    _emit(render_catalog(list(default_catalog().values()), fmt, lang=lang), None)
 
 
 @checks_app.command("show")
 def checks_show(
     check_id: Annotated[str, typer.Argument(help="A check id from `mamori checks list`.")],
     fmt: FormatOption = "table",
+    lang: LangOption = None,
 ) -> None:
     """Print one check in full: what it tests, why it matters, how to fix, references."""
     try:
         _check_format(fmt)
+        lang = _lang(lang)
     except UsageProblem as exc:
         _fail(EXIT_USAGE, str(exc))
     from mamori.checks.catalog import default_catalog
@@ -479,7 +512,7 @@ def checks_show(
     spec = default_catalog().get(check_id)
     if spec is None:
         _fail(EXIT_USAGE, f"unknown check {check_id!r} (see mamori checks list)")
-    _emit(render_check(spec, fmt), None)
+    _emit(render_check(spec, fmt, lang=lang), None)
 
 
 def _register_firewall() -> None:
@@ -492,6 +525,21 @@ def _register_firewall() -> None:
 
 
 _register_firewall()
+from mamori.cli_watch import register as _register_watch  # noqa: E402
+
+_register_watch(app)
+
+
+def _register_serve() -> None:
+    from mamori.cli_serve import serve
+
+    app.command("serve")(serve)
+
+
+_register_serve()
+from mamori.cli_worker import register as _register_worker  # noqa: E402
+
+_register_worker(app)
 
 canary_app = typer.Typer(help="Canary sinks that prove stepping-stone findings.",
                          no_args_is_help=True)

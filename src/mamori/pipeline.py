@@ -51,6 +51,8 @@ class ScanPlan:
     identify: bool = True
     identify_concurrency: int = 32
     identify_budget: float = 15.0
+    # HTTP User-Agent of identification probes (mamori serve names itself and its URL here).
+    identify_user_agent: str = "mamori/0.1"
     # Exposure checks run on each identified endpoint (empty: none). Judged per endpoint right
     # after identification, so checks overlap the rest of the scan.
     checks: tuple[CheckSpec, ...] = ()
@@ -229,6 +231,7 @@ class _Runner:
                 svc, errors = await asyncio.wait_for(
                     identify_tcp(r.address, r.port, limits=self.plan.probe_limits,
                                  budget=self.plan.identify_budget,
+                                 user_agent=self.plan.identify_user_agent,
                                  server_hostname=names.get(r.address)),
                     timeout=self.plan.identify_budget + 5,
                 )

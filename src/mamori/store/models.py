@@ -201,3 +201,113 @@ class ListenerRow(Base):
     product: Mapped[str | None] = mapped_column(Text, nullable=True)
     probe_address: Mapped[str | None] = mapped_column(String(128), nullable=True)
     not_probed: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class IncidentRow(Base):
+    """One incident of ``mamori watch``: events from one source address grouped in a time
+    window (see ``mamori.watch.incidents``). ``types``, ``signatures`` and ``examples`` are
+    small JSON lists, read back whole."""
+
+    __tablename__ = "incidents"
+    __table_args__ = (
+        Index("ix_incidents_src_last_seen", "src", "last_seen"),
+        Index("ix_incidents_last_seen", "last_seen"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    src: Mapped[str] = mapped_column(String(128))
+    kind: Mapped[str] = mapped_column(String(64))
+    danger: Mapped[str] = mapped_column(String(16))
+    first_seen: Mapped[datetime] = mapped_column(UTCDateTime())
+    last_seen: Mapped[datetime] = mapped_column(UTCDateTime())
+    count: Mapped[int] = mapped_column(Integer)
+    types: Mapped[list[str]] = mapped_column(JSON)
+    signatures: Mapped[list[str]] = mapped_column(JSON)
+    examples: Mapped[list[str]] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(16))  # "open" or "closed"
+
+
+class EventRow(Base):
+    """One event seen by ``mamori watch`` (``mamori.watch.events.Event``). Written in batches
+    (one INSERT with many rows), so ``signatures`` and ``fields`` are JSON text, encoded once
+    by the writer instead of per row by the JSON type."""
+
+    __tablename__ = "events"
+    __table_args__ = (
+        Index("ix_events_src_time", "src", "time"),
+        Index("ix_events_time", "time"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    time: Mapped[datetime] = mapped_column(UTCDateTime())
+    type: Mapped[str] = mapped_column(String(32))
+    source: Mapped[str] = mapped_column(Text)
+    src: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    src_port: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    dst: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    dst_port: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    proto: Mapped[str | None] = mapped_column(String(8), nullable=True)
+    danger: Mapped[str] = mapped_column(String(16))
+    signatures: Mapped[str] = mapped_column(Text)  # JSON list of signature ids
+    fields: Mapped[str] = mapped_column(Text)  # JSON object of strings
+    excerpt: Mapped[str] = mapped_column(Text)
+    incident_id: Mapped[int | None] = mapped_column(
+        ForeignKey("incidents.id", ondelete="SET NULL"), nullable=True
+    )
+
+
+class WebCheckRow(Base):
+    """One check a visitor asked for on ``mamori serve`` (see ``mamori.store.serve``).
+
+    ``token`` is the unguessable id in the result URL; ``owner_hash`` proves who may delete
+    it. ``active_key`` holds the peer address while the check is queued or running and NULL
+    afterwards: its unique constraint is the "one running check per address" rule, kept by
+    the database across web processes. ``heartbeat_at`` lets a stale "running" check (its
+    worker died) be failed instead of running forever.
+    """
+
+    __tablename__ = "web_checks"
+    __table_args__ = (
+        Index("ix_web_checks_status", "status"),
+        Index("ix_web_checks_peer", "peer"),
+        Index("ix_web_checks_created_at", "created_at"),
+        Index("ix_web_checks_expires_at", "expires_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    token: Mapped[str] = mapped_column(String(64), unique=True)
+    status: Mapped[str] = mapped_column(String(16))  # queued, running, done, failed
+    peer: Mapped[str] = mapped_column(String(64))
+    prefix: Mapped[str] = mapped_column(String(64))  # the /64 of an IPv6 peer, else the peer
+    active_key: Mapped[str | None] = mapped_column(String(64), nullable=True, unique=True)
+    profile: Mapped[str] = mapped_column(String(16))
+    tcp_ports: Mapped[list[int]] = mapped_column(JSON)
+    udp_ports: Mapped[list[int]] = mapped_column(JSON)
+    checks: Mapped[list[str]] = mapped_column(JSON)
+    owner_hash: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    done: Mapped[int] = mapped_column(Integer)
+    total: Mapped[int] = mapped_column(Integer)
+    stage: Mapped[str] = mapped_column(String(64))
+    scan_id: Mapped[int | None] = mapped_column(
+        ForeignKey("scans.id", ondelete="SET NULL"), nullable=True
+    )
+    failure: Mapped[str | None] = mapped_column(Text, nullable=True)
+    attempts: Mapped[int] = mapped_column(Integer)
+    worker: Mapped[str | None] = mapped_column(String(255), nullable=True)
+
+
+class ServeBlockRow(Base):
+    """A network the ``mamori serve`` admin blocked: its visitors may not start checks."""
+
+    __tablename__ = "serve_blocks"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    network: Mapped[str] = mapped_column(String(64), unique=True)
+    reason: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    created_by: Mapped[str] = mapped_column(String(64))
