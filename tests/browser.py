@@ -34,3 +34,32 @@ def launch_chromium(playwright: Any, **kwargs: Any) -> Any:
     return playwright.chromium.launch(
         executable_path=CHROMIUM, headless=True, args=[*CHROMIUM_ARGS, *extra], **kwargs
     )
+
+
+def _loopback_only(route: Any) -> None:
+    """Abort any request whose host is not a loopback address literal, before it reaches the
+    browser's network stack (an aborted request is not a DNS error, so Chromium does not start
+    its DNS probe, which would ask the system resolver and 8.8.8.8 about google.com)."""
+    import ipaddress
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(route.request.url)
+    if parts.scheme in ("file", "data", "blob", "about"):
+        route.fallback()
+        return
+    try:
+        host = ipaddress.ip_address((parts.hostname or "").strip("[]"))
+    except ValueError:
+        route.abort("blockedbyclient")
+        return
+    if host.is_loopback and parts.port != 2024:
+        route.fallback()
+    else:
+        route.abort("blockedbyclient")
+
+
+def new_guarded_context(browser: Any, **kwargs: Any) -> Any:
+    """A browser context whose pages can only load file:, data: and loopback URLs."""
+    context = browser.new_context(**kwargs)
+    context.route("**/*", _loopback_only)
+    return context

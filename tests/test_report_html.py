@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 
 import report_lab as lab_mod
-from browser import CHROMIUM
+from browser import CHROMIUM, new_guarded_context
 from browser import CHROMIUM_ARGS as ARGS
 from conftest import ROOT, run_mamori
 from mamori.checks.catalog import default_catalog
@@ -114,7 +114,7 @@ def open_page(browser: Any) -> Iterator[Any]:
     contexts: list[Any] = []
 
     def opener(path: Path, **context_args: Any) -> Opened:
-        ctx = browser.new_context(**context_args)
+        ctx = new_guarded_context(browser, **context_args)
         contexts.append(ctx)
         page = ctx.new_page()
         seen = Opened(page, [], [])

@@ -25,7 +25,7 @@ from urllib.parse import urlsplit
 import pytest
 
 import identify_fixtures as fx
-from browser import CHROMIUM
+from browser import CHROMIUM, new_guarded_context
 from browser import CHROMIUM_ARGS as ARGS
 from mamori.pipeline import ProgressFn, ScanSink
 from mamori.serve.scanner import PipelineScanner, ScanRequest
@@ -82,7 +82,7 @@ def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
 
 
 def _context(browser: Any, srv: Served, **options: Any) -> tuple[Any, Any, list[str]]:
-    ctx = browser.new_context(**options)
+    ctx = new_guarded_context(browser, **options)
     page = ctx.new_page()
     requests: list[str] = []
     page.on("request", lambda r: requests.append(r.url))

@@ -29,7 +29,7 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
-from browser import CHROMIUM_ARGS
+from browser import CHROMIUM_ARGS, new_guarded_context
 from conftest import ROOT
 from mamori.model import ScanStatus
 from mamori.serve.celery_app import CeleryBackend, Sweeper, owner_is_dead, run_job, safe_url
@@ -514,8 +514,8 @@ def test_chromium_runs_a_check_through_celery_workers(cluster: Cluster, tmp_path
         try:
             # Chromium connects from 127.0.0.1, the trusted proxy of these settings; the
             # header it adds plays the proxy's part and names the visitor.
-            context = browser.new_context(
-                extra_http_headers={"X-Forwarded-For": BROWSER_VISITOR})
+            context = new_guarded_context(
+                browser, extra_http_headers={"X-Forwarded-For": BROWSER_VISITOR})
             page = context.new_page()
 
             def record(response: Any) -> None:

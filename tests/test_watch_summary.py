@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from browser import CHROMIUM_ARGS
+from browser import CHROMIUM_ARGS, new_guarded_context
 from mamori.watch.events import Danger, Event, EventType, Incident
 from mamori.watch.summary import render_summary
 
@@ -106,7 +106,7 @@ def test_html_is_one_self_contained_file_with_a_timeline(tmp_path: Path) -> None
         browser = p.chromium.launch(executable_path="/usr/bin/chromium", headless=True,
                                     args=CHROMIUM_ARGS)
         try:
-            page = browser.new_page()
+            page = new_guarded_context(browser).new_page()
             page.on("request", lambda r: requests.append(r.url))
             page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
             # Belt and braces: nothing but the file itself may load.

@@ -10,16 +10,26 @@ import asyncio
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated
 
 # Typer validates parameters through pydantic, whose plugin discovery scans every installed
 # package's entry points on each start (~0.2 s); mamori uses no pydantic plugin.
 os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
 
 import typer
-from rich.console import Console
 
 from mamori import __version__
+from mamori.cli_common import (
+    EXIT_FAILED,
+    EXIT_FINDINGS,
+    EXIT_OK,
+    EXIT_USAGE,
+    UsageProblem,
+    stderr,
+)
+from mamori.cli_common import emit as _emit
+from mamori.cli_common import fail as _fail
+from mamori.cli_common import open_store as _open_store
 from mamori.model import Proto, ScanStatus, Severity
 
 if TYPE_CHECKING:
@@ -27,9 +37,7 @@ if TYPE_CHECKING:
     from mamori.checks.spec import CheckSpec
     from mamori.inside import CheckJob
     from mamori.jobs import JobResult
-    from mamori.store import Store
 
-EXIT_OK, EXIT_FINDINGS, EXIT_USAGE, EXIT_FAILED = 0, 1, 2, 3
 FORMATS = ("table", "json", "markdown", "html", "sarif")
 # UDP ports with a service-specific payload: what `--udp` sweeps when -p names no U: ports.
 DEFAULT_UDP_PORTS = (53, 123, 137, 161, 1900, 5353, 11211)
@@ -43,18 +51,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
-stderr = Console(stderr=True, highlight=False)
-
-
-class UsageProblem(Exception):
-    """Bad user input: reported as one line, exit 2, nothing stored."""
-
-
-def _fail(code: int, message: str) -> NoReturn:
-    stderr.print(f"mamori: error: {message}", markup=False, highlight=False, soft_wrap=True)
-    raise typer.Exit(code)
-
-
 def _check_format(fmt: str) -> str:
     if fmt not in FORMATS:
         raise UsageProblem(f"unknown --format {fmt!r} (choose from {', '.join(FORMATS)})")
@@ -69,30 +65,6 @@ def _lang(value: str | None) -> str:
         return resolve_lang(value)
     except ValueError as exc:
         raise UsageProblem(f"--lang: {exc}") from None
-
-
-def _emit(text: str, output: Path | None) -> None:
-    """Write a rendered report to --output, or stdout. Only the report goes to stdout."""
-    if output is None:
-        sys.stdout.write(text if text.endswith("\n") else text + "\n")
-        sys.stdout.flush()
-        return
-    try:
-        output.write_text(text if text.endswith("\n") else text + "\n", encoding="utf-8")
-    except OSError as exc:
-        _fail(EXIT_FAILED, f"cannot write {output}: {exc.strerror or exc}")
-    stderr.print(f"report written to {output}", markup=False)
-
-
-def _open_store(db: str | None) -> Store:
-    from mamori.store import Store, StoreError, StoreUsageError
-
-    try:
-        return Store.open(db)
-    except StoreUsageError as exc:
-        _fail(EXIT_USAGE, str(exc))
-    except StoreError as exc:
-        _fail(EXIT_FAILED, str(exc))
 
 
 @app.callback(invoke_without_command=True)

@@ -9,20 +9,16 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated
 
 import typer
-from rich.console import Console
+
+from mamori.cli_common import fail as _fail
+from mamori.cli_common import stderr
 
 firewall_app = typer.Typer(help="Plan the firewall that closes what you do not serve.",
                            no_args_is_help=True)
-stderr = Console(stderr=True, highlight=False)
 EXIT_OK, EXIT_USAGE, EXIT_FAILED = 0, 2, 3
-
-
-def _fail(code: int, message: str) -> NoReturn:
-    stderr.print(f"mamori: error: {message}", markup=False, highlight=False, soft_wrap=True)
-    raise typer.Exit(code)
 
 
 def _note(message: str) -> None:

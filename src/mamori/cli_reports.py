@@ -9,12 +9,15 @@ import 0 stored, 2 refused file or bad --checks (one line, nothing stored), 3 st
 from __future__ import annotations
 
 import asyncio
-import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
+
+from mamori.cli_common import emit as _emit
+from mamori.cli_common import fail as _fail
+from mamori.cli_common import open_store as _open_store
+from mamori.cli_common import stderr
 
 if TYPE_CHECKING:
     from mamori.checks.spec import CheckSpec
@@ -24,42 +27,12 @@ if TYPE_CHECKING:
 
 EXIT_OK, EXIT_WORSE, EXIT_USAGE, EXIT_FAILED = 0, 1, 2, 3
 DIFF_KINDS = ("scan", "check", "import")
-stderr = Console(stderr=True, highlight=False)
 
 DbOption = Annotated[
     str | None,
     typer.Option("--db", envvar="MAMORI_DB", help="Database URL or SQLite file "
                  "(default: mamori.db in the user data directory)."),
 ]
-
-
-def _fail(code: int, message: str) -> NoReturn:
-    stderr.print(f"mamori: error: {message}", markup=False, highlight=False, soft_wrap=True)
-    raise typer.Exit(code)
-
-
-def _emit(text: str, output: Path | None) -> None:
-    text = text if text.endswith("\n") else text + "\n"
-    if output is None:
-        sys.stdout.write(text)
-        sys.stdout.flush()
-        return
-    try:
-        output.write_text(text, encoding="utf-8")
-    except OSError as exc:
-        _fail(EXIT_FAILED, f"cannot write {output}: {exc.strerror or exc}")
-    stderr.print(f"report written to {output}", markup=False)
-
-
-def _open_store(db: str | None) -> Store:
-    from mamori.store import Store, StoreError, StoreUsageError
-
-    try:
-        return Store.open(db)
-    except StoreUsageError as exc:
-        _fail(EXIT_USAGE, str(exc))
-    except StoreError as exc:
-        _fail(EXIT_FAILED, str(exc))
 
 
 def _pick_ids(store: Store, old_id: int | None, new_id: int | None) -> tuple[int, int]:

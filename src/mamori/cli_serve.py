@@ -9,7 +9,8 @@ from typing import Annotated
 
 import typer
 
-from mamori.cli import EXIT_FAILED, EXIT_USAGE, _fail, stderr
+from mamori.cli_common import EXIT_FAILED, EXIT_USAGE, stderr
+from mamori.cli_common import fail as _fail
 
 
 def serve(

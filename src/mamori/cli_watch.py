@@ -15,13 +15,17 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import json
-import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
+
+from mamori.cli_common import UsageProblem, stderr
+from mamori.cli_common import emit as _emit
+from mamori.cli_common import fail as _fail
+from mamori.cli_common import open_store as _open_store
 
 if TYPE_CHECKING:
     from mamori.store import Store
@@ -33,7 +37,6 @@ LIST_FORMATS = ("table", "json")
 REPORT_FORMATS = ("table", "json", "html")
 EVENTS_SCHEMA = "mamori.events/1"
 INCIDENTS_SCHEMA = "mamori.incidents/1"
-stderr = Console(stderr=True, highlight=False)
 
 watch_app = typer.Typer(
     help="Watch who knocks: decoys, ICMP and logs become events and incidents.",
@@ -59,26 +62,6 @@ DangerOption = Annotated[str | None, typer.Option(
 LimitOption = Annotated[int, typer.Option(
     "--limit", "-n", help="At most this many, the most recent (0: all).")]
 ListFormat = Annotated[str, typer.Option("--format", "-f", help="table or json.")]
-
-
-class UsageProblem(Exception):
-    """Bad user input: one line, exit 2."""
-
-
-def _fail(code: int, message: str) -> NoReturn:
-    stderr.print(f"mamori: error: {message}", markup=False, highlight=False, soft_wrap=True)
-    raise typer.Exit(code)
-
-
-def _open_store(db: str | None) -> Store:
-    from mamori.store import Store, StoreError, StoreUsageError
-
-    try:
-        return Store.open(db)
-    except StoreUsageError as exc:
-        _fail(EXIT_USAGE, str(exc))
-    except StoreError as exc:
-        _fail(EXIT_FAILED, str(exc))
 
 
 # -- filters -----------------------------------------------------------------------------------
@@ -228,19 +211,6 @@ def render_incidents(incidents: list[StoredIncident], fmt: str) -> str:
     return _table(f"{len(incidents)} incident(s)",
                   ["id", "kind", "danger", "from", "first seen", "last seen", "events",
                    "status", "example"], rows, "no incidents\n")
-
-
-def _emit(text: str, output: Path | None = None) -> None:
-    text = text if text.endswith("\n") else text + "\n"
-    if output is None:
-        sys.stdout.write(text)
-        sys.stdout.flush()
-        return
-    try:
-        output.write_text(text, encoding="utf-8")
-    except OSError as exc:
-        _fail(EXIT_FAILED, f"cannot write {output}: {exc.strerror or exc}")
-    stderr.print(f"report written to {output}", markup=False)
 
 
 # -- mamori events / incidents ----------------------------------------------------------------

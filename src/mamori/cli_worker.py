@@ -11,7 +11,8 @@ from typing import Annotated
 
 import typer
 
-from mamori.cli import EXIT_FAILED, EXIT_USAGE, _fail
+from mamori.cli_common import EXIT_FAILED, EXIT_USAGE
+from mamori.cli_common import fail as _fail
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
 

@@ -1,0 +1,53 @@
+"""What every ``mamori`` sub-command module shares: exit codes, the one-line error, writing a
+report to stdout or --output, and opening the store with its errors mapped to exit codes."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, NoReturn
+
+import typer
+from rich.console import Console
+
+if TYPE_CHECKING:
+    from mamori.store import Store
+
+EXIT_OK, EXIT_FINDINGS, EXIT_USAGE, EXIT_FAILED = 0, 1, 2, 3
+stderr = Console(stderr=True, highlight=False)
+
+
+class UsageProblem(Exception):
+    """Bad user input: reported as one line, exit 2, nothing stored."""
+
+
+def fail(code: int, message: str) -> NoReturn:
+    """``mamori: error: <message>`` on stderr, then exit with ``code``."""
+    stderr.print(f"mamori: error: {message}", markup=False, highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def emit(text: str, output: Path | None = None) -> None:
+    """Write a rendered report to --output, or stdout. Only the report goes to stdout."""
+    text = text if text.endswith("\n") else text + "\n"
+    if output is None:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+        return
+    try:
+        output.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        fail(EXIT_FAILED, f"cannot write {output}: {exc.strerror or exc}")
+    stderr.print(f"report written to {output}", markup=False)
+
+
+def open_store(db: str | None) -> Store:
+    """Open (and migrate) the store; a bad URL is exit 2, a broken database exit 3."""
+    from mamori.store import Store, StoreError, StoreUsageError
+
+    try:
+        return Store.open(db)
+    except StoreUsageError as exc:
+        fail(EXIT_USAGE, str(exc))
+    except StoreError as exc:
+        fail(EXIT_FAILED, str(exc))
