@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import json
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -216,14 +217,11 @@ def render_incidents(incidents: list[StoredIncident], fmt: str) -> str:
 # -- mamori events / incidents ----------------------------------------------------------------
 
 
-def events(
-    since: SinceOption = None, types: TypeOption = None, src: SrcOption = None,
-    min_danger: DangerOption = None, limit: LimitOption = 200, fmt: ListFormat = "table",
-    db: DbOption = None,
-) -> None:
-    """List what mamori watch recorded, oldest first (the most recent --limit)."""
+def _list(fetch: Callable[[Store, Any], Sequence[Any]], render: Callable[[Any, str], str],
+          since: str | None, types: list[str] | None, src: str | None, min_danger: str | None,
+          limit: int, fmt: str, db: str | None) -> None:
+    """Check the filters (exit 2 before touching the store), read, render to stdout."""
     from mamori.store import StoreError
-    from mamori.store.watch import list_events
 
     try:
         _check_format(fmt, LIST_FORMATS)
@@ -232,12 +230,23 @@ def events(
         _fail(EXIT_USAGE, str(exc))
     store = _open_store(db)
     try:
-        found = list_events(store, q)
+        found = fetch(store, q)
     except StoreError as exc:
         _fail(EXIT_FAILED, str(exc))
     finally:
         store.close()
-    _emit(render_events(found, fmt))
+    _emit(render(found, fmt))
+
+
+def events(
+    since: SinceOption = None, types: TypeOption = None, src: SrcOption = None,
+    min_danger: DangerOption = None, limit: LimitOption = 200, fmt: ListFormat = "table",
+    db: DbOption = None,
+) -> None:
+    """List what mamori watch recorded, oldest first (the most recent --limit)."""
+    from mamori.store.watch import list_events
+
+    _list(list_events, render_events, since, types, src, min_danger, limit, fmt, db)
 
 
 def incidents(
@@ -246,22 +255,9 @@ def incidents(
     db: DbOption = None,
 ) -> None:
     """List incidents (events grouped by source and time), least recently active first."""
-    from mamori.store import StoreError
     from mamori.store.watch import list_incidents
 
-    try:
-        _check_format(fmt, LIST_FORMATS)
-        q = _query(since, types, src, min_danger, limit)
-    except UsageProblem as exc:
-        _fail(EXIT_USAGE, str(exc))
-    store = _open_store(db)
-    try:
-        found = list_incidents(store, q)
-    except StoreError as exc:
-        _fail(EXIT_FAILED, str(exc))
-    finally:
-        store.close()
-    _emit(render_incidents(found, fmt))
+    _list(list_incidents, render_incidents, since, types, src, min_danger, limit, fmt, db)
 
 
 # -- mamori watch report ----------------------------------------------------------------------

@@ -19,7 +19,7 @@ from typing import Protocol
 
 from mamori.serve.scanner import Scanner
 from mamori.serve.settings import ServeSettings
-from mamori.serve.worker import run_web_check, worker_name
+from mamori.serve.worker import pid_alive, run_web_check, worker_name
 from mamori.store import Store, StoreError
 from mamori.store import serve as db
 
@@ -46,16 +46,6 @@ class JobBackend(Protocol):
     def status(self, check_id: int) -> str | None:
         """"queued" or "running" as this backend sees it, None when it does not hold it."""
         ...
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class EmbeddedBackend:
@@ -107,7 +97,7 @@ class EmbeddedBackend:
                     continue
                 host, _, pid = check.worker.rpartition(":")
                 if host == me and pid.isdigit() and (int(pid) == os.getpid()
-                                                     or not _pid_alive(int(pid))):
+                                                     or not pid_alive(int(pid))):
                     db.finish(self.store, check_id, db.FAILED, datetime.now(UTC),
                               "the server stopped during the check")
             for check_id in db.ids_with_status(self.store, db.QUEUED):

@@ -42,7 +42,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import urlsplit
 
-from mamori.serve.worker import run_web_check, worker_name
+from mamori.serve.worker import pid_alive, run_web_check, worker_name
 
 if TYPE_CHECKING:
     from celery import Celery  # type: ignore[import-untyped]  # no stubs
@@ -137,20 +137,6 @@ def make_celery(s: ServeSettings, *, worker: bool = False) -> Celery:
 
 # -- one job ---------------------------------------------------------------------------------
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a zombie (dead, not yet reaped) is dead
-        stat = open(f"/proc/{pid}/stat", encoding="ascii").read()  # noqa: SIM115
-    except OSError:
-        return True
-    return stat.rpartition(")")[2].split()[:1] != ["Z"]
-
-
 def owner_is_dead(worker: str | None) -> bool:
     """True when ``worker`` ("host:pid", as ``worker_name`` writes it) is a process of this
     host that no longer runs, or this very process (which runs one job at a time)."""
@@ -159,7 +145,7 @@ def owner_is_dead(worker: str | None) -> bool:
     host, _, pid = worker.rpartition(":")
     if host != socket.gethostname() or not pid.isdigit():
         return False
-    return int(pid) == os.getpid() or not _pid_alive(int(pid))
+    return int(pid) == os.getpid() or not pid_alive(int(pid))
 
 
 def run_job(check_id: int, settings: ServeSettings, store: Store, *,
