@@ -235,3 +235,41 @@ def test_a_replayed_firewall_log_names_syn_and_xmas_scans(tmp_path: Path) -> Non
         scans = {e.event.src: e.event.fields["technique"]
                  for e in list_events(store, EventQuery(types=("scan.ports",)))}
         assert scans == {"203.0.113.70": "syn", "203.0.113.71": "xmas"}
+
+
+def test_decoy_limits_from_the_settings_bound_a_noisy_visitor(tmp_path: Path) -> None:
+    """[watch.decoy_limits] reaches the decoys: with a burst of 2 events and a slow refill, a
+    visitor's eight connections leave at most a few events and one sensor.limit report naming
+    it; the same visits under the defaults are all recorded."""
+    import pytest
+    from pydantic import ValidationError
+
+    from mamori.watch.settings import DecoyLimitSettings
+
+    def visits(limits: DecoyLimitSettings, db: str, port: int) -> list[Event]:
+        settings = WatchSettings(decoys=(f"{HOST}:{port}",), alerts=(), tcp_knock=False,
+                                 decoy_limits=limits)
+        with Store.open(str(tmp_path / db)) as store:
+            sensor = Sensor(settings, store, Recorder(), signatures=load(), say=lambda _: None)
+
+            async def visit() -> None:
+                for _ in range(8):
+                    await asyncio.to_thread(connect, port, b"hello\r\n")
+                await asyncio.sleep(0.2)
+
+            asyncio.run(run_sensor(sensor, visit))
+            return [s.event for s in list_events(store, EventQuery())]
+
+    tight = visits(DecoyLimitSettings(events_per_second=0.01, event_burst=2), "tight.db", 23060)
+    from_visitor = [e for e in tight if e.src == VISITOR and e.type is not EventType.SENSOR_LIMIT]
+    limits = [e for e in tight if e.type is EventType.SENSOR_LIMIT]
+    assert len(from_visitor) <= 3
+    assert len(limits) == 1 and limits[0].src == VISITOR
+    assert int(limits[0].fields["suppressed_events"]) >= 8
+
+    loose = visits(DecoyLimitSettings(), "loose.db", 23061)
+    assert sum(e.type is EventType.DECOY_CONNECT for e in loose) == 8
+    assert not any(e.type is EventType.SENSOR_LIMIT for e in loose)
+
+    with pytest.raises(ValidationError, match="event_burst"):
+        DecoyLimitSettings(event_burst=0)

@@ -223,7 +223,12 @@ class Sensor:
     async def _start_decoys(self, specs: tuple[str, ...]) -> None:
         from mamori.watch.decoys import DecoyLimits, DecoyServer, DecoySpec, SourceGuard
 
-        limits = DecoyLimits()
+        try:
+            limits = DecoyLimits(**self.settings.decoy_limits.overrides())
+        except ValueError as exc:  # e.g. idle_timeout of 0: no decoy can run sensibly
+            for text in specs:
+                self._failed(f"decoy {text}", f"decoy_limits: {exc}")
+            return
         guard = SourceGuard(limits, self.emit, "decoys")  # per-source limits across decoys
         for text in specs:
             try:

@@ -278,6 +278,22 @@ class DetectSettings(_Model):
     ping_sweep_window: Duration | None = None
 
 
+class DecoyLimitSettings(_Model):
+    """Bounds on what visitors can make the decoys hold or write; omitted ones keep the
+    built-in defaults (``mamori.watch.decoys.DecoyLimits``)."""
+
+    read_cap: int | None = Field(default=None, strict=True, ge=64, le=16 * 1024 * 1024)
+    idle_timeout: Duration | None = None
+    total_timeout: Duration | None = None
+    max_connections: int | None = Field(default=None, strict=True, ge=1, le=1_000_000)
+    per_source_connections: int | None = Field(default=None, strict=True, ge=1, le=1_000_000)
+    events_per_second: float | None = Field(default=None, gt=0, le=1_000_000)
+    event_burst: int | None = Field(default=None, strict=True, ge=1, le=10_000_000)
+
+    def overrides(self) -> dict[str, Any]:
+        return {k: v for k, v in self.model_dump().items() if v is not None}
+
+
 class BlockSettings(_Model):
     """Opt-in blocking: sources of incidents at or above ``min_danger`` go into an nftables
     set with a timeout (``table``/``set4``/``set6``/``chain`` are created when missing)."""
@@ -321,6 +337,7 @@ class WatchSettings(_Model):
     store: str | None = None  # a database URL, or a file path for SQLite
     incident_window: Duration | None = None
     detect: DetectSettings = DetectSettings()
+    decoy_limits: DecoyLimitSettings = DecoyLimitSettings()
     block: BlockSettings = BlockSettings()
     # Omitted: incidents (and blocks) as lines on stdout. ``alerts = []``: no alerts at all.
     alerts: tuple[AlertSink, ...] = Field(default_factory=_default_alerts)
