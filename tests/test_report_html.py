@@ -23,8 +23,7 @@ from typing import Any
 import pytest
 
 import report_lab as lab_mod
-from browser import CHROMIUM, new_guarded_context
-from browser import CHROMIUM_ARGS as ARGS
+from browser import CHROMIUM, launch_chromium, new_guarded_context
 from conftest import ROOT, run_mamori
 from mamori.checks.catalog import default_catalog
 from mamori.report import render
@@ -94,7 +93,7 @@ def browser() -> Iterator[Any]:
     if not Path(CHROMIUM).exists():
         pytest.skip("chromium not installed (scripts/install-test-deps)")
     with sync_api.sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+        b = launch_chromium(pw)
         try:
             yield b
         finally:

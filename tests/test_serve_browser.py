@@ -25,11 +25,10 @@ from urllib.parse import urlsplit
 import pytest
 
 import identify_fixtures as fx
-from browser import CHROMIUM, new_guarded_context
-from browser import CHROMIUM_ARGS as ARGS
+from browser import CHROMIUM, launch_chromium, new_guarded_context
 from mamori.pipeline import ProgressFn, ScanSink
 from mamori.serve.scanner import PipelineScanner, ScanRequest
-from serve_helpers import SERVER_HOST, Served, serve
+from serve_helpers import Served, serve
 
 pytestmark = pytest.mark.daemon
 VISITOR = "127.0.0.1"
@@ -53,8 +52,7 @@ def browser() -> Iterator[Any]:
     with sync_api.sync_playwright() as pw:
         # This machine's Chromium maps every name to NOTFOUND (/etc/chromium.d), IP literals
         # included; the server's literal is let through, still nothing is ever resolved.
-        b = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
-            *ARGS, f"--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE {SERVER_HOST}"])
+        b = launch_chromium(pw)
         try:
             yield b
         finally:

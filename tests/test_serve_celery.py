@@ -29,7 +29,7 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
-from browser import CHROMIUM_ARGS, new_guarded_context
+from browser import launch_chromium, new_guarded_context
 from conftest import ROOT
 from mamori.model import ScanStatus
 from mamori.serve.celery_app import CeleryBackend, Sweeper, owner_is_dead, run_job, safe_url
@@ -509,8 +509,7 @@ def test_chromium_runs_a_check_through_celery_workers(cluster: Cluster, tmp_path
     with sync_api.sync_playwright() as p:
         # No name is ever resolved; this Chromium applies the machine's "MAP * ~NOTFOUND"
         # (/etc/chromium.d) to IP literals too, so the server's literal is let through.
-        browser = p.chromium.launch(executable_path="/usr/bin/chromium", headless=True, args=[
-            *CHROMIUM_ARGS, f"--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE {WEB_HOST}"])
+        browser = launch_chromium(p)
         try:
             # Chromium connects from 127.0.0.1, the trusted proxy of these settings; the
             # header it adds plays the proxy's part and names the visitor.

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from browser import CHROMIUM_ARGS, new_guarded_context
+from browser import launch_chromium, new_guarded_context
 from mamori.watch.events import Danger, Event, EventType, Incident
 from mamori.watch.summary import render_summary
 
@@ -103,8 +103,7 @@ def test_html_is_one_self_contained_file_with_a_timeline(tmp_path: Path) -> None
     requests: list[str] = []
     dialogs: list[str] = []
     with playwright.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path="/usr/bin/chromium", headless=True,
-                                    args=CHROMIUM_ARGS)
+        browser = launch_chromium(p)
         try:
             page = new_guarded_context(browser).new_page()
             page.on("request", lambda r: requests.append(r.url))

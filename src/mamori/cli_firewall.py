@@ -13,12 +13,11 @@ from typing import Annotated
 
 import typer
 
+from mamori.cli_common import EXIT_FAILED, EXIT_USAGE, stderr
 from mamori.cli_common import fail as _fail
-from mamori.cli_common import stderr
 
 firewall_app = typer.Typer(help="Plan the firewall that closes what you do not serve.",
                            no_args_is_help=True)
-EXIT_OK, EXIT_USAGE, EXIT_FAILED = 0, 2, 3
 
 
 def _note(message: str) -> None:

@@ -25,7 +25,9 @@ if TYPE_CHECKING:
     from mamori.model import CheckResult
     from mamori.store import Store
 
-EXIT_OK, EXIT_WORSE, EXIT_USAGE, EXIT_FAILED = 0, 1, 2, 3
+from mamori.cli_common import EXIT_FAILED, EXIT_OK, EXIT_USAGE
+from mamori.cli_common import EXIT_FINDINGS as EXIT_WORSE
+
 DIFF_KINDS = ("scan", "check", "import")
 
 DbOption = Annotated[

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import getpass
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -76,6 +75,8 @@ def _print_hash() -> None:
     from mamori.serve.passwords import hash_password
 
     if sys.stdin.isatty():
+        import getpass
+
         password = getpass.getpass("Password: ")
         if getpass.getpass("Again: ") != password:
             _fail(EXIT_USAGE, "the passwords differ")

@@ -14,14 +14,12 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
-import json
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
 
 from mamori.cli_common import UsageProblem, stderr
 from mamori.cli_common import emit as _emit
@@ -30,14 +28,13 @@ from mamori.cli_common import open_store as _open_store
 
 if TYPE_CHECKING:
     from mamori.store import Store
-    from mamori.store.watch import EventQuery, StoredEvent, StoredIncident
+    from mamori.store.watch import EventQuery
     from mamori.watch.settings import WatchSettings
 
-EXIT_OK, EXIT_USAGE, EXIT_FAILED = 0, 2, 3
+from mamori.cli_common import EXIT_FAILED, EXIT_OK, EXIT_USAGE
+
 LIST_FORMATS = ("table", "json")
 REPORT_FORMATS = ("table", "json", "html")
-EVENTS_SCHEMA = "mamori.events/1"
-INCIDENTS_SCHEMA = "mamori.incidents/1"
 
 watch_app = typer.Typer(
     help="Watch who knocks: decoys, ICMP and logs become events and incidents.",
@@ -122,101 +119,6 @@ def _check_format(fmt: str, allowed: tuple[str, ...]) -> None:
         raise UsageProblem(f"unknown --format {fmt!r} (choose from {', '.join(allowed)})")
 
 
-# -- rendering ---------------------------------------------------------------------------------
-
-
-def event_json(stored: StoredEvent) -> dict[str, Any]:
-    """One stored event: the ``mamori.event/1`` shape with its ``id`` and ``incident_id``."""
-    from mamori.watch.events import event_to_dict
-
-    data = event_to_dict(stored.event, event_id=stored.id)
-    data["incident_id"] = stored.incident_id
-    return data
-
-
-def incident_json(stored: StoredIncident) -> dict[str, Any]:
-    """One stored incident: the ``mamori.incident/1`` alert shape (without ``opened``) and
-    its ``status``."""
-    from mamori.watch.sinks.alert import incident_to_dict
-
-    data = incident_to_dict(stored.incident)
-    data.pop("opened", None)
-    data["status"] = stored.status
-    return data
-
-
-def _stamp(when: datetime) -> str:
-    return when.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%SZ")
-
-
-def _clean(value: object, limit: int = 60) -> Any:
-    from rich.text import Text
-
-    from mamori.watch.events import excerpt
-
-    return Text(excerpt(str(value), limit))
-
-
-def _table(title: str, columns: list[str], rows: list[list[Any]], empty: str) -> str:
-    import io
-
-    from rich.table import Table
-
-    if not rows:
-        return empty
-    table = Table(title=title, title_justify="left", show_edge=False, pad_edge=False,
-                  box=None, header_style="bold")
-    for col in columns:
-        table.add_column(col, overflow="fold")
-    for row in rows:
-        table.add_row(*row)
-    out = io.StringIO()
-    Console(file=out, width=120, color_system=None, markup=False,
-            highlight=False).print(table)
-    return out.getvalue()
-
-
-def render_events(events: list[StoredEvent], fmt: str) -> str:
-    if fmt == "json":
-        return json.dumps({"schema": EVENTS_SCHEMA, "count": len(events),
-                           "events": [event_json(e) for e in events]},
-                          indent=2, ensure_ascii=False)
-    rows = []
-    for stored in events:
-        e = stored.event
-        detail = e.excerpt or " ".join(f"{k}={v}" for k, v in e.fields.items())
-        rows.append([
-            _clean(stored.id), _clean(_stamp(e.time)), _clean(e.type), _clean(e.danger),
-            _clean(f"{e.src or '-'}" + (f":{e.src_port}" if e.src_port else "")),
-            _clean(f"{e.dst_port}/{e.proto}" if e.dst_port is not None else (e.proto or "-")),
-            _clean(",".join(e.signatures) or "-", 40), _clean(detail, 70),
-        ])
-    return _table(f"{len(events)} event(s)",
-                  ["id", "time", "type", "danger", "from", "to", "signatures", "what"],
-                  rows, "no events\n")
-
-
-def render_incidents(incidents: list[StoredIncident], fmt: str) -> str:
-    if fmt == "json":
-        return json.dumps({"schema": INCIDENTS_SCHEMA, "count": len(incidents),
-                           "incidents": [incident_json(i) for i in incidents]},
-                          indent=2, ensure_ascii=False)
-    rows = []
-    for stored in incidents:
-        i = stored.incident
-        rows.append([
-            _clean(i.id), _clean(i.kind, 30), _clean(i.danger), _clean(i.src, 40),
-            _clean(_stamp(i.first_seen)), _clean(_stamp(i.last_seen)), _clean(i.count),
-            _clean(stored.status), _clean(i.examples[0] if i.examples else "-", 60),
-        ])
-    return _table(f"{len(incidents)} incident(s)",
-                  ["id", "kind", "danger", "from", "first seen", "last seen", "events",
-                   "status", "example"], rows, "no incidents\n")
-
-
-# -- mamori events / incidents ----------------------------------------------------------------
-
-
 def _list(fetch: Callable[[Store, Any], Sequence[Any]], render: Callable[[Any, str], str],
           since: str | None, types: list[str] | None, src: str | None, min_danger: str | None,
           limit: int, fmt: str, db: str | None) -> None:
@@ -245,6 +147,7 @@ def events(
 ) -> None:
     """List what mamori watch recorded, oldest first (the most recent --limit)."""
     from mamori.store.watch import list_events
+    from mamori.watch.listing import render_events
 
     _list(list_events, render_events, since, types, src, min_danger, limit, fmt, db)
 
@@ -256,6 +159,7 @@ def incidents(
 ) -> None:
     """List incidents (events grouped by source and time), least recently active first."""
     from mamori.store.watch import list_incidents
+    from mamori.watch.listing import render_incidents
 
     _list(list_incidents, render_incidents, since, types, src, min_danger, limit, fmt, db)
 
