@@ -83,3 +83,21 @@ def test_the_server_takes_the_peer_from_the_connection(tmp_path: Path) -> None:
     assert proc.returncode in (0, -signal.SIGTERM), err[-2000:]
     assert "Application shutdown complete" in err
     assert "no secret_key" not in err  # it was set
+
+
+def test_a_missing_serve_extra_is_one_line_naming_the_pip_extra(tmp_path: Path) -> None:
+    """On a plain `pip install .` (no fastapi, no celery) `mamori serve` and `mamori worker`
+    say which extra to install, exit 3, and never start anything."""
+    settings = tmp_path / "settings.toml"
+    settings.write_text("", encoding="utf-8")
+    env = {**os.environ, "MAMORI_SETTINGS": str(settings)}
+    for command, blocked in (("serve", "fastapi"), ("worker", "celery")):
+        code = (f"import sys; sys.modules[{blocked!r}] = None; sys.argv = ['mamori', {command!r}]; "
+                "from mamori.cli import main; main()")
+        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                              timeout=60, env=env, check=False)
+        assert proc.returncode == 3, proc.stderr
+        lines = proc.stderr.strip().splitlines()
+        assert len(lines) == 1 and f"({blocked} is missing)" in lines[0], proc.stderr
+        assert "pip install '.[serve]'" in lines[0]
+        assert proc.stdout == ""

@@ -51,3 +51,14 @@ def open_store(db: str | None) -> Store:
         fail(EXIT_USAGE, str(exc))
     except StoreError as exc:
         fail(EXIT_FAILED, str(exc))
+
+
+def require_extra(command: str, extra: str, modules: tuple[str, ...]) -> None:
+    """Exit 3 with one line naming the pip extra when an optional dependency is missing
+    (``mamori serve`` on a plain ``pip install .``), instead of a traceback later."""
+    import importlib.util
+
+    for name in modules:
+        if importlib.util.find_spec(name) is None:
+            fail(EXIT_FAILED, f"{command} needs the optional {extra!r} dependencies "
+                 f"({name} is missing): python3 -m pip install '.[{extra}]'")

@@ -8,8 +8,11 @@ from typing import Annotated
 
 import typer
 
-from mamori.cli_common import EXIT_FAILED, EXIT_USAGE, stderr
+from mamori.cli_common import EXIT_FAILED, EXIT_USAGE, require_extra, stderr
 from mamori.cli_common import fail as _fail
+
+# What `mamori serve` imports beyond the core install (the "serve" extra).
+SERVE_MODULES = ("fastapi", "uvicorn", "jinja2", "python_multipart", "pydantic_settings")
 
 
 def serve(
@@ -41,6 +44,7 @@ def serve(
     if hash_password:
         _print_hash()
         return
+    require_extra("mamori serve", "serve", SERVE_MODULES)
     from mamori.serve.settings import ServeSettingsError, load_serve_settings
 
     overrides: dict[str, object] = {}

@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from mamori.cli_common import EXIT_FAILED, EXIT_USAGE
+from mamori.cli_common import EXIT_FAILED, EXIT_USAGE, require_extra
 from mamori.cli_common import fail as _fail
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -40,6 +40,7 @@ def worker(
     write results to the shared database. Start one or more on each machine that probes; a
     worker that dies mid-check has its check run again by another (or failed), never left
     running. Same settings as `mamori serve` (the serve table, MAMORI_SERVE_* variables)."""
+    require_extra("mamori worker", "serve", ("celery", "redis", "pydantic_settings"))
     from mamori.serve.settings import ServeSettingsError, load_serve_settings
 
     if loglevel.lower() not in LOG_LEVELS:
