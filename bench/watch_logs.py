@@ -30,8 +30,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from mamori.model.watch import Event
 from mamori.watch import signatures
-from mamori.watch.events import Event
 from mamori.watch.logs import LogFollower, LogSpec, line_parser, parse_line
 
 FIXTURES = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "watch"

@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 import uvicorn
 
-from mamori.pipeline import ProgressFn, ScanSink
+from mamori.scan.pipeline import ProgressFn, ScanSink
 from mamori.serve.app import create_app
 from mamori.serve.backend import EmbeddedBackend
 from mamori.serve.scanner import PipelineScanner, ScanRequest

@@ -23,7 +23,6 @@ from pathlib import Path
 if __name__ == "__main__":  # run as the writer: make the src tree importable without install
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from mamori.audit.model import Scope, Verdict
 from mamori.model import (
     CheckResult,
     CheckStatus,
@@ -42,6 +41,7 @@ from mamori.model import (
     Service,
     Severity,
 )
+from mamori.model.audit import Scope, Verdict
 from mamori.store import Store
 
 PG_HOST = "127.0.30.1"

@@ -28,9 +28,9 @@ from mamori.audit.firewall.firewalld import FirewalldState, decide_firewalld, pa
 from mamori.audit.firewall.iptables import parse_iptables_save
 from mamori.audit.firewall.nftables import parse_nft_json
 from mamori.audit.firewall.ufw import parse_ufw_status
-from mamori.audit.model import Verdict
 from mamori.audit.runner import ReplayRunner
 from mamori.model import Proto
+from mamori.model.audit import Verdict
 
 TCP = Proto.TCP
 

@@ -28,8 +28,8 @@ from mamori.audit.listeners import (
     list_listeners,
     listeners_from_sockets,
 )
-from mamori.audit.model import Listener, Scope
 from mamori.model import Proto
+from mamori.model.audit import Listener, Scope
 
 SRC = Path(__file__).resolve().parent.parent / "src"
 

@@ -13,9 +13,9 @@ import pytest
 
 from mamori.audit import firewall_macos as fw
 from mamori.audit import sharing_macos as sm
-from mamori.audit.model import AuditNote, Listener, Scope, Verdict
 from mamori.audit.runner import CommandResult, ReplayRunner
 from mamori.model import Proto
+from mamori.model.audit import AuditNote, Listener, Scope, Verdict
 
 FIX = Path(__file__).parent / "fixtures" / "audit" / "macos"
 

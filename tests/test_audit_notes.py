@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 
-from mamori.audit.model import AuditNote
 from mamori.audit.notes import (
     CATALOG_DIR,
     NoteCatalogError,
@@ -17,6 +16,7 @@ from mamori.audit.notes import (
     note_result,
 )
 from mamori.model import CheckStatus, Confidence, Layer, Proto, Severity
+from mamori.model.audit import AuditNote
 
 # Every id an adapter reports. A missing file would be a KeyError at run time.
 EXPECTED_IDS = {

@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 
 from mamori.audit import sharing_linux as sl
-from mamori.audit.model import AuditNote
 from mamori.audit.runner import DEFAULT_TIMEOUT, CommandResult, ReplayRunner, SystemRunner
+from mamori.model.audit import AuditNote
 
 
 def by_id(notes: list[AuditNote]) -> dict[str, AuditNote]:

@@ -7,7 +7,6 @@ import contextlib
 import json
 import socket
 import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,7 +14,7 @@ from pathlib import Path
 import pytest
 
 import identify_fixtures as fx
-from conftest import ROOT, run_mamori
+from conftest import run_mamori
 from mamori.model import Confidence, Severity
 from mamori.report.diff import diff_records, render_diff
 from mamori.store import Store
@@ -25,24 +24,9 @@ HOST = "127.0.87.1"
 STEADY, LATE, REDIS = 16871, 16872, 16873
 PORTS = f"{STEADY},{LATE},{REDIS}"
 
-# Until cli.py registers the commands, run them through a two-command Typer app of their own.
-_SHIM = (
-    "import sys, typer; from mamori.cli_reports import diff, import_nmap; "
-    "app = typer.Typer(); app.command('diff')(diff); app.command('import')(import_nmap); "
-    "sys.argv[0] = 'mamori'; app()"
-)
-
-
 def reports_cli(*args: str) -> subprocess.CompletedProcess[str]:
     """Run ``mamori diff|import ...`` for real, in a subprocess."""
-    from mamori import cli
-
-    names = {c.name or (c.callback.__name__ if c.callback else "") for c in
-             cli.app.registered_commands}
-    if args[0] in names:
-        return run_mamori(*args)
-    return subprocess.run([sys.executable, "-c", _SHIM, *args], capture_output=True,
-                          text=True, timeout=120, cwd=ROOT, check=False)
+    return run_mamori(*args)
 
 
 class _Listener:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from mamori.audit.model import Listener, Scope, Verdict
-from mamori.inside import escalate, group_plans, plan_probes
+from mamori.audit.inside import escalate, group_plans, plan_probes
 from mamori.model import Proto, Severity
-from mamori.pipeline import ScanPlan
+from mamori.model.audit import Listener, Scope, Verdict
+from mamori.scan.pipeline import ScanPlan
 
 
 def L(address: str, port: int, scope: Scope, proto: Proto = Proto.TCP) -> Listener:

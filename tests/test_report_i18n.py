@@ -239,7 +239,7 @@ def test_a_real_scan_in_japanese(redis_scan: tuple[str, int]) -> None:
 
 
 def test_the_catalog_listing_in_both_languages() -> None:
-    from mamori.report.catalog import render_catalog, render_check
+    from mamori.cli.checks import render_catalog, render_check
 
     spec = default_catalog()["redis-unauthenticated"]
     specs = list(default_catalog().values())

@@ -10,7 +10,6 @@ import jsonschema
 import pytest
 from jsonschema import Draft202012Validator
 
-from mamori.audit.model import Scope, Verdict
 from mamori.model import (
     JSON_SCHEMA_VERSION,
     CheckStatus,
@@ -23,6 +22,7 @@ from mamori.model import (
     ScanStatus,
     Severity,
 )
+from mamori.model.audit import Scope, Verdict
 from mamori.report import render, render_history
 from mamori.store import Store
 from store_fixtures import (

@@ -26,7 +26,7 @@ import pytest
 
 import identify_fixtures as fx
 from browser import CHROMIUM, launch_chromium, new_guarded_context
-from mamori.pipeline import ProgressFn, ScanSink
+from mamori.scan.pipeline import ProgressFn, ScanSink
 from mamori.serve.scanner import PipelineScanner, ScanRequest
 from serve_helpers import Served, serve
 

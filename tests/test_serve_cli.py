@@ -93,7 +93,7 @@ def test_a_missing_serve_extra_is_one_line_naming_the_pip_extra(tmp_path: Path) 
     env = {**os.environ, "MAMORI_SETTINGS": str(settings)}
     for command, blocked in (("serve", "fastapi"), ("worker", "celery")):
         code = (f"import sys; sys.modules[{blocked!r}] = None; sys.argv = ['mamori', {command!r}]; "
-                "from mamori.cli import main; main()")
+                "from mamori.cli.app import main; main()")
         proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                               timeout=60, env=env, check=False)
         assert proc.returncode == 3, proc.stderr

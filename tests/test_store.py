@@ -19,8 +19,8 @@ from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, inspect, text
 
-from mamori.audit.model import Verdict
 from mamori.model import CheckStatus, Endpoint, PortState, Proto, Reason, ScanStatus
+from mamori.model.audit import Verdict
 from mamori.store import Store, StoreError, default_db_url
 from mamori.store.engine import normalize_url
 from mamori.store.migrate import SCHEMA_HEAD, alembic_config

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pytest
 
+from mamori.model.watch import Danger, Incident
 from mamori.watch.block import Blocker, NetnsRunner
-from mamori.watch.events import Danger, Incident
 from mamori.watch.settings import BlockSettings, WatchSettings
 from mamori.watch.sinks import AlertRouter
 from netns import veth_pair

@@ -19,10 +19,10 @@ import jsonschema
 import pytest
 
 from conftest import ROOT, run_mamori
-from mamori.cli import main
+from mamori.cli.app import main
+from mamori.model.watch import Danger, Event, EventType, Incident
 from mamori.store import Store
 from mamori.store.watch import EventQuery, list_events, write_batch
-from mamori.watch.events import Danger, Event, EventType, Incident
 
 SCHEMAS = ROOT / "docs" / "schema"
 HOST = "127.0.140.40"
@@ -256,7 +256,7 @@ def test_sigint_stops_cleanly_and_a_busy_port_is_an_error_not_a_crash(tmp_path: 
 
 def test_flags_replace_the_settings_sources_and_keep_the_rest(no_user_settings: Path,
                                                               tmp_path: Path) -> None:
-    from mamori.cli_watch import _settings
+    from mamori.cli.watch import _settings
 
     no_user_settings.write_text(
         '[watch]\ndecoys = ["127.0.140.40:2323"]\nicmp = true\nincident_window = "5m"\n'

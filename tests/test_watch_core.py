@@ -8,8 +8,8 @@ from types import MappingProxyType
 
 import pytest
 
+from mamori.model.watch import Danger, Event, EventType
 from mamori.watch.detect import DetectConfig, Detectors, technique_of
-from mamori.watch.events import Danger, Event, EventType
 from mamori.watch.incidents import IncidentGrouper, event_kind, kind_rank
 
 T0 = datetime(2025, 3, 1, 12, 0, 0, tzinfo=UTC)

@@ -12,9 +12,9 @@ from pathlib import Path
 
 from sqlalchemy import text
 
+from mamori.model.watch import Danger, Event, EventType, Incident
 from mamori.store import Store
 from mamori.store.watch import EventQuery, count_events, list_events, list_incidents
-from mamori.watch.events import Danger, Event, EventType, Incident
 from mamori.watch.sensor import Sensor, SensorOptions
 from mamori.watch.settings import LogSettings, WatchSettings
 from mamori.watch.signatures import load

@@ -17,6 +17,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import create_engine, inspect, text
 
+from mamori.model.watch import Danger, Event, EventType, Incident
 from mamori.store import Store, StoreError
 from mamori.store.migrate import alembic_config
 from mamori.store.models import Base
@@ -29,7 +30,6 @@ from mamori.store.watch import (
     save_incidents,
     write_batch,
 )
-from mamori.watch.events import Danger, Event, EventType, Incident
 from store_fixtures import create_pg_database, pg_bindir, running_postgres, store_sample_scan
 
 T0 = datetime(2025, 3, 1, 12, 0, 0, tzinfo=UTC)

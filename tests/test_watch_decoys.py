@@ -26,6 +26,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from mamori.model.watch import Event, EventType
 from mamori.protocols import mysql as mysql_client
 from mamori.protocols import rdp as rdp_client
 from mamori.protocols import smb as smb_client
@@ -40,7 +41,6 @@ from mamori.watch.decoys.session import Persona, Record
 from mamori.watch.decoys.smb import SmbPersona, parse_negotiate
 from mamori.watch.decoys.ssh import SshPersona
 from mamori.watch.decoys.telnet import TelnetPersona
-from mamori.watch.events import Event, EventType
 from watch_decoy_farm import DecoyFarm, types
 
 HERE = Path(__file__).resolve().parent

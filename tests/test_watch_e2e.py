@@ -25,7 +25,7 @@ import pytest
 
 from conftest import ROOT, run_mamori
 from identify_fixtures import Daemon, DaemonUnavailable, _need, _spawn, _started, wait_tcp
-from mamori.cli import main
+from mamori.cli.app import main
 
 DECOY_A, DECOY_B, NGINX_HOST = "127.0.140.1", "127.0.140.2", "127.0.140.3"
 NMAP_SRC, WEB_SRC, TELNET_SRC = "127.0.140.50", "127.0.140.60", "127.0.140.61"

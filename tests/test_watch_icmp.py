@@ -19,8 +19,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from mamori.model.watch import Event, EventType
 from mamori.watch.decoys import DecoyLimits
-from mamori.watch.events import Event, EventType
 from mamori.watch.icmp import IcmpSensor, parse_icmp4, parse_icmp6
 
 ROOT = Path(__file__).resolve().parent.parent

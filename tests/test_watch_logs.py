@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mamori.watch.events import EventType
+from mamori.model.watch import EventType
 from mamori.watch.logs import LOG_KINDS, LogSpec, parse_line
 from mamori.watch.logs.journald import decode_record, parse_record
 
@@ -269,7 +269,7 @@ def test_parse_line_and_spec_validation() -> None:
 def test_fast_event_equals_the_normal_construction() -> None:
     from types import MappingProxyType
 
-    from mamori.watch.events import Event
+    from mamori.model.watch import Event
     from mamori.watch.logs.common import fast_event
 
     fields = {"method": "GET", "path": "/"}

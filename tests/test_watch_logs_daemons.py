@@ -36,8 +36,8 @@ from identify_fixtures import (
     daemon_fixture,
     wait_tcp,
 )
+from mamori.model.watch import Event, EventType
 from mamori.watch import signatures
-from mamori.watch.events import Event, EventType
 from mamori.watch.logs import FollowLimits, LogFollower, LogSpec
 
 HOST = "127.0.130.1"

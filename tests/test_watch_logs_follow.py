@@ -16,7 +16,7 @@ from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
-from mamori.watch.events import Event, EventType
+from mamori.model.watch import Event, EventType
 from mamori.watch.logs import FollowLimits, LineSplitter, LogFollower, LogSpec
 
 FIXTURES = Path(__file__).parent / "fixtures" / "watch"

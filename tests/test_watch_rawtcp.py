@@ -27,9 +27,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from mamori.model.watch import Danger, Event, EventType, Incident
 from mamori.watch.decoys import DecoyLimits, DecoyServer, DecoySpec
 from mamori.watch.detect import DetectConfig, Detectors
-from mamori.watch.events import Danger, Event, EventType, Incident
 from mamori.watch.rawtcp import (
     ACK,
     FIN,

@@ -11,8 +11,8 @@ from types import MappingProxyType
 import pytest
 import yaml
 
+from mamori.model.watch import Danger, Event, EventType
 from mamori.watch import signatures
-from mamori.watch.events import Danger, Event, EventType
 from mamori.watch.logs import parse_line
 from mamori.watch.signatures import SignatureError, check_examples, load_dir
 from mamori.watch.signatures.spec import SignatureFile

@@ -32,8 +32,8 @@ from fixtures_alerts import (
     webhook_server,
 )
 from identify_fixtures import DaemonUnavailable
+from mamori.model.watch import Danger, Event, EventType, Incident, event_to_dict
 from mamori.settings import SettingsError, load_settings
-from mamori.watch.events import Danger, Event, EventType, Incident, event_to_dict
 from mamori.watch.settings import RateLimit, StdoutSinkSettings, WatchSettings, load_watch_settings
 from mamori.watch.sinks import Alert, AlertRouter, Notice, alert_line
 from mamori.watch.sinks.files import StdoutSink

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from browser import launch_chromium, new_guarded_context
-from mamori.watch.events import Danger, Event, EventType, Incident
+from mamori.model.watch import Danger, Event, EventType, Incident
 from mamori.watch.summary import render_summary
 
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)

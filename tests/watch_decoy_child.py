@@ -16,8 +16,8 @@ import json
 import sys
 from typing import Any
 
+from mamori.model.watch import Event, EventType
 from mamori.watch.decoys import DecoyLimits, DecoyServer, DecoySpec, SourceGuard
-from mamori.watch.events import Event, EventType
 
 
 def _status() -> dict[str, int]:

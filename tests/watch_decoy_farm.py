@@ -9,8 +9,8 @@ import time
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
+from mamori.model.watch import Event, EventType
 from mamori.watch.decoys import DecoyLimits, DecoyServer, DecoySpec
-from mamori.watch.events import Event, EventType
 
 T = TypeVar("T")
 

@@ -1,3 +1,3 @@
-from mamori.cli import main
+from mamori.cli.app import main
 
 main()

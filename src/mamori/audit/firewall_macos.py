@@ -15,9 +15,9 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from mamori.audit.model import AuditNote, FirewallDecision, Listener, Verdict
 from mamori.audit.runner import CommandResult, CommandRunner, SystemRunner
 from mamori.audit.sharing_linux import unsupported
+from mamori.model.audit import AuditNote, FirewallDecision, Listener, Verdict
 
 SOCKETFILTERFW = "/usr/libexec/ApplicationFirewall/socketfilterfw"
 PFCTL = "/sbin/pfctl"

@@ -14,8 +14,8 @@ import platform
 import re
 from pathlib import Path
 
-from mamori.audit.model import AuditNote
 from mamori.audit.runner import CommandResult, CommandRunner
+from mamori.model.audit import AuditNote
 
 SHADOW = Path("/etc/shadow")
 APT_CONF_DIR = Path("/etc/apt/apt.conf.d")

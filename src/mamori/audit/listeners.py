@@ -14,8 +14,8 @@ from dataclasses import dataclass
 
 import psutil
 
-from mamori.audit.model import Listener, Scope
 from mamori.model import Proto
+from mamori.model.audit import Listener, Scope
 
 
 class ListenersUnavailable(RuntimeError):

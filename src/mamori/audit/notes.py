@@ -13,9 +13,9 @@ from pathlib import Path
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from mamori.audit.model import AuditNote
 from mamori.checks.spec import Remediation, Text
 from mamori.model import CheckResult, CheckStatus, Confidence, Evidence, Layer, Proto, Severity
+from mamori.model.audit import AuditNote
 
 CATALOG_DIR = Path(__file__).resolve().parent / "catalog"
 

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import psutil
 
-from mamori.audit.model import AuditNote
 from mamori.audit.runner import CommandResult, CommandRunner, SystemRunner
+from mamori.model.audit import AuditNote
 
 MAX_CONFIG_BYTES = 1024 * 1024  # a config file bigger than this is not read whole
 MAX_FILES = 200  # per drop-in directory

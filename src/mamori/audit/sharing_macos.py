@@ -14,9 +14,9 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mamori.audit.model import AuditNote
 from mamori.audit.runner import CommandResult, CommandRunner, SystemRunner
 from mamori.audit.sharing_linux import audit_sshd, unsupported
+from mamori.model.audit import AuditNote
 
 SHARING = "/usr/sbin/sharing"
 LAUNCHCTL = "/bin/launchctl"

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-from mamori.pipeline import ProgressFn, ScanSink
+from mamori.scan.pipeline import ProgressFn, ScanSink
 
 
 @dataclass(frozen=True)
@@ -39,7 +39,7 @@ class PipelineScanner:
         from mamori.checks.observation import CheckOptions
         from mamori.model import Target
         from mamori.net.sweep import SweepOptions
-        from mamori.pipeline import ScanPlan, run_scan
+        from mamori.scan.pipeline import ScanPlan, run_scan
 
         specs = tuple(select(request.checks))
         plan = ScanPlan(

@@ -228,7 +228,7 @@ class IncidentRow(Base):
 
 
 class EventRow(Base):
-    """One event seen by ``mamori watch`` (``mamori.watch.events.Event``). Written in batches
+    """One event seen by ``mamori watch`` (``mamori.model.watch.Event``). Written in batches
     (one INSERT with many rows), so ``signatures`` and ``fields`` are JSON text, encoded once
     by the writer instead of per row by the JSON type."""
 

@@ -21,7 +21,6 @@ from sqlalchemy import Connection, Engine, and_, func, insert, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
 from mamori import __version__
-from mamori.audit.model import Scope, Verdict
 from mamori.model import (
     CheckResult,
     CheckStatus,
@@ -42,6 +41,7 @@ from mamori.model import (
     Service,
     Severity,
 )
+from mamori.model.audit import Scope, Verdict
 from mamori.store.engine import (
     default_db_url,
     enable_wal,

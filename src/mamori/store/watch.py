@@ -20,11 +20,11 @@ from typing import Any, Literal
 from sqlalchemy import Connection, Select, bindparam, func, insert, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
+from mamori.model.watch import Danger, Event, EventType, Incident
 from mamori.store.engine import one_line
 from mamori.store.errors import StoreError
 from mamori.store.models import EventRow, IncidentRow
 from mamori.store.store import Store
-from mamori.watch.events import Danger, Event, EventType, Incident
 
 __all__ = [
     "EventQuery",

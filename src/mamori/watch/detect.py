@@ -20,7 +20,7 @@ from datetime import datetime, timedelta
 from types import MappingProxyType
 from typing import Generic, TypeVar
 
-from mamori.watch.events import Danger, Event, EventType
+from mamori.model.watch import Danger, Event, EventType
 
 __all__ = ["DetectConfig", "Detectors", "technique_of"]
 

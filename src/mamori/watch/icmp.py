@@ -20,10 +20,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import MappingProxyType
 
+from mamori.model.watch import Event, EventType, excerpt
 from mamori.watch import rawsock
 from mamori.watch.decoys.guard import SourceGuard
 from mamori.watch.decoys.spec import DecoyLimits
-from mamori.watch.events import Event, EventType, excerpt
 
 __all__ = ["IcmpPacket", "IcmpSensor", "parse_icmp4", "parse_icmp6"]
 

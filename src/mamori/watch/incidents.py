@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
-from mamori.watch.events import Danger, Event, EventType, Incident
+from mamori.model.watch import Danger, Event, EventType, Incident
 
 __all__ = ["Fold", "IncidentGrouper", "event_kind", "kind_rank"]
 

@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from mamori.watch.events import event_to_dict, excerpt
+from mamori.model.watch import event_to_dict, excerpt
 from mamori.watch.sinks.alert import incident_to_dict
 
 if TYPE_CHECKING:

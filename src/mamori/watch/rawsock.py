@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from types import MappingProxyType
 
-from mamori.watch.events import Event, EventType
+from mamori.model.watch import Event, EventType
 
 RawSock = tuple[socket.socket, int]  # (socket, IP version)
 

@@ -31,10 +31,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import MappingProxyType
 
+from mamori.model.watch import Event, EventType
 from mamori.watch import rawsock
 from mamori.watch.decoys.guard import SourceGuard
 from mamori.watch.decoys.spec import DecoyLimits
-from mamori.watch.events import Event, EventType
 
 __all__ = ["TcpKnockSensor", "TcpSegment", "classify", "flag_names", "parse_tcp4",
            "parse_tcp6"]

@@ -31,9 +31,9 @@ from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Protocol
 
+from mamori.model.watch import Danger, Event, EventType, Incident, excerpt
 from mamori.store.errors import StoreError
 from mamori.watch.detect import DetectConfig, Detectors
-from mamori.watch.events import Danger, Event, EventType, Incident, excerpt
 from mamori.watch.incidents import IncidentGrouper
 
 if TYPE_CHECKING:

@@ -28,8 +28,8 @@ from pydantic import (
     model_validator,
 )
 
+from mamori.model.watch import Danger, EventType
 from mamori.settings import SettingsError, load_settings
-from mamori.watch.events import Danger, EventType
 
 __all__ = [
     "AlertSink",

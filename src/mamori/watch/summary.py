@@ -25,7 +25,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from mamori.watch.events import Danger, Event, Incident, excerpt
+from mamori.model.watch import Danger, Event, Incident, excerpt
 from mamori.watch.sinks.alert import incident_to_dict
 
 __all__ = ["SUMMARY_SCHEMA", "Summary", "render_summary", "summarize"]

@@ -20,9 +20,9 @@ from mamori.audit.firewall.firewalld import (
 from mamori.audit.firewall.iptables import IptablesParseError, parse_iptables_save, save_info
 from mamori.audit.firewall.nftables import NftParseError, parse_nft_json
 from mamori.audit.firewall.ufw import UfwStatus, has_ufw_chains, parse_ufw_status
-from mamori.audit.model import FirewallDecision, Verdict
 from mamori.audit.runner import CommandResult, CommandRunner
 from mamori.model import Proto
+from mamori.model.audit import FirewallDecision, Verdict
 
 __all__ = ["FirewallState", "decide", "detect", "detect_and_decide"]
 

@@ -16,8 +16,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
-from mamori.audit.model import FirewallDecision, Verdict
 from mamori.model import Proto
+from mamori.model.audit import FirewallDecision, Verdict
 
 MAX_PATHS = 512  # paths explored per base chain before giving up as undetermined
 MAX_DEPTH = 32  # nested jumps (a loop in the ruleset is undetermined, not a hang)

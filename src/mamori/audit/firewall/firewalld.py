@@ -13,8 +13,8 @@ import re
 import shlex
 from dataclasses import dataclass, field
 
-from mamori.audit.model import FirewallDecision, Verdict
 from mamori.model import Proto
+from mamori.model.audit import FirewallDecision, Verdict
 
 Ports = tuple[tuple[str, int, int], ...]  # (proto, low, high)
 

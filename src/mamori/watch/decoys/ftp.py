@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from mamori.model.watch import EventType
 from mamori.watch.decoys.lines import LineBuffer
 from mamori.watch.decoys.session import Persona, Record, Step, clean
-from mamori.watch.events import EventType
 
 __all__ = ["FtpPersona"]
 

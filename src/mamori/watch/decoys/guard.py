@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from types import MappingProxyType
 
+from mamori.model.watch import Event, EventType
 from mamori.watch.decoys.spec import DecoyLimits
-from mamori.watch.events import Event, EventType
 
 __all__ = ["OVERFLOW", "SourceGuard"]
 

@@ -7,8 +7,8 @@ import base64
 import binascii
 import re
 
+from mamori.model.watch import EventType
 from mamori.watch.decoys.session import Persona, Record, Step, clean
-from mamori.watch.events import EventType
 
 __all__ = ["HttpPersona", "HttpRequest", "parse_head"]
 

@@ -9,9 +9,9 @@ import secrets
 import struct
 from dataclasses import dataclass
 
+from mamori.model.watch import EventType
 from mamori.protocols._wire import Reader, Truncated
 from mamori.watch.decoys.session import Persona, Record, Step, clean
-from mamori.watch.events import EventType
 
 __all__ = ["Login", "MysqlPersona", "greeting", "parse_login"]
 

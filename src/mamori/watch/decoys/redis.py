@@ -3,8 +3,8 @@ with the errors a password-protected server gives. Nothing is ever stored or run
 
 from __future__ import annotations
 
+from mamori.model.watch import EventType
 from mamori.watch.decoys.session import Persona, Record, Step, clean
-from mamori.watch.events import EventType
 
 __all__ = ["BadCommand", "RedisPersona", "parse_command"]
 

@@ -25,11 +25,11 @@ from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import Any, cast
 
+from mamori.model.watch import EXCERPT_LIMIT, Event, EventType, excerpt
 from mamori.watch.decoys.guard import SourceGuard
 from mamori.watch.decoys.personas import persona_factory
 from mamori.watch.decoys.session import Persona, Record
 from mamori.watch.decoys.spec import UDP_PERSONA, DecoyLimits, DecoySpec
-from mamori.watch.events import EXCERPT_LIMIT, Event, EventType, excerpt
 
 __all__ = ["DecoyServer", "DecoyStats"]
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from mamori.watch.events import EventType
+from mamori.model.watch import EventType
 
 __all__ = ["FIELD_LIMIT", "Persona", "Record", "Step", "clean"]
 

@@ -7,10 +7,10 @@ bot types next are seen; nothing typed is ever run: every command gets the same 
 
 from __future__ import annotations
 
+from mamori.model.watch import EventType
 from mamori.protocols.telnet import split_stream
 from mamori.watch.decoys.lines import LineBuffer
 from mamori.watch.decoys.session import Persona, Record, Step, clean
-from mamori.watch.events import EventType
 
 __all__ = ["TelnetPersona"]
 

@@ -22,7 +22,7 @@ import re
 from datetime import UTC, datetime, timedelta, timezone
 from typing import cast
 
-from mamori.watch.events import Event, EventType
+from mamori.model.watch import Event, EventType
 from mamori.watch.logs.common import MONTHS, fast_event
 
 _QUOTED = r'"([^"\\]*(?:\\.[^"\\]*)*)"'

@@ -17,7 +17,7 @@ import re
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from mamori.watch.events import Event, EventType
+from mamori.model.watch import Event, EventType
 from mamori.watch.logs.common import make_event, port, split_syslog
 
 # User names are whatever the visitor typed, so a name may itself contain "from 1.2.3.4

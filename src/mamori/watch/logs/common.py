@@ -18,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 from types import MappingProxyType
 from typing import Any
 
-from mamori.watch.events import EXCERPT_LIMIT, Danger, Event, EventType, excerpt
+from mamori.model.watch import EXCERPT_LIMIT, Danger, Event, EventType, excerpt
 
 MONTHS = {
     m: i

@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime
 
-from mamori.watch.events import Event, EventType
+from mamori.model.watch import Event, EventType
 from mamori.watch.logs.common import make_event, port, split_syslog
 
 TCP_FLAGS = ("CWR", "ECE", "URG", "ACK", "PSH", "RST", "SYN", "FIN")

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import MappingProxyType
 
-from mamori.watch.events import Event, EventType, excerpt
+from mamori.model.watch import Event, EventType, excerpt
 from mamori.watch.logs import journald
 from mamori.watch.logs.parse import line_parser
 from mamori.watch.logs.spec import AUTH_KINDS, JOURNALD_KINDS, LogSpec

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from mamori.watch.events import Event
+from mamori.model.watch import Event
 from mamori.watch.logs import auth, firewall
 
 MAX_RECORD = 1 << 20  # characters of one JSON line that are looked at

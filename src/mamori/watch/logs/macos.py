@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime
 
-from mamori.watch.events import Event
+from mamori.model.watch import Event
 from mamori.watch.logs import auth
 from mamori.watch.logs.common import split_syslog
 

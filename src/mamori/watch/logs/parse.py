@@ -6,7 +6,7 @@ import functools
 from collections.abc import Callable
 from datetime import datetime
 
-from mamori.watch.events import Event
+from mamori.model.watch import Event
 from mamori.watch.logs import access, auth, firewall, journald, macos, pflog
 from mamori.watch.logs.spec import JOURNALD_KINDS, LOG_KINDS
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime
 
-from mamori.watch.events import Event, EventType
+from mamori.model.watch import Event, EventType
 from mamori.watch.logs.common import make_event, port, utc
 
 _LINE = re.compile(

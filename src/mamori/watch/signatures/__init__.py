@@ -29,7 +29,7 @@ from urllib.parse import unquote
 import yaml
 from pydantic import ValidationError
 
-from mamori.watch.events import Danger, Event, EventType
+from mamori.model.watch import Danger, Event, EventType
 from mamori.watch.signatures.spec import SignatureFile, SignatureSpec
 
 __all__ = [

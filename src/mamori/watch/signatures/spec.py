@@ -22,7 +22,7 @@ from pydantic import (
     model_validator,
 )
 
-from mamori.watch.events import Danger
+from mamori.model.watch import Danger
 
 NonEmpty = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
 FieldName = Literal[

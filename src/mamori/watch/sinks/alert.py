@@ -1,7 +1,7 @@
 """What the router hands a sink, and the shapes sinks write (pure: no I/O).
 
-An :class:`Alert` carries an :class:`~mamori.watch.events.Event`, an
-:class:`~mamori.watch.events.Incident` (``opened``: a new incident, else an update), or a
+An :class:`Alert` carries an :class:`~mamori.model.watch.Event`, an
+:class:`~mamori.model.watch.Incident` (``opened``: a new incident, else an update), or a
 :class:`Notice` — the router's own word (alerts suppressed by a rate limit, alerts dropped
 because a sink could not keep up, a source blocked).
 
@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from mamori.watch.events import Danger, Event, Incident, event_to_dict, excerpt
+from mamori.model.watch import Danger, Event, Incident, event_to_dict, excerpt
 
 __all__ = [
     "INCIDENT_SCHEMA",

@@ -15,7 +15,7 @@ import ssl
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
 
-from mamori.watch.events import Incident
+from mamori.model.watch import Incident
 from mamori.watch.settings import EmailSinkSettings, SettingsError
 from mamori.watch.sinks.alert import Alert, alert_headline, alert_line, alert_time, alert_to_dict
 from mamori.watch.sinks.base import SinkError, ThreadWorker

@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from mamori.watch.events import Danger, Event, Incident
+from mamori.model.watch import Danger, Event, Incident
 from mamori.watch.settings import AlertSink, WatchSettings
 from mamori.watch.sinks.alert import Alert, Notice, alert_type
 from mamori.watch.sinks.base import Sink, SinkError

@@ -15,7 +15,7 @@ import os
 import socket
 from datetime import UTC
 
-from mamori.watch.events import Danger, Event, Incident
+from mamori.model.watch import Danger, Event, Incident
 from mamori.watch.settings import SyslogSinkSettings, split_host_port
 from mamori.watch.sinks.alert import Alert, alert_headline, alert_src, alert_time, alert_type
 from mamori.watch.sinks.base import SinkError

@@ -27,7 +27,7 @@ from mamori.model import (
     Service,
     Target,
 )
-from mamori.pipeline import ProgressFn, ScanPlan, run_scan
+from mamori.scan.pipeline import ProgressFn, ScanPlan, run_scan
 
 if TYPE_CHECKING:
     from mamori.store import Store

@@ -16,7 +16,6 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from mamori.audit.model import AuditNote, FirewallDecision, Listener, Scope, Verdict
 from mamori.model import (
     CheckResult,
     CheckStatus,
@@ -28,7 +27,8 @@ from mamori.model import (
     Severity,
     Target,
 )
-from mamori.pipeline import ProgressFn, ScanPlan, ScanSink, run_scan
+from mamori.model.audit import AuditNote, FirewallDecision, Listener, Scope, Verdict
+from mamori.scan.pipeline import ProgressFn, ScanPlan, ScanSink, run_scan
 
 _ORDER = list(Severity)
 

@@ -1,9 +1,5 @@
-"""The records every part of mamori shares: frozen, typed, and free of I/O.
-
-Data flows one way (see docs/ARCHITECTURE.md): net + protocols produce these records, the
-pipeline assembles them, the store keeps them, and report renders them. Errors are data too:
-a probe that could not run yields a ``ProbeError`` and is never read as "closed" or "clean".
-"""
+"""What a scan produces: targets, port results, services, errors, check results, the stored
+scan. Frozen, typed, free of I/O."""
 
 from __future__ import annotations
 
@@ -12,19 +8,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:  # audit.model imports this module; the types are only needed by mypy
-    from mamori.audit.model import Scope, Verdict
+from mamori.model.audit import ListenerRecord
+from mamori.model.base import Proto, Severity
 
 JSON_SCHEMA_VERSION = "1.2"
 
 _EMPTY: Mapping[str, str] = MappingProxyType({})
-
-
-class Proto(StrEnum):
-    TCP = "tcp"
-    UDP = "udp"
 
 
 class PortState(StrEnum):
@@ -153,21 +144,6 @@ class HostResult:
     not_shown: Mapping[str, Mapping[str, int]] = field(default_factory=lambda: MappingProxyType({}))
 
 
-class Severity(StrEnum):
-    INFO = "info"
-    LOW = "low"
-    MEDIUM = "medium"
-    HIGH = "high"
-    CRITICAL = "critical"
-
-    @property
-    def rank(self) -> int:
-        return _SEVERITY_RANK[self]
-
-
-_SEVERITY_RANK = {s: i for i, s in enumerate(Severity)}
-
-
 class Layer(StrEnum):
     """The three layers the old checklists thought in."""
 
@@ -218,51 +194,6 @@ class CheckResult:
     @property
     def key(self) -> tuple[str, str, int, str]:
         return (self.address, self.proto.value, self.port, self.check_id)
-
-
-@dataclass(frozen=True, slots=True)
-class ListenerRecord:
-    """One socket listening on this machine, as ``mamori check`` stores and reports it.
-
-    ``firewall`` is None when the firewall was not asked (a loopback-only listener, where it
-    does not matter); ``Verdict.UNDETERMINED`` with ``firewall_reason`` when it was asked and
-    could not tell. ``probe_address`` is where the probes went (None: not probed, and
-    ``not_probed`` says why); ``service``/``product`` are what identification named there.
-    """
-
-    proto: Proto
-    address: str  # as bound: "0.0.0.0", "::", "127.0.0.1", "fe80::1%eth0"
-    port: int
-    scope: Scope
-    pid: int | None = None
-    process: str | None = None
-    user: str | None = None
-    exe: str | None = None
-    firewall: Verdict | None = None
-    firewall_backend: str = ""  # "nftables", "iptables", "ufw", "firewalld", "pf", "none"
-    firewall_reason: str = ""  # the deciding rule or policy, or why it is undetermined
-    firewall_rule: str | None = None  # the rule text that decided, when one did
-    service: str | None = None
-    product: str | None = None
-    probe_address: str | None = None
-    not_probed: str | None = None
-
-    @property
-    def key(self) -> tuple[str, str, int]:
-        return (self.address, self.proto.value, self.port)
-
-    @property
-    def exposure(self) -> tuple[int, int, int]:
-        """Sort key, most exposed first: reachable from outside (loopback last), then by
-        firewall verdict (allowed / no firewall, then undetermined or not asked, then
-        blocked), then by scope (all interfaces before one interface)."""
-        scope = self.scope.value
-        rank = _VERDICT_RANK.get(self.firewall.value, 1) if self.firewall is not None else 1
-        return (1 if scope == "loopback" else 0, rank, 0 if scope == "all" else 1)
-
-
-# Verdict values (audit.model.Verdict) by exposure: let in first, blocked last.
-_VERDICT_RANK: dict[str, int] = {"allowed": 0, "no-firewall": 0, "undetermined": 1, "blocked": 2}
 
 
 @dataclass(frozen=True, slots=True)

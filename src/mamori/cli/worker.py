@@ -11,10 +11,13 @@ from typing import Annotated
 
 import typer
 
-from mamori.cli_common import EXIT_FAILED, EXIT_USAGE, require_extra
-from mamori.cli_common import fail as _fail
+from mamori.cli.common import EXIT_FAILED, EXIT_USAGE, fail, require_extra
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("worker")(worker)
 
 
 def worker(
@@ -44,7 +47,7 @@ def worker(
     from mamori.serve.settings import ServeSettingsError, load_serve_settings
 
     if loglevel.lower() not in LOG_LEVELS:
-        _fail(EXIT_USAGE, f"--loglevel must be one of {', '.join(LOG_LEVELS)}")
+        fail(EXIT_USAGE, f"--loglevel must be one of {', '.join(LOG_LEVELS)}")
     overrides: dict[str, object] = {"backend": "celery"}
     for key, value in (("broker_url", broker), ("db", db), ("workers", concurrency)):
         if value is not None:
@@ -53,14 +56,14 @@ def worker(
         settings = load_serve_settings(settings_file, **overrides)
         _check_ports(settings.excluded_ports)
     except ServeSettingsError as exc:
-        _fail(EXIT_USAGE, str(exc))
+        fail(EXIT_USAGE, str(exc))
     _check_catalog(settings.checks)
     _check_store(settings.db)
     _run(settings, name or f"mamori-{os.getpid()}@{socket.gethostname()}", loglevel.lower())
 
 
 def _check_ports(spec: str) -> None:
-    from mamori.cli_serve import _check_ports as check
+    from mamori.cli.serve import _check_ports as check
 
     check(spec)
 
@@ -71,7 +74,7 @@ def _check_catalog(checks: list[str] | None) -> None:
     try:
         select(checks)
     except CatalogError as exc:
-        _fail(EXIT_USAGE, f"serve setting checks: {exc}")
+        fail(EXIT_USAGE, f"serve setting checks: {exc}")
 
 
 def _check_store(url: str | None) -> None:
@@ -82,9 +85,9 @@ def _check_store(url: str | None) -> None:
     try:
         Store.open(url).close()
     except StoreUsageError as exc:
-        _fail(EXIT_USAGE, str(exc))
+        fail(EXIT_USAGE, str(exc))
     except StoreError as exc:
-        _fail(EXIT_FAILED, str(exc))
+        fail(EXIT_FAILED, str(exc))
 
 
 def _run(settings: object, nodename: str, loglevel: str) -> None:
@@ -105,7 +108,3 @@ def _run(settings: object, nodename: str, loglevel: str) -> None:
     code = worker.exitcode or 0
     if code:
         raise typer.Exit(EXIT_FAILED)
-
-
-def register(app: typer.Typer) -> None:
-    app.command("worker")(worker)

@@ -21,17 +21,14 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from mamori.cli_common import UsageProblem, stderr
-from mamori.cli_common import emit as _emit
-from mamori.cli_common import fail as _fail
-from mamori.cli_common import open_store as _open_store
+from mamori.cli.common import UsageProblem, emit, fail, open_store, stderr
 
 if TYPE_CHECKING:
     from mamori.store import Store
     from mamori.store.watch import EventQuery
     from mamori.watch.settings import WatchSettings
 
-from mamori.cli_common import EXIT_FAILED, EXIT_OK, EXIT_USAGE
+from mamori.cli.common import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 
 LIST_FORMATS = ("table", "json")
 REPORT_FORMATS = ("table", "json", "html")
@@ -87,8 +84,8 @@ def parse_since(text: str, now: datetime | None = None) -> datetime:
 
 def _query(since: str | None, types: list[str] | None, src: str | None,
            min_danger: str | None, limit: int) -> EventQuery:
+    from mamori.model.watch import Danger
     from mamori.store.watch import EventQuery
-    from mamori.watch.events import Danger
 
     words = tuple(w.strip() for t in types or () for w in t.split(",") if w.strip())
     for word in words:
@@ -129,15 +126,15 @@ def _list(fetch: Callable[[Store, Any], Sequence[Any]], render: Callable[[Any, s
         _check_format(fmt, LIST_FORMATS)
         q = _query(since, types, src, min_danger, limit)
     except UsageProblem as exc:
-        _fail(EXIT_USAGE, str(exc))
-    store = _open_store(db)
+        fail(EXIT_USAGE, str(exc))
+    store = open_store(db)
     try:
         found = fetch(store, q)
     except StoreError as exc:
-        _fail(EXIT_FAILED, str(exc))
+        fail(EXIT_FAILED, str(exc))
     finally:
         store.close()
-    _emit(render(found, fmt))
+    emit(render(found, fmt))
 
 
 def events(
@@ -184,17 +181,17 @@ def report(
         _check_format(fmt, REPORT_FORMATS)
         when = parse_since(since) if since is not None else None
     except UsageProblem as exc:
-        _fail(EXIT_USAGE, str(exc))
-    store = _open_store(db)
+        fail(EXIT_USAGE, str(exc))
+    store = open_store(db)
     try:
         q = EventQuery(since=when)
         found = [i.incident for i in list_incidents(store, q)]
         text = render_summary((e.event for e in iter_events(store, q)), found, fmt, since=when)
     except StoreError as exc:
-        _fail(EXIT_FAILED, str(exc))
+        fail(EXIT_FAILED, str(exc))
     finally:
         store.close()
-    _emit(text, output)
+    emit(text, output)
 
 
 # -- mamori watch ------------------------------------------------------------------------------
@@ -240,7 +237,7 @@ def watch(
         settings = _settings(settings_file, decoys or [], access_logs or [], auth_logs or [],
                              firewall_logs or [], journald, icmp, block, read_once)
     except UsageProblem as exc:
-        _fail(EXIT_USAGE, str(exc))
+        fail(EXIT_USAGE, str(exc))
     if no_tcp_knock:
         settings = settings.model_copy(update={"tcp_knock": False})
     from mamori.watch.settings import SettingsError
@@ -249,15 +246,15 @@ def watch(
     try:
         router = AlertRouter.from_settings(settings)
     except SettingsError as exc:
-        _fail(EXIT_USAGE, str(exc))
-    store = _open_store(db or settings.store)
+        fail(EXIT_USAGE, str(exc))
+    store = open_store(db or settings.store)
     try:
         ran, line = asyncio.run(_run(settings, store, router, read_once))
     finally:
         store.close()
     stderr.print(line, markup=False, highlight=False, soft_wrap=True)
     if not ran:
-        _fail(EXIT_FAILED, "nothing to watch could start")
+        fail(EXIT_FAILED, "nothing to watch could start")
     raise typer.Exit(EXIT_OK)
 
 

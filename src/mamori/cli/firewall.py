@@ -13,8 +13,12 @@ from typing import Annotated
 
 import typer
 
-from mamori.cli_common import EXIT_FAILED, EXIT_USAGE, stderr
-from mamori.cli_common import fail as _fail
+from mamori.cli.common import EXIT_FAILED, EXIT_USAGE, fail, stderr
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(firewall_app, name="firewall")
+
 
 firewall_app = typer.Typer(help="Plan the firewall that closes what you do not serve.",
                            no_args_is_help=True)
@@ -74,17 +78,17 @@ def plan_command(
     try:
         allowed = parse_allow(allow)
     except AllowSpecError as exc:
-        _fail(EXIT_USAGE, str(exc))
+        fail(EXIT_USAGE, str(exc))
     if backend is None:
         chosen = default_backend()
         if chosen is None:
-            _fail(EXIT_USAGE, f"no firewall backend for {sys.platform}: pass --backend")
+            fail(EXIT_USAGE, f"no firewall backend for {sys.platform}: pass --backend")
     else:
         try:
             chosen = Backend(backend.lower())
         except ValueError:
             names = ", ".join(b.value for b in Backend)
-            _fail(EXIT_USAGE, f"unknown --backend {backend!r} (choose from {names})")
+            fail(EXIT_USAGE, f"unknown --backend {backend!r} (choose from {names})")
     plan = build_plan(allowed, ping=not no_ping)
     text = render(plan, chosen)
     for warning in plan_warnings(plan, os.environ.get("SSH_CONNECTION")):
@@ -104,7 +108,7 @@ def _write(text: str, output: Path | None) -> None:
     try:
         output.write_text(text, encoding="utf-8")
     except OSError as exc:
-        _fail(EXIT_FAILED, f"cannot write {output}: {exc.strerror or exc}")
+        fail(EXIT_FAILED, f"cannot write {output}: {exc.strerror or exc}")
     _note(f"plan written to {output}")
 
 
@@ -121,7 +125,7 @@ def _apply(text: str, backend: str, yes: bool) -> None:
     runner = SystemRunner()
     checked = apply_nftables(text, runner, check_only=True)
     if not checked.ok:
-        _fail(EXIT_FAILED, f"cannot apply: nft -c (check) failed: {_one_line(checked.detail)}")
+        fail(EXIT_FAILED, f"cannot apply: nft -c (check) failed: {_one_line(checked.detail)}")
     if not yes and not typer.confirm(
         "Load this plan now? Inbound traffic not allowed above will be dropped", default=False,
         err=True,
@@ -129,7 +133,7 @@ def _apply(text: str, backend: str, yes: bool) -> None:
         raise typer.Abort
     outcome = apply_nftables(text, runner)
     if not outcome.ok:
-        _fail(EXIT_FAILED, f"cannot apply: nft {outcome.step} failed: {_one_line(outcome.detail)}")
+        fail(EXIT_FAILED, f"cannot apply: nft {outcome.step} failed: {_one_line(outcome.detail)}")
     _note(f"applied: table inet mamori is loaded. Undo with: {REMOVE_COMMAND}")
 
 

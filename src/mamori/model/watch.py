@@ -14,7 +14,7 @@ from enum import StrEnum
 from types import MappingProxyType
 from typing import Any
 
-from mamori.model import Severity as Danger
+from mamori.model.base import Severity as Danger
 
 __all__ = [
     "EVENT_SCHEMA",

@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from mamori.pipeline import ProgressFn
+from mamori.scan.pipeline import ProgressFn
 
 
 @contextmanager

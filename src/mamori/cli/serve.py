@@ -8,11 +8,14 @@ from typing import Annotated
 
 import typer
 
-from mamori.cli_common import EXIT_FAILED, EXIT_USAGE, require_extra, stderr
-from mamori.cli_common import fail as _fail
+from mamori.cli.common import EXIT_FAILED, EXIT_USAGE, fail, require_extra, stderr
 
 # What `mamori serve` imports beyond the core install (the "serve" extra).
 SERVE_MODULES = ("fastapi", "uvicorn", "jinja2", "python_multipart", "pydantic_settings")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("serve")(serve)
 
 
 def serve(
@@ -55,7 +58,7 @@ def serve(
     try:
         settings = load_serve_settings(settings_file, **overrides)
     except ServeSettingsError as exc:
-        _fail(EXIT_USAGE, str(exc))
+        fail(EXIT_USAGE, str(exc))
     if settings.secret_key is None:
         stderr.print("mamori serve: no secret_key set: using a random one (forms and admin "
                      "sessions end when the server restarts)", markup=False)
@@ -83,11 +86,11 @@ def _print_hash() -> None:
 
         password = getpass.getpass("Password: ")
         if getpass.getpass("Again: ") != password:
-            _fail(EXIT_USAGE, "the passwords differ")
+            fail(EXIT_USAGE, "the passwords differ")
     else:
         password = sys.stdin.readline().rstrip("\r\n")
     if len(password) < 12:
-        _fail(EXIT_USAGE, "use a password of at least 12 characters")
+        fail(EXIT_USAGE, "use a password of at least 12 characters")
     sys.stdout.write(hash_password(password) + "\n")
 
 
@@ -103,11 +106,11 @@ def _run(settings: object) -> None:
     try:
         app = create_app(settings)
     except StoreUsageError as exc:
-        _fail(EXIT_USAGE, str(exc))
+        fail(EXIT_USAGE, str(exc))
     except CatalogError as exc:
-        _fail(EXIT_USAGE, f"serve setting checks: {exc}")
+        fail(EXIT_USAGE, f"serve setting checks: {exc}")
     except StoreError as exc:
-        _fail(EXIT_FAILED, str(exc))
+        fail(EXIT_FAILED, str(exc))
     stderr.print(f"mamori serve on http://{_hostport(settings.bind, settings.port)}/ "
                  f"(public URL {settings.public_url})", markup=False)
     config = uvicorn.Config(
@@ -123,7 +126,7 @@ def _run(settings: object) -> None:
     try:
         uvicorn.Server(config).run()
     except OSError as exc:
-        _fail(EXIT_FAILED, f"cannot listen on {settings.bind}:{settings.port}: "
+        fail(EXIT_FAILED, f"cannot listen on {settings.bind}:{settings.port}: "
                            f"{exc.strerror or exc}")
 
 

@@ -1,17 +1,63 @@
-"""The check catalog as text (``mamori checks list`` / ``show``)."""
+"""`mamori checks list` and `mamori checks show ID`: the exposure-check catalog as text."""
 
 from __future__ import annotations
 
 import io
 import json
 from collections.abc import Sequence
+from typing import TYPE_CHECKING, Annotated
 
+import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from mamori.checks.spec import CheckSpec
+from mamori.cli.common import EXIT_USAGE, UsageProblem, emit, fail
+from mamori.cli.options import FormatOption, LangOption, check_format, report_lang
 from mamori.report.i18n import t
+
+if TYPE_CHECKING:
+    from mamori.checks.spec import CheckSpec
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(checks_app, name="checks")
+
+
+checks_app = typer.Typer(help="The exposure-check catalog.", no_args_is_help=True)
+
+
+@checks_app.command("list")
+def checks_list(fmt: FormatOption = "table", lang: LangOption = None) -> None:
+    """List every check: id, severity, layer, services, title."""
+    try:
+        check_format(fmt)
+        lang = report_lang(lang)
+    except UsageProblem as exc:
+        fail(EXIT_USAGE, str(exc))
+    from mamori.checks.catalog import default_catalog
+
+    emit(render_catalog(list(default_catalog().values()), fmt, lang=lang), None)
+
+
+@checks_app.command("show")
+def checks_show(
+    check_id: Annotated[str, typer.Argument(help="A check id from `mamori checks list`.")],
+    fmt: FormatOption = "table",
+    lang: LangOption = None,
+) -> None:
+    """Print one check in full: what it tests, why it matters, how to fix, references."""
+    try:
+        check_format(fmt)
+        lang = report_lang(lang)
+    except UsageProblem as exc:
+        fail(EXIT_USAGE, str(exc))
+    from mamori.checks.catalog import default_catalog
+
+    spec = default_catalog().get(check_id)
+    if spec is None:
+        fail(EXIT_USAGE, f"unknown check {check_id!r} (see mamori checks list)")
+    emit(render_check(spec, fmt, lang=lang), None)
 
 
 def render_catalog(specs: Sequence[CheckSpec], fmt: str, *, lang: str = "en") -> str:

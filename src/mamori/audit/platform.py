@@ -8,8 +8,8 @@ from __future__ import annotations
 import platform
 from collections.abc import Callable
 
-from mamori.audit.model import AuditNote, FirewallDecision, Listener, Scope
 from mamori.audit.runner import CommandRunner, SystemRunner
+from mamori.model.audit import AuditNote, FirewallDecision, Listener, Scope
 
 Readers = tuple[
     Callable[[], list[Listener]],
@@ -64,7 +64,7 @@ def _firewall(run: CommandRunner, name: str) -> Callable[[Listener], FirewallDec
             read = state[0]
             assert isinstance(read, tuple)
             return firewall_macos.decide_macos(lst, read[0], read[1])
-        from mamori.audit.model import Verdict
+        from mamori.model.audit import Verdict
 
         return FirewallDecision(Verdict.UNDETERMINED, "none", f"{name}: not supported")
 

@@ -1,5 +1,6 @@
 """What every ``mamori`` sub-command module shares: exit codes, the one-line error, writing a
-report to stdout or --output, and opening the store with its errors mapped to exit codes."""
+report to stdout or --output, opening the store with its errors mapped to exit codes, and
+ending a scan or check run with the right exit code."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ import typer
 from rich.console import Console
 
 if TYPE_CHECKING:
+    from mamori.model import Severity
+    from mamori.scan.job import JobResult
     from mamori.store import Store
 
 EXIT_OK, EXIT_FINDINGS, EXIT_USAGE, EXIT_FAILED = 0, 1, 2, 3
@@ -62,3 +65,28 @@ def require_extra(command: str, extra: str, modules: tuple[str, ...]) -> None:
         if importlib.util.find_spec(name) is None:
             fail(EXIT_FAILED, f"{command} needs the optional {extra!r} dependencies "
                  f"({name} is missing): python3 -m pip install '.[{extra}]'")
+
+
+def finish(
+    result: JobResult, fmt: str, output: Path | None, threshold: Severity | None,
+    *, lang: str = "en", only_problems: bool = False,
+) -> None:
+    """Print the stored record; exit 130 interrupted, 3 failed, 1 findings >= threshold."""
+    from mamori.model import ScanStatus
+
+    if result.failure:
+        stderr.print(f"mamori: error: {result.failure}", markup=False)
+    if result.status is ScanStatus.INTERRUPTED:
+        stderr.print("interrupted: results so far are kept", markup=False)
+    if result.record is not None:
+        from mamori.report import render
+
+        emit(render(result.record, fmt, lang=lang, only_problems=only_problems), output)
+    if result.status is ScanStatus.INTERRUPTED:
+        raise typer.Exit(130)
+    if result.status is not ScanStatus.DONE:
+        raise typer.Exit(EXIT_FAILED)
+    if threshold is not None and result.record is not None and any(
+        f.severity.rank >= threshold.rank for f in result.record.findings
+    ):
+        raise typer.Exit(EXIT_FINDINGS)

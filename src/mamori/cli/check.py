@@ -1,0 +1,115 @@
+"""`mamori check`: this machine's listeners, probed over loopback, graded by exposure."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from mamori.cli.common import EXIT_FAILED, EXIT_USAGE, UsageProblem, fail, finish, stderr
+from mamori.cli.options import (
+    DbOption,
+    FormatOption,
+    LangOption,
+    OnlyProblemsOption,
+    OutputOption,
+    check_canary_inputs,
+    check_format,
+    check_options,
+    chosen_checks,
+    exclusions,
+    fail_on_severity,
+    report_lang,
+)
+from mamori.model import Proto
+
+if TYPE_CHECKING:
+    from mamori.audit.inside import CheckJob
+    from mamori.checks.spec import CheckSpec
+
+
+def register(app: typer.Typer) -> None:
+    app.command("check")(check)
+
+
+def check(
+    probe_bound: Annotated[bool, typer.Option(
+        "--probe-bound", help="Also probe listeners bound only to a non-loopback address.",
+    )] = False,
+    exclude_ports: Annotated[str | None, typer.Option(
+        "--exclude-ports", help="Listeners never to touch (ports, same syntax as scan -p).",
+    )] = None,
+    no_checks: Annotated[bool, typer.Option(
+        "--no-checks", help="Identify listeners but run no exposure checks.")] = False,
+    checks: Annotated[str | None, typer.Option(
+        "--checks", help="Run only these exposure checks (comma-separated ids).")] = None,
+    fail_on: Annotated[str | None, typer.Option(
+        "--fail-on", help="Exit 1 when a finding at or above this severity is found.")] = None,
+    ca_file: Annotated[Path | None, typer.Option(
+        "--ca-file", help="Trust this CA (PEM) in TLS checks.")] = None,
+    fmt: FormatOption = "table",
+    output: OutputOption = None,
+    lang: LangOption = None,
+    only_problems: OnlyProblemsOption = False,
+    db: DbOption = None,
+) -> None:
+    """What does this machine expose, and how do I close it? Lists every listener with its
+    process and firewall verdict, proves problems by probing each over loopback, and prints one
+    checklist ordered by risk (OS, network, application)."""
+    from mamori.ports import PortSpecError, parse_port_spec
+
+    try:
+        check_format(fmt)
+        lang = report_lang(lang)
+        threshold = fail_on_severity(fail_on)
+        specs = chosen_checks(checks, no_checks, True)
+        check_canary_inputs(ca_file, None, None, None, None)
+        exclude_ports = exclusions(exclude_ports)
+        excluded: frozenset[tuple[Proto, int]] = frozenset()
+        if exclude_ports:
+            ex_tcp, ex_udp = parse_port_spec(exclude_ports, default_both=True)
+            excluded = frozenset(
+                [(Proto.TCP, p) for p in ex_tcp] + [(Proto.UDP, p) for p in ex_udp]
+            )
+    except (UsageProblem, PortSpecError) as exc:
+        fail(EXIT_USAGE, str(exc))
+
+    from mamori.audit.inside import run_check_job
+    from mamori.cli.progress import progress_reporter
+    from mamori.scan.job import run_job
+    from mamori.store import StoreError, StoreUsageError
+
+    job = _check_job(specs, ca_file, probe_bound, excluded)
+    options = {"probe_bound": probe_bound, "exclude_ports": exclude_ports,
+               "checks": [c.id for c in specs], "fail_on": fail_on}
+    try:
+        with progress_reporter(stderr) as progress:
+            result = asyncio.run(run_job(
+                lambda sink, prog: run_check_job(job, sink, prog),
+                db=db, kind="check", targets=["localhost"], options=options, progress=progress,
+            ))
+    except StoreUsageError as exc:
+        fail(EXIT_USAGE, str(exc))
+    except StoreError as exc:
+        fail(EXIT_FAILED, str(exc))
+    finish(result, fmt, output, threshold, lang=lang, only_problems=only_problems)
+
+
+def _check_job(
+    specs: list[CheckSpec], ca_file: Path | None, probe_bound: bool,
+    excluded: frozenset[tuple[Proto, int]],
+) -> CheckJob:
+    from mamori.audit.inside import CheckJob
+    from mamori.audit.platform import machine_readers
+    from mamori.net.sweep import SweepOptions
+    from mamori.scan.pipeline import ScanPlan
+
+    read_listeners, decide, read_notes = machine_readers()
+    template = ScanPlan(
+        targets=(), tcp_ports=(), sweep=SweepOptions(max_timeout=1.5), identify=True,
+        checks=tuple(specs),
+        check_options=check_options(ca_file, None, None, None, None) if specs else None,
+    )
+    return CheckJob(template, probe_bound, excluded, read_listeners, decide, read_notes)

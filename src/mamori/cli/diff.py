@@ -1,0 +1,104 @@
+"""`mamori diff [OLD NEW]`: what changed between two stored runs.
+
+Exit codes: 0 nothing got worse, 1 something got worse (new finding, opened port, raised
+severity), 2 bad usage or ids, 3 store failure.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from mamori.cli.common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, emit, fail, open_store
+from mamori.cli.common import EXIT_FINDINGS as EXIT_WORSE
+from mamori.cli.options import DbOption
+
+if TYPE_CHECKING:
+    from mamori.store import Store
+
+DIFF_KINDS = ("scan", "check", "import")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("diff")(diff)
+
+
+def _pick_ids(store: Store, old_id: int | None, new_id: int | None) -> tuple[int, int]:
+    """Fill in missing ids: the newest run, and the run before it of the same target(s)."""
+    from mamori.store.queries import latest_scan_id, previous_scan_ids
+
+    if new_id is None and old_id is None:
+        new_id = latest_scan_id(store, DIFF_KINDS)
+        if new_id is None:
+            fail(EXIT_USAGE, "no stored runs to compare")
+    if new_id is None:
+        assert old_id is not None
+        old = store.get_scan(old_id)
+        if old is None:
+            fail(EXIT_USAGE, f"no scan with id {old_id}")
+        newer = previous_scan_ids(store, old.targets, old.kind, limit=1)
+        if not newer or newer[0] == old_id:
+            fail(EXIT_USAGE, f"no later run of {', '.join(old.targets)} than scan {old_id}")
+        return old_id, newer[0]
+    if old_id is None:
+        new = store.get_scan(new_id)
+        if new is None:
+            fail(EXIT_USAGE, f"no scan with id {new_id}")
+        before = previous_scan_ids(store, new.targets, new.kind, limit=1, before=new_id)
+        if not before:
+            fail(EXIT_USAGE, f"no earlier {new.kind} of {', '.join(new.targets) or '-'} "
+                  f"than scan {new_id} to compare with")
+        return before[0], new_id
+    return old_id, new_id
+
+
+def diff(
+    old_id: Annotated[int | None, typer.Argument(
+        help="The older run's id (default: the run before NEW_ID of the same targets).",
+        show_default=False)] = None,
+    new_id: Annotated[int | None, typer.Argument(
+        help="The newer run's id (default: the newest run).", show_default=False)] = None,
+    fmt: Annotated[str, typer.Option(
+        "--format", "-f", help="table, json, markdown, html or sarif (sarif: only what got "
+        "worse).")] = "table",
+    output: Annotated[Path | None, typer.Option(
+        "--output", "-o", help="Write the diff to this file.")] = None,
+    lang: Annotated[str | None, typer.Option(
+        "--lang", help="Report language: en or ja (default: from LC_ALL / LC_MESSAGES / LANG).",
+        show_default=False)] = None,
+    db: DbOption = None,
+) -> None:
+    """What changed between two runs: findings new, fixed and changed; ports opened and
+    closed; services changed. Exits 1 when something got worse (for cron and timers)."""
+    from mamori.report.diff import DIFF_FORMATS, diff_records, render_diff
+    from mamori.report.i18n import resolve_lang
+    from mamori.store import StoreError
+
+    if fmt not in DIFF_FORMATS:
+        fail(EXIT_USAGE, f"unknown --format {fmt!r} (choose from {', '.join(DIFF_FORMATS)})")
+    try:
+        chosen_lang = resolve_lang(lang)
+    except ValueError as exc:
+        fail(EXIT_USAGE, f"--lang: {exc}")
+    for value in (old_id, new_id):
+        if value is not None and value < 1:
+            fail(EXIT_USAGE, f"bad scan id {value}")
+    if old_id is not None and old_id == new_id:
+        fail(EXIT_USAGE, "give two different scan ids")
+    store = open_store(db)
+    try:
+        first, second = _pick_ids(store, old_id, new_id)
+        old, new = store.get_scan(first), store.get_scan(second)
+    except StoreError as exc:
+        fail(EXIT_FAILED, str(exc))
+    finally:
+        store.close()
+    if old is None:
+        fail(EXIT_USAGE, f"no scan with id {first}")
+    if new is None:
+        fail(EXIT_USAGE, f"no scan with id {second}")
+    result = diff_records(old, new)
+    emit(render_diff(result, fmt, lang=chosen_lang), output)
+    raise typer.Exit(EXIT_WORSE if result.worse else EXIT_OK)

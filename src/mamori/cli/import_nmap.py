@@ -1,0 +1,104 @@
+"""`mamori import FILE`: read an nmap XML file into the store (optionally running mamori's
+checks on what nmap found).
+
+Exit codes: 0 stored, 2 refused file or bad --checks (one line, nothing stored), 3 store
+failure.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from mamori.cli.common import EXIT_FAILED, EXIT_USAGE, emit, fail, open_store, stderr
+from mamori.cli.options import DbOption
+
+if TYPE_CHECKING:
+    from mamori.checks.spec import CheckSpec
+    from mamori.importers import NmapRun
+    from mamori.model import CheckResult
+
+
+def register(app: typer.Typer) -> None:
+    app.command("import")(import_nmap)
+
+
+def _chosen(ids: str | None) -> list[CheckSpec]:
+    if ids is None:
+        return []
+    from mamori.checks.catalog import CatalogError, select
+
+    wanted = [i.strip() for i in ids.split(",") if i.strip()]
+    if not wanted:
+        fail(EXIT_USAGE, "--checks needs check ids or 'all'")
+    try:
+        return select(None if wanted == ["all"] else wanted)
+    except CatalogError as exc:
+        fail(EXIT_USAGE, str(exc))
+
+
+async def _run_all(run: NmapRun, specs: list[CheckSpec]) -> list[CheckResult]:
+    from mamori.checks.engine import run_checks
+
+    results: list[CheckResult] = []
+    for host in run.hosts:
+        for ep in host.endpoints:
+            results.extend(await run_checks(specs, ep, ep.service, hostname=host.hostname))
+    return results
+
+
+def import_nmap(
+    path: Annotated[Path, typer.Argument(help="An nmap XML file (nmap -oX FILE).")],
+    checks: Annotated[str | None, typer.Option(
+        "--checks", help="Run these exposure checks (comma-separated ids, or 'all') on the "
+        "services nmap found.")] = None,
+    fmt: Annotated[str, typer.Option(
+        "--format", "-f", help="table, json, markdown, html or sarif.")] = "table",
+    db: DbOption = None,
+) -> None:
+    """Read an nmap XML file into the store as a run of kind "import" (then diff it, or run
+    mamori's checks on what nmap found with --checks)."""
+    from mamori.importers import NmapImportError, read_nmap_xml
+    from mamori.model import ScanStatus
+    from mamori.report import FORMATS, render
+    from mamori.store import StoreError
+
+    if fmt not in FORMATS:
+        fail(EXIT_USAGE, f"unknown --format {fmt!r} (choose from {', '.join(FORMATS)})")
+    specs = _chosen(checks)
+    try:
+        run = read_nmap_xml(path)
+    except NmapImportError as exc:
+        fail(EXIT_USAGE, f"{path}: {exc}")
+    results = asyncio.run(_run_all(run, specs)) if specs else []
+    store = open_store(db)
+    try:
+        scan_id = store.begin_scan(
+            "import",
+            list(run.targets),
+            {"source": "nmap-xml", "file": str(path), "nmap_args": run.args,
+             "nmap_version": run.version, "nmap_start": run.start,
+             "checks": [s.id for s in specs]},
+        )
+        for host in run.hosts:
+            store.add_host(scan_id, host.address, host.hostname)
+            if host.not_shown:
+                store.set_not_shown(scan_id, host.address, host.not_shown)
+            store.add_endpoints(scan_id, [ep for ep in host.endpoints])
+            for ep in host.endpoints:
+                if ep.service is not None:
+                    store.set_service(scan_id, ep.address, ep.proto, ep.port, ep.service)
+        for result in results:
+            store.add_check_result(scan_id, result)
+        store.finish_scan(scan_id, ScanStatus.DONE)
+        record = store.get_scan(scan_id)
+    except StoreError as exc:
+        fail(EXIT_FAILED, str(exc))
+    finally:
+        store.close()
+    assert record is not None
+    stderr.print(f"imported {path} as scan {scan_id}", markup=False)
+    emit(render(record, fmt), None)

@@ -1,0 +1,125 @@
+"""The options several commands share, and their validation: bad input raises UsageProblem,
+which the command turns into one line on stderr and exit 2 before anything is stored."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from mamori.cli.common import UsageProblem
+from mamori.model import Severity
+
+if TYPE_CHECKING:
+    from mamori.checks.observation import CheckOptions
+    from mamori.checks.spec import CheckSpec
+
+FORMATS = ("table", "json", "markdown", "html", "sarif")
+
+DbOption = Annotated[
+    str | None,
+    typer.Option("--db", envvar="MAMORI_DB", help="Database URL or SQLite file "
+                 "(default: mamori.db in the user data directory)."),
+]
+FormatOption = Annotated[
+    str, typer.Option("--format", "-f", help="table, json, markdown, html or sarif.")
+]
+OutputOption = Annotated[
+    Path | None, typer.Option("--output", "-o", help="Write the report to this file.")
+]
+LangOption = Annotated[
+    str | None, typer.Option("--lang", help="Report language: en or ja (default: from "
+                             "LC_ALL / LC_MESSAGES / LANG).", show_default=False)
+]
+OnlyProblemsOption = Annotated[
+    bool, typer.Option("--only-problems", help="Hide passed checks, info findings and "
+                       "closed/filtered ports (table, markdown, html).")
+]
+
+
+def check_format(fmt: str) -> str:
+    if fmt not in FORMATS:
+        raise UsageProblem(f"unknown --format {fmt!r} (choose from {', '.join(FORMATS)})")
+    return fmt
+
+
+def report_lang(value: str | None) -> str:
+    """--lang checked, or the locale's language (LC_ALL, LC_MESSAGES, LANG); UsageProblem."""
+    from mamori.report.i18n import resolve_lang
+
+    try:
+        return resolve_lang(value)
+    except ValueError as exc:
+        raise UsageProblem(f"--lang: {exc}") from None
+
+
+def exclusions(cli_value: str | None) -> str | None:
+    """--exclude-ports plus the settings file's exclude_ports; raises UsageProblem."""
+    from mamori.settings import SettingsError, load_settings, merged_exclusions
+
+    try:
+        return merged_exclusions(cli_value, load_settings())
+    except SettingsError as exc:
+        raise UsageProblem(str(exc)) from None
+
+
+def check_canary_inputs(
+    ca_file: Path | None, proxy_url: str | None, proxy_pattern: str | None,
+    smtp_domain: str | None, smtp_inbox: Path | None,
+) -> None:
+    """Raise UsageProblem for check options that cannot work."""
+    if ca_file is not None and not ca_file.is_file():
+        raise UsageProblem(f"--ca-file {ca_file} is not a readable file")
+    if (proxy_url is None) != (proxy_pattern is None):
+        raise UsageProblem("--proxy-url and --proxy-pattern go together")
+    if (smtp_domain is None) != (smtp_inbox is None):
+        raise UsageProblem("--smtp-canary-domain and --smtp-canary-inbox go together")
+    if smtp_inbox is not None and not smtp_inbox.is_dir():
+        raise UsageProblem(f"--smtp-canary-inbox {smtp_inbox} is not a directory")
+
+
+def fail_on_severity(name: str | None) -> Severity | None:
+    if name is None:
+        return None
+    try:
+        return Severity(name.lower())
+    except ValueError:
+        choices = ", ".join(s.value for s in Severity)
+        raise UsageProblem(
+            f"unknown severity {name!r} for --fail-on (choose from {choices})"
+        ) from None
+
+
+def chosen_checks(ids: str | None, no_checks: bool, identify: bool) -> list[CheckSpec]:
+    """The checks to run; raises UsageProblem for an unknown id or contradictory flags."""
+    if no_checks:
+        if ids:
+            raise UsageProblem("give either --checks or --no-checks, not both")
+        return []
+    if not identify:
+        if ids:
+            raise UsageProblem("checks need identification: drop --no-identify")
+        return []
+    from mamori.checks.catalog import CatalogError, select
+
+    wanted = [i.strip() for i in ids.split(",") if i.strip()] if ids else None
+    try:
+        return select(wanted)
+    except CatalogError as exc:
+        raise UsageProblem(str(exc)) from None
+
+
+def check_options(
+    ca_file: Path | None, proxy_url: str | None, proxy_pattern: str | None,
+    smtp_domain: str | None, smtp_inbox: Path | None,
+) -> CheckOptions:
+    from mamori.checks.observation import CheckOptions
+
+    return CheckOptions(
+        ca_file=str(ca_file) if ca_file else None,
+        proxy_canary_url=proxy_url,
+        proxy_canary_pattern=proxy_pattern,
+        smtp_canary_domain=smtp_domain,
+        smtp_canary_inbox=str(smtp_inbox) if smtp_inbox else None,
+    )

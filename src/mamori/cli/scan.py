@@ -1,0 +1,159 @@
+"""`mamori scan TARGET…`: sweep, identify, check, keep the result, print the report."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from mamori.cli.common import EXIT_FAILED, EXIT_USAGE, UsageProblem, fail, finish, stderr
+from mamori.cli.options import (
+    DbOption,
+    FormatOption,
+    LangOption,
+    OnlyProblemsOption,
+    OutputOption,
+    check_canary_inputs,
+    check_format,
+    check_options,
+    chosen_checks,
+    exclusions,
+    fail_on_severity,
+    report_lang,
+)
+
+# UDP ports with a service-specific payload: what `--udp` sweeps when -p names no U: ports.
+DEFAULT_UDP_PORTS = (53, 123, 137, 161, 1900, 5353, 11211)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("scan")(scan)
+
+
+def select_ports(
+    ports: str | None, top_ports: int | None, udp: bool, exclude_ports: str | None
+) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """The TCP and UDP ports to probe; raises UsageProblem or PortSpecError."""
+    from mamori.ports import parse_port_spec, top_ports_tcp
+
+    if ports is not None and top_ports is not None:
+        raise UsageProblem("give either -p or --top-ports, not both")
+    if ports is not None:
+        tcp, udp_spec = parse_port_spec(ports)
+    else:
+        tcp, udp_spec = top_ports_tcp(top_ports or 1000), ()
+    # U: ports named in -p are probed as asked; --udp alone means the UDP service ports.
+    udp_ports: tuple[int, ...] = tuple(udp_spec) or (DEFAULT_UDP_PORTS if udp else ())
+    if exclude_ports:
+        ex_tcp, ex_udp = parse_port_spec(exclude_ports, default_both=True)
+        tcp = tuple(p for p in tcp if p not in set(ex_tcp))
+        udp_ports = tuple(p for p in udp_ports if p not in set(ex_udp))
+    if not tcp and not udp_ports:
+        raise UsageProblem("no ports left to scan")
+    return tuple(tcp), tuple(udp_ports)
+
+
+def scan(
+    targets: Annotated[list[str], typer.Argument(
+        help="Host names, IPv4/IPv6 addresses, CIDR blocks or ranges (127.0.1.1-20).",
+        show_default=False)],
+    ports: Annotated[str | None, typer.Option(
+        "-p", "--ports",
+        help="Ports: 22,80,1000-2000, - for all 65,535, T:/U: prefixes.")] = None,
+    top_ports: Annotated[int | None, typer.Option(
+        "--top-ports",
+        help="The N most common TCP ports (default 1000 when -p is not given).")] = None,
+    udp: Annotated[bool, typer.Option("--udp", help="Also probe UDP services.")] = False,
+    exclude: Annotated[list[str] | None, typer.Option(
+        "--exclude", help="Addresses or ranges to leave out (comma-separated).")] = None,
+    exclude_ports: Annotated[str | None, typer.Option(
+        "--exclude-ports", help="Ports never to touch, same syntax as -p.")] = None,
+    rate: Annotated[float | None, typer.Option(
+        "--rate", help="At most this many probes per second.")] = None,
+    timeout: Annotated[float, typer.Option(
+        "--timeout", help="Longest wait for one probe, in seconds.")] = 1.5,
+    identify: Annotated[bool, typer.Option(
+        "--identify/--no-identify", help="Identify the services that answer.")] = True,
+    no_checks: Annotated[bool, typer.Option(
+        "--no-checks", help="Do not run exposure checks.")] = False,
+    checks: Annotated[str | None, typer.Option(
+        "--checks", help="Run only these checks (comma-separated ids; see `mamori checks list`).",
+    )] = None,
+    fail_on: Annotated[str | None, typer.Option(
+        "--fail-on", help="Exit 1 when a finding at or above this severity is found "
+        "(info, low, medium, high, critical).")] = None,
+    ca_file: Annotated[Path | None, typer.Option(
+        "--ca-file", help="Trust this CA (PEM) in TLS checks.")] = None,
+    proxy_url: Annotated[str | None, typer.Option(
+        "--proxy-url", help="Canary URL open-proxy checks fetch through the target "
+        "(default: a listener mamori starts).")] = None,
+    proxy_pattern: Annotated[str | None, typer.Option(
+        "--proxy-pattern", help="Text the --proxy-url page must contain.")] = None,
+    smtp_canary_domain: Annotated[str | None, typer.Option(
+        "--smtp-canary-domain", help="A domain whose mail reaches `mamori canary smtp`: open-"
+        "relay checks then prove delivery.")] = None,
+    smtp_canary_inbox: Annotated[Path | None, typer.Option(
+        "--smtp-canary-inbox", help="The directory that sink writes received mail to.")] = None,
+    fmt: FormatOption = "table",
+    output: OutputOption = None,
+    lang: LangOption = None,
+    only_problems: OnlyProblemsOption = False,
+    db: DbOption = None,
+) -> None:
+    """Sweep TARGETS' ports, identify what answers, run the exposure checks, keep the result."""
+    from mamori.net.sweep import SweepOptions
+    from mamori.ports import PortSpecError
+    from mamori.scan.pipeline import ScanPlan
+    from mamori.targets import TargetSpecError, expand_targets
+
+    try:
+        check_format(fmt)
+        lang = report_lang(lang)
+        if rate is not None and rate <= 0:
+            raise UsageProblem("--rate must be a positive number of probes per second")
+        if not 0 < timeout <= 60:
+            raise UsageProblem("--timeout must be between 0 and 60 seconds")
+        if top_ports is not None and not 0 < top_ports <= 65535:
+            raise UsageProblem("--top-ports must be between 1 and 65535")
+        exclude_ports = exclusions(exclude_ports)
+        tcp, udp_ports = select_ports(ports, top_ports, udp, exclude_ports)
+        chosen = expand_targets(targets, exclude or ())
+        threshold = fail_on_severity(fail_on)
+        specs = chosen_checks(checks, no_checks, identify)
+        check_canary_inputs(ca_file, proxy_url, proxy_pattern, smtp_canary_domain,
+                             smtp_canary_inbox)
+    except (UsageProblem, PortSpecError, TargetSpecError) as exc:
+        fail(EXIT_USAGE, str(exc))
+
+    plan = ScanPlan(
+        targets=tuple(chosen),
+        tcp_ports=tuple(tcp),
+        udp_ports=tuple(udp_ports),
+        sweep=SweepOptions(max_timeout=timeout, rate=rate, parent_lane=False),
+        identify=identify,
+        checks=tuple(specs),
+        check_options=check_options(
+            ca_file, proxy_url, proxy_pattern, smtp_canary_domain, smtp_canary_inbox
+        ) if specs else None,
+    )
+    options = {
+        "ports": ports, "top_ports": top_ports, "udp": udp, "exclude": exclude or [],
+        "exclude_ports": exclude_ports, "rate": rate, "timeout": timeout, "identify": identify,
+        "tcp_port_count": len(plan.tcp_ports), "udp_port_count": len(plan.udp_ports),
+        "checks": [c.id for c in specs], "fail_on": fail_on,
+    }
+    from mamori.cli.progress import progress_reporter
+    from mamori.scan.job import run_job
+    from mamori.store import StoreError, StoreUsageError
+
+    try:
+        with progress_reporter(stderr) as progress:
+            result = asyncio.run(run_job(plan, db=db, kind="scan", targets=list(targets),
+                                         options=options, progress=progress))
+    except StoreUsageError as exc:
+        fail(EXIT_USAGE, str(exc))
+    except StoreError as exc:
+        fail(EXIT_FAILED, str(exc))
+    finish(result, fmt, output, threshold, lang=lang, only_problems=only_problems)

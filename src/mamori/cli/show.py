@@ -1,0 +1,68 @@
+"""`mamori history` and `mamori show ID`: the stored runs, listed and printed again."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from mamori.cli.common import EXIT_USAGE, UsageProblem, emit, fail, open_store
+from mamori.cli.options import (
+    DbOption,
+    FormatOption,
+    LangOption,
+    OnlyProblemsOption,
+    OutputOption,
+    check_format,
+    report_lang,
+)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("history")(history)
+    app.command("show")(show)
+
+
+def history(
+    limit: Annotated[int, typer.Option("--limit", "-n", help="How many scans to list.")] = 50,
+    fmt: FormatOption = "table",
+    db: DbOption = None,
+) -> None:
+    """List past scans, newest first."""
+    try:
+        if fmt not in ("table", "json"):
+            raise UsageProblem(f"history prints table or json, not {fmt!r}")
+        if limit < 1:
+            raise UsageProblem("--limit must be at least 1")
+    except UsageProblem as exc:
+        fail(EXIT_USAGE, str(exc))
+    from mamori.report import render_history
+
+    store = open_store(db)
+    summaries = store.list_scans(limit)
+    store.close()
+    emit(render_history(summaries, fmt), None)
+
+
+def show(
+    scan_id: Annotated[int, typer.Argument(help="The scan's id, as `mamori history` lists it.")],
+    fmt: FormatOption = "table",
+    output: OutputOption = None,
+    lang: LangOption = None,
+    only_problems: OnlyProblemsOption = False,
+    db: DbOption = None,
+) -> None:
+    """Print one stored scan again."""
+    try:
+        check_format(fmt)
+        lang = report_lang(lang)
+    except UsageProblem as exc:
+        fail(EXIT_USAGE, str(exc))
+    from mamori.report import render
+
+    store = open_store(db)
+    record = store.get_scan(scan_id)
+    store.close()
+    if record is None:
+        fail(EXIT_USAGE, f"no scan with id {scan_id}")
+    emit(render(record, fmt, lang=lang, only_problems=only_problems), output)
