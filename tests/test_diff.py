@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-import identify_fixtures as fx
+import daemons as dm
 from conftest import run_mamori
 from mamori.model import Confidence, Severity
-from mamori.report.diff import diff_records, render_diff
+from mamori.report import diff_records, render_diff
 from mamori.store import Store
 from mamori.store.queries import previous_scan_ids
 
@@ -78,8 +78,8 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         late = _listen(LATE)
         try:
             try:
-                daemon = fx.start_redis(tmp, HOST, REDIS)
-            except fx.DaemonUnavailable as exc:
+                daemon = dm.start_redis(tmp, HOST, REDIS)
+            except dm.DaemonUnavailable as exc:
                 pytest.skip(str(exc))
             with daemon:
                 _scan(db)

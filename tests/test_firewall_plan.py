@@ -33,11 +33,10 @@ from mamori.audit.firewall.plan import (
     RuleKind,
     build_plan,
     default_backend,
-    explain,
     parse_allow,
     plan_warnings,
-    render,
 )
+from mamori.audit.firewall.rulesets import explain, render
 from mamori.audit.runner import CommandResult
 from mamori.model import Proto
 from netns import ip as _ip

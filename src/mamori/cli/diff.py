@@ -72,7 +72,7 @@ def diff(
 ) -> None:
     """What changed between two runs: findings new, fixed and changed; ports opened and
     closed; services changed. Exits 1 when something got worse (for cron and timers)."""
-    from mamori.report.diff import DIFF_FORMATS, diff_records, render_diff
+    from mamori.report import DIFF_FORMATS, diff_records, render_diff
     from mamori.report.i18n import resolve_lang
     from mamori.store import StoreError
 

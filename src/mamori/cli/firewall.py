@@ -69,11 +69,9 @@ def plan_command(
         default_backend,
         parse_allow,
         plan_warnings,
-        render,
     )
-    from mamori.audit.firewall.plan import (
-        explain as explain_plan,
-    )
+    from mamori.audit.firewall.rulesets import explain as explain_plan
+    from mamori.audit.firewall.rulesets import render
 
     try:
         allowed = parse_allow(allow)

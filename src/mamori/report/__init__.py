@@ -6,10 +6,20 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 
 from mamori.model import ScanRecord, ScanSummary
 from mamori.report.checklist import render_checklist
+from mamori.report.diff import (
+    DIFF_FORMATS,
+    ScanDiff,
+    diff_records,
+    diff_sarif_document,
+    diff_to_dict,
+    render_diff_markdown,
+    render_diff_table,
+)
 from mamori.report.json import render_history_json, render_json, scan_to_dict
 from mamori.report.table import render_history_table, render_table
 
@@ -17,9 +27,12 @@ FORMATS = ("table", "json", "markdown", "html", "sarif")
 HISTORY_FORMATS = ("table", "json")
 
 __all__ = [
+    "DIFF_FORMATS",
     "FORMATS",
+    "diff_records",
     "render",
     "render_checklist",
+    "render_diff",
     "render_history",
     "render_history_json",
     "render_history_table",
@@ -85,3 +98,24 @@ def render_history(
     if fmt == "json":
         return render_history_json(summaries)
     return render_history_table(summaries, width=width, color=color)
+
+
+def render_diff(diff: ScanDiff, fmt: str, *, lang: str = "en") -> str:
+    """``diff`` as "table" (plain text for people), "json" (the shape above), "markdown",
+    "html" or "sarif" (what got worse); people's formats in ``lang`` ("en" or "ja").
+
+    Raises ``ValueError`` for another format.
+    """
+    if fmt == "json":
+        return json.dumps(diff_to_dict(diff), indent=2, ensure_ascii=False) + "\n"
+    if fmt == "table":
+        return render_diff_table(diff, lang)
+    if fmt == "markdown":
+        return render_diff_markdown(diff, lang)
+    if fmt == "html":
+        from mamori.report.html import render_diff_html
+
+        return render_diff_html(diff, lang=lang)
+    if fmt == "sarif":
+        return json.dumps(diff_sarif_document(diff, lang), indent=2, ensure_ascii=False) + "\n"
+    raise ValueError(f"unknown diff format {fmt!r}; choose one of: {', '.join(DIFF_FORMATS)}")

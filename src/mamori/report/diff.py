@@ -1,7 +1,7 @@
 """What changed between two stored runs: findings, open ports and services.
 
-Pure: ``diff_records`` compares two ``ScanRecord``s; ``render_diff`` turns the result into
-text. Findings are keyed by (address, proto, port, check id); ports and services by
+Pure: ``diff_records`` compares two ``ScanRecord``s; ``mamori.report.render_diff`` turns the
+result into text. Findings are keyed by (address, proto, port, check id); ports and services by
 (address, proto, port).
 
 JSON shape (``render_diff(diff, "json")``, ``diff_version`` "1")::
@@ -28,7 +28,6 @@ probes not finished as notifications, so a code-scanning dashboard alerts on cha
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -215,7 +214,7 @@ def _head(diff: ScanDiff, lang: str) -> str:
              targets=", ".join(clean(x, 120) for x in diff.new.targets) or "-")
 
 
-def _render_table(diff: ScanDiff, lang: str = "en") -> str:
+def render_diff_table(diff: ScanDiff, lang: str = "en") -> str:
     lines = [_head(diff, lang)]
     if diff.empty:
         lines.append(t("diff.no_change", lang))
@@ -255,7 +254,7 @@ def _render_table(diff: ScanDiff, lang: str = "en") -> str:
     return "\n".join(lines) + "\n"
 
 
-def _render_markdown(diff: ScanDiff, lang: str = "en") -> str:
+def render_diff_markdown(diff: ScanDiff, lang: str = "en") -> str:
     from mamori.report.markdown import md_text
 
     def where(address: str, port: int, proto: str) -> str:
@@ -326,24 +325,3 @@ def diff_sarif_document(diff: ScanDiff, lang: str = "en") -> dict[str, Any]:
     run["automationDetails"]["id"] = f"mamori/diff/{diff.new.kind}/"
     run["invocations"][0]["properties"]["baselineScanId"] = diff.old.id
     return doc
-
-
-def render_diff(diff: ScanDiff, fmt: str, *, lang: str = "en") -> str:
-    """``diff`` as "table" (plain text for people), "json" (the shape above), "markdown",
-    "html" or "sarif" (what got worse); people's formats in ``lang`` ("en" or "ja").
-
-    Raises ``ValueError`` for another format.
-    """
-    if fmt == "json":
-        return json.dumps(diff_to_dict(diff), indent=2, ensure_ascii=False) + "\n"
-    if fmt == "table":
-        return _render_table(diff, lang)
-    if fmt == "markdown":
-        return _render_markdown(diff, lang)
-    if fmt == "html":
-        from mamori.report.html import render_diff_html
-
-        return render_diff_html(diff, lang=lang)
-    if fmt == "sarif":
-        return json.dumps(diff_sarif_document(diff, lang), indent=2, ensure_ascii=False) + "\n"
-    raise ValueError(f"unknown diff format {fmt!r}; choose one of: {', '.join(DIFF_FORMATS)}")

@@ -37,6 +37,12 @@ from pydantic_settings import (
 from mamori.serve.passwords import is_password_hash
 from mamori.serve.scope import AddressError, ScopePolicy, parse_networks
 
+# The Celery backend's limits, checked here so a bad settings file fails at load (the Celery
+# app reads them from here too).
+BROKER_SCHEMES = ("redis", "rediss", "redis+socket")
+SOFT_LIMIT_MARGIN = 30.0  # seconds above check_timeout before Celery interrupts the task
+HARD_LIMIT_MARGIN = 60.0  # ... and before it kills the pool process
+
 
 class ServeSettingsError(ValueError):
     """Settings that cannot work; the message is one line and names the setting."""
@@ -189,8 +195,6 @@ class ServeSettings(BaseSettings):
 
     @model_validator(mode="after")
     def _celery(self) -> ServeSettings:
-        from mamori.serve.celery_app import celery_settings_problem
-
         problem = celery_settings_problem(self)
         if problem is not None:
             raise ValueError(problem)
@@ -278,3 +282,23 @@ def load_serve_settings(path: Path | None = None, **overrides: Any) -> ServeSett
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "serve"
         raise ServeSettingsError(f"serve setting {where}: {first['msg']}") from None
+
+
+def celery_settings_problem(s: ServeSettings) -> str | None:
+    """Why these settings cannot run the Celery backend (one line), or None."""
+    if s.broker_url is not None:
+        scheme = urlsplit(s.broker_url).scheme
+        if scheme not in BROKER_SCHEMES:
+            return (f"broker_url must be a Redis URL ({', '.join(BROKER_SCHEMES)}), "
+                    f"not {scheme or 'no scheme'}")
+    if s.backend != "celery":
+        return None
+    if s.broker_url is None:
+        return 'broker_url is needed with backend = "celery" (e.g. redis://127.0.0.1:6379/0)'
+    if not 2 * s.heartbeat_seconds < s.requeue_after < s.stale_after:
+        return ("requeue_after must be more than twice heartbeat_seconds and less than "
+                "stale_after")
+    if s.visibility_timeout <= s.check_timeout + HARD_LIMIT_MARGIN:
+        return (f"visibility_timeout must be longer than check_timeout + "
+                f"{int(HARD_LIMIT_MARGIN)} s")
+    return None

@@ -4,7 +4,8 @@ A plan is data: the ports the owner serves (``--allow``) and a fixed list of rul
 every host on an always-on line needs (default deny inbound, replies to its own connections,
 loopback, the ICMP messages that keep IPv4 and IPv6 working). Each backend module
 (``plan_nft``, ``plan_ufw``, ``plan_pf``) turns the same plan into its own ruleset text, one
-rendered rule per plan rule, each with the sentence that explains it.
+rendered rule per plan rule, each with the sentence that explains it; ``rulesets`` picks the
+backend.
 
 Nothing here touches the system; applying an nftables plan lives in ``plan_nft.apply_nftables``.
 """
@@ -269,40 +270,6 @@ class RenderedRule:
     kind: RuleKind
     text: str
     why: str
-
-
-def rendered_rules(plan: FirewallPlan, backend: Backend) -> tuple[RenderedRule, ...]:
-    """``plan``'s rules in ``backend``'s syntax, in order (no header, no frame)."""
-    from mamori.audit.firewall import plan_nft, plan_pf, plan_ufw
-
-    renderers = {
-        Backend.NFTABLES: plan_nft.rules,
-        Backend.UFW: plan_ufw.rules,
-        Backend.PF: plan_pf.rules,
-    }
-    return renderers[backend](plan)
-
-
-def render(plan: FirewallPlan, backend: Backend) -> str:
-    """The whole ruleset (nftables script, ufw shell commands, or pf.conf text) with a comment
-    above each rule saying why it is there."""
-    from mamori.audit.firewall import plan_nft, plan_pf, plan_ufw
-
-    renderers = {
-        Backend.NFTABLES: plan_nft.render,
-        Backend.UFW: plan_ufw.render,
-        Backend.PF: plan_pf.render,
-    }
-    return renderers[backend](plan)
-
-
-def explain(plan: FirewallPlan, backend: Backend) -> str:
-    """A numbered plain-language walk through ``plan``'s rules as ``backend`` writes them."""
-    lines = [f"The {backend} plan, rule by rule:"]
-    for number, rule in enumerate(rendered_rules(plan, backend), start=1):
-        lines.append(f"{number:2}. {rule.text.splitlines()[0]}")
-        lines.append(f"    {rule.why}")
-    return "\n".join(lines) + "\n"
 
 
 def comment_lines(text: str, prefix: str = "# ", width: int = 92) -> list[str]:
