@@ -1,9 +1,12 @@
 """Suite-wide guards and helpers.
 
-The network guard: every socket this test process opens may only reach loopback, and never
-port 2024 (the machine's own listener answers there on every 127.x address). A test that tries
-anything else fails loudly instead of sending a packet. Subprocesses are held to the same rule
-by review and by the CLI tests' own assertions.
+Two network guards. The suite runs in a network namespace that holds only loopback
+(scripts/test runs pytest through scripts/isolated): no test, browser, daemon or subprocess can
+send a packet anywhere else, and a session started outside such a namespace stops before the
+first test (set MAMORI_TESTS_OUTSIDE_NETNS=1 to override, knowing what that means). Inside it,
+every socket this test process opens may only reach loopback, and never port 2024 (the machine's
+own listener answers there on every 127.x address): a test that tries anything else fails loudly
+instead of sending a packet.
 """
 
 from __future__ import annotations
@@ -96,6 +99,32 @@ socket.getfqdn = lambda name="": name or "localhost"
 socket.socket.connect = _guarded_connect  # type: ignore[method-assign]
 socket.socket.connect_ex = _guarded_connect_ex  # type: ignore[method-assign]
 socket.socket.sendto = _guarded_sendto  # type: ignore[method-assign,assignment]
+
+
+def off_loopback_routes() -> list[str]:
+    """Routes of this network namespace that lead anywhere but loopback ("iface dest"): none
+    inside scripts/isolated, at least a default route on an ordinary machine."""
+    routes: list[str] = []
+    try:
+        v4 = Path("/proc/net/route").read_text().splitlines()[1:]
+        v6 = Path("/proc/net/ipv6_route").read_text().splitlines()
+    except OSError:
+        return ["unknown: /proc/net unreadable"]
+    routes += [f"{c[0]} {c[1]}" for c in (line.split() for line in v4) if c and c[0] != "lo"]
+    routes += [f"{c[9]} {c[0]}" for c in (line.split() for line in v6)
+               if len(c) >= 10 and c[9] != "lo"]
+    return routes
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    if os.environ.get("MAMORI_TESTS_OUTSIDE_NETNS") == "1":
+        return
+    routes = off_loopback_routes()
+    if routes:
+        pytest.exit(
+            "the tests run only in a loopback-only network namespace: use scripts/test, or "
+            "`bash scripts/isolated python3 -m pytest ...` (this namespace routes via "
+            f"{', '.join(sorted(set(r.split()[0] for r in routes)))})", returncode=4)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
