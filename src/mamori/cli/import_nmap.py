@@ -62,8 +62,9 @@ def import_nmap(
     """Read an nmap XML file into the store as a run of kind "import" (then diff it, or run
     mamori's checks on what nmap found with --checks)."""
     from mamori.importers import NmapImportError, read_nmap_xml
-    from mamori.model import ScanStatus
+    from mamori.model import ScanStatus, Target
     from mamori.report import FORMATS, render
+    from mamori.scan.store_sink import StoreSink
     from mamori.store import StoreError
 
     if fmt not in FORMATS:
@@ -83,16 +84,17 @@ def import_nmap(
              "nmap_version": run.version, "nmap_start": run.start,
              "checks": [s.id for s in specs]},
         )
+        sink = StoreSink(store, scan_id)
         for host in run.hosts:
-            store.add_host(scan_id, host.address, host.hostname)
+            sink.on_host(Target(host.address, host.hostname))
             if host.not_shown:
-                store.set_not_shown(scan_id, host.address, host.not_shown)
-            store.add_endpoints(scan_id, [ep for ep in host.endpoints])
+                sink.on_not_shown(host.address, host.not_shown)
+            sink.on_endpoints(list(host.endpoints))
             for ep in host.endpoints:
                 if ep.service is not None:
-                    store.set_service(scan_id, ep.address, ep.proto, ep.port, ep.service)
+                    sink.on_service(ep.address, ep.proto, ep.port, ep.service)
         for result in results:
-            store.add_check_result(scan_id, result)
+            sink.on_check(result)
         store.finish_scan(scan_id, ScanStatus.DONE)
         record = store.get_scan(scan_id)
     except StoreError as exc:

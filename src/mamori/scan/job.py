@@ -16,18 +16,9 @@ from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from mamori.model import (
-    CheckResult,
-    Endpoint,
-    ListenerRecord,
-    ProbeError,
-    Proto,
-    ScanRecord,
-    ScanStatus,
-    Service,
-    Target,
-)
+from mamori.model import ScanRecord, ScanStatus
 from mamori.scan.pipeline import ProgressFn, ScanPlan, run_scan
+from mamori.scan.store_sink import StoreSink
 
 if TYPE_CHECKING:
     from mamori.store import Store
@@ -38,55 +29,6 @@ class JobResult:
     status: ScanStatus
     record: ScanRecord | None
     failure: str | None = None  # why the scan could not run, one line
-
-
-class _DeferredSink:
-    """Forwards each record to the store; queues them until the store is open."""
-
-    def __init__(self) -> None:
-        self.store: Store | None = None
-        self.scan_id = 0
-        self.pending: list[Callable[[Store, int], None]] = []
-        self.closed = False
-
-    def attach(self, store: Store, scan_id: int) -> None:
-        self.store, self.scan_id = store, scan_id
-        pending, self.pending = self.pending, []
-        for write in pending:
-            write(store, scan_id)
-
-    def detach(self) -> None:
-        """Drop whatever a stopping sweep thread still reports once the scan is closed."""
-        self.closed = True
-
-    def _do(self, write: Callable[[Store, int], None]) -> None:
-        if self.closed:
-            return
-        if self.store is None:
-            self.pending.append(write)
-        else:
-            write(self.store, self.scan_id)
-
-    def on_host(self, target: Target) -> None:
-        self._do(lambda s, i: s.add_host(i, target.address, target.hostname))
-
-    def on_endpoints(self, endpoints: list[Endpoint]) -> None:
-        self._do(lambda s, i: s.add_endpoints(i, endpoints))
-
-    def on_service(self, address: str, proto: Proto, port: int, service: Service) -> None:
-        self._do(lambda s, i: s.set_service(i, address, proto, port, service))
-
-    def on_error(self, error: ProbeError) -> None:
-        self._do(lambda s, i: s.add_error(i, error))
-
-    def on_not_shown(self, address: str, counts: dict[str, dict[str, int]]) -> None:
-        self._do(lambda s, i: s.set_not_shown(i, address, counts))
-
-    def on_check(self, result: CheckResult) -> None:
-        self._do(lambda s, i: s.add_check_result(i, result))
-
-    def on_listener(self, record: ListenerRecord) -> None:
-        self._do(lambda s, i: s.add_listener(i, record))
 
 
 def _open_and_begin(
@@ -102,7 +44,7 @@ def _open_and_begin(
         raise
 
 
-Work = Callable[["_DeferredSink", ProgressFn], Coroutine[Any, Any, None]]
+Work = Callable[[StoreSink, ProgressFn], Coroutine[Any, Any, None]]
 
 
 async def run_job(
@@ -122,7 +64,7 @@ async def run_job(
     """
     loop = asyncio.get_running_loop()
     me = asyncio.current_task()
-    sink = _DeferredSink()
+    sink = StoreSink()  # buffers until the store is open (attach below)
     opening = asyncio.create_task(asyncio.to_thread(_open_and_begin, db, kind, targets, options))
     work: Work = plan if callable(plan) else (lambda snk, prog: run_scan(plan, snk, prog))
     scanning: asyncio.Task[None] = asyncio.create_task(work(sink, progress))

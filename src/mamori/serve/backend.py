@@ -17,9 +17,10 @@ import threading
 from datetime import UTC, datetime
 from typing import Protocol
 
+from mamori.procs import pid_alive
 from mamori.serve.scanner import Scanner
 from mamori.serve.settings import ServeSettings
-from mamori.serve.worker import pid_alive, run_web_check, worker_name
+from mamori.serve.worker import run_web_check, worker_name
 from mamori.store import Store, StoreError
 from mamori.store import serve as db
 

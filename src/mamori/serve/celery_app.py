@@ -42,7 +42,8 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import urlsplit
 
-from mamori.serve.worker import pid_alive, run_web_check, worker_name
+from mamori.procs import pid_alive
+from mamori.serve.worker import run_web_check, worker_name
 
 if TYPE_CHECKING:
     from celery import Celery  # type: ignore[import-untyped]  # no stubs

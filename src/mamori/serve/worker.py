@@ -19,7 +19,8 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from mamori.model import CheckResult, Endpoint, ProbeError, Proto, ScanStatus, Service, Target
+from mamori.model import ScanStatus
+from mamori.scan.store_sink import StoreSink
 from mamori.serve.profiles import excluded
 from mamori.serve.scanner import PipelineScanner, Scanner, ScanRequest
 from mamori.serve.scope import judge_text
@@ -35,48 +36,8 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def pid_alive(pid: int) -> bool:
-    """Whether process ``pid`` of this host still runs (a zombie counts as dead)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a zombie (dead, not yet reaped) is dead
-        stat = open(f"/proc/{pid}/stat", encoding="ascii").read()  # noqa: SIM115
-    except OSError:
-        return True
-    return stat.rpartition(")")[2].split()[:1] != ["Z"]
-
-
 def worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
-
-
-class _StoreSink:
-    """Pipeline results straight into the store (called on the loop thread, one at a time)."""
-
-    def __init__(self, store: Store, scan_id: int) -> None:
-        self.store, self.scan_id = store, scan_id
-
-    def on_host(self, target: Target) -> None:
-        self.store.add_host(self.scan_id, target.address, target.hostname)
-
-    def on_endpoints(self, endpoints: list[Endpoint]) -> None:
-        self.store.add_endpoints(self.scan_id, endpoints)
-
-    def on_service(self, address: str, proto: Proto, port: int, service: Service) -> None:
-        self.store.set_service(self.scan_id, address, proto, port, service)
-
-    def on_error(self, error: ProbeError) -> None:
-        self.store.add_error(self.scan_id, error)
-
-    def on_not_shown(self, address: str, counts: dict[str, dict[str, int]]) -> None:
-        self.store.set_not_shown(self.scan_id, address, counts)
-
-    def on_check(self, result: CheckResult) -> None:
-        self.store.add_check_result(self.scan_id, result)
 
 
 class _Progress:
@@ -165,7 +126,7 @@ async def run_web_check(
         prog = _Progress(store, check_id, clock, check.attempts)
         beat = asyncio.create_task(_heartbeat(prog, settings.heartbeat_seconds))
         await asyncio.wait_for(scanner_or_default(scanner).scan(
-            request, _StoreSink(store, scan_id), prog), timeout=settings.check_timeout)
+            request, StoreSink(store, scan_id), prog), timeout=settings.check_timeout)
         prog.write()
     except asyncio.CancelledError:
         _close(store, check_id, scan_id, ScanStatus.INTERRUPTED, db.FAILED,

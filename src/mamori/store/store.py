@@ -10,11 +10,9 @@ from __future__ import annotations
 import json
 import os
 import socket
-import sys
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, Engine, and_, func, insert, select, update
@@ -42,6 +40,7 @@ from mamori.model import (
     Severity,
 )
 from mamori.model.audit import Scope, Verdict
+from mamori.procs import pid_alive
 from mamori.store.engine import (
     default_db_url,
     enable_wal,
@@ -204,25 +203,6 @@ def _sort_checks(checks: list[CheckResult], host_order: Sequence[str]) -> tuple[
     )
 
 
-def _pid_alive(pid: int) -> bool:
-    """True when process ``pid`` exists on this host (zombies count as dead)."""
-    if sys.platform == "win32":
-        # os.kill(pid, 0) would send CTRL_C_EVENT on Windows; never guess a scan dead there.
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # exists, owned by someone else
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return True  # no procfs (macOS): existence is all we can know
-    # The state letter follows the parenthesised command name, which may itself hold ")".
-    return not stat[stat.rfind(")") + 2 :].startswith("Z")
-
-
 class Store:
     """A handle on one database. Not thread-safe; open one per thread or process."""
 
@@ -292,7 +272,7 @@ class Store:
             dead = [
                 r.id
                 for r in rows
-                if r.hostname == self._hostname and (r.pid is None or not _pid_alive(r.pid))
+                if r.hostname == self._hostname and (r.pid is None or not pid_alive(r.pid))
             ]
             if dead:
                 conn.execute(

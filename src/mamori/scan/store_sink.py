@@ -1,0 +1,83 @@
+"""The one adapter from a scan's records to the store: every record written as it arrives.
+
+``mamori scan``/``mamori check`` (``scan/job.py``), the web page's worker (``serve/worker.py``)
+and ``mamori import`` all write through ``StoreSink``. The job starts its sweep before the
+store is open (opening costs as long as a loopback sweep), so a sink made without a store
+keeps the records in order until ``attach`` hands it one, then writes them and every later
+record at once. The store is imported for typing only: importing this module stays cheap.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING
+
+from mamori.model import (
+    CheckResult,
+    Endpoint,
+    ListenerRecord,
+    ProbeError,
+    Proto,
+    Service,
+    Target,
+)
+
+if TYPE_CHECKING:
+    from mamori.store import Store
+
+_Write = Callable[["Store", int], None]
+
+
+class StoreSink:
+    """Pipeline and ``mamori check`` records into scan ``scan_id`` of ``store``.
+
+    Called on one thread, one record at a time. Store failures (``StoreError``) propagate to
+    the caller. Without a store (``StoreSink()``) records wait until ``attach``; after
+    ``detach`` they are dropped.
+    """
+
+    def __init__(self, store: Store | None = None, scan_id: int = 0) -> None:
+        self.store = store
+        self.scan_id = scan_id
+        self.pending: list[_Write] = []
+        self.closed = False
+
+    def attach(self, store: Store, scan_id: int) -> None:
+        """Write to ``store``/``scan_id`` from now on, starting with what waited."""
+        self.store, self.scan_id = store, scan_id
+        pending, self.pending = self.pending, []
+        for write in pending:
+            write(store, scan_id)
+
+    def detach(self) -> None:
+        """Drop whatever a stopping sweep thread still reports once the scan is closed."""
+        self.closed = True
+
+    def _do(self, write: _Write) -> None:
+        if self.closed:
+            return
+        if self.store is None:
+            self.pending.append(write)
+        else:
+            write(self.store, self.scan_id)
+
+    def on_host(self, target: Target) -> None:
+        self._do(lambda s, i: s.add_host(i, target.address, target.hostname))
+
+    def on_endpoints(self, endpoints: list[Endpoint]) -> None:
+        self._do(lambda s, i: s.add_endpoints(i, endpoints))
+
+    def on_service(self, address: str, proto: Proto, port: int, service: Service) -> None:
+        self._do(lambda s, i: s.set_service(i, address, proto, port, service))
+
+    def on_error(self, error: ProbeError) -> None:
+        self._do(lambda s, i: s.add_error(i, error))
+
+    def on_not_shown(self, address: str, counts: Mapping[str, Mapping[str, int]]) -> None:
+        self._do(lambda s, i: s.set_not_shown(i, address, counts))
+
+    def on_check(self, result: CheckResult) -> None:
+        self._do(lambda s, i: s.add_check_result(i, result))
+
+    def on_listener(self, record: ListenerRecord) -> None:
+        self._do(lambda s, i: s.add_listener(i, record))
