@@ -165,14 +165,6 @@ async def run_probes(
     await asyncio.gather(*(one(p) for p in plans))
 
 
-def exposure_index(
-    probes: Sequence[ProbeTarget], decide: Callable[[Listener], FirewallDecision | None]
-) -> dict[tuple[str, Proto, int], tuple[Listener, FirewallDecision | None]]:
-    return {(p.address, p.listener.proto, p.listener.port): (p.listener, decide(p.listener))
-            for p in probes}
-
-
-
 class InsideSink(Protocol):
     """What `mamori check` writes besides the probe results."""
 

@@ -32,7 +32,6 @@ STATUS_NAMES = {
 SESSION_FLAG_IS_GUEST = 0x0001
 SESSION_FLAG_IS_NULL = 0x0002
 _DIALECTS = (0x0202, 0x0210, 0x0300, 0x0302)
-MAX_FRAME = 1 << 17  # no reply this client asks for is larger
 
 
 def status_name(status: int) -> str:

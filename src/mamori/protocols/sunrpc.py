@@ -45,10 +45,6 @@ def build_getport(xid: int, program: int, version: int, protocol: int = IPPROTO_
                       struct.pack(">IIII", program, version, protocol, 0))
 
 
-def build_dump(xid: int) -> bytes:
-    return build_call(xid, PORTMAP, PORTMAP_VERSION, PMAPPROC_DUMP)
-
-
 def build_export(xid: int, version: int = 3) -> bytes:
     return build_call(xid, MOUNT, version, MOUNTPROC_EXPORT)
 

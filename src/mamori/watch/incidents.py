@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from mamori.model.watch import Danger, Event, EventType, Incident
@@ -288,10 +288,3 @@ class IncidentGrouper:
         """Incidents closed since the last call, with their keys (the final state)."""
         out, self._closed = self._closed, []
         return out
-
-    def open_incidents(self) -> list[tuple[int, Incident]]:
-        return [(inc.key, inc.snapshot()) for inc in self._open.values()]
-
-
-def with_id(incident: Incident, incident_id: int | None) -> Incident:
-    return replace(incident, id=incident_id)

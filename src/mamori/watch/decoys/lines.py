@@ -10,13 +10,12 @@ class LineBuffer:
     end of a line, applies backspace/DEL, and cuts a line at ``max_line`` bytes (the rest of an
     over-long line is dropped until its end arrives)."""
 
-    __slots__ = ("_buf", "_last_cr", "_max", "_overflow")
+    __slots__ = ("_buf", "_last_cr", "_max")
 
     def __init__(self, max_line: int = 512) -> None:
         self._buf = bytearray()
         self._max = max_line
         self._last_cr = False
-        self._overflow = False
 
     def push(self, data: bytes) -> list[bytes]:
         lines: list[bytes] = []
@@ -28,14 +27,12 @@ class LineBuffer:
             if byte in (0x0D, 0x0A):
                 lines.append(bytes(self._buf))
                 self._buf.clear()
-                self._overflow = False
             elif byte in (0x08, 0x7F):
                 if self._buf:
                     del self._buf[-1]
             elif len(self._buf) < self._max:
                 self._buf.append(byte)
-            else:
-                self._overflow = True
+            # else: past max_line, dropped until the line ends
         return lines
 
     @property

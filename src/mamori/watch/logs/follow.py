@@ -216,7 +216,6 @@ class LogFollower:
         self._last_note = -1e18
         self._noted_truncated = 0
         self._cursor: str | None = None
-        self._proc: asyncio.subprocess.Process | None = None
         self._reported: dict[str, float] = {}
 
     # --- life cycle ---------------------------------------------------------------------
@@ -500,7 +499,6 @@ class LogFollower:
             except OSError as exc:
                 self._error(f"cannot run {argv[0]}: {exc.strerror or exc}")
                 return
-            self._proc = proc
             got_any = False
             assert proc.stdout is not None and proc.stderr is not None
             errors = asyncio.get_running_loop().create_task(_tail(proc.stderr, 2048))
@@ -519,7 +517,6 @@ class LogFollower:
             finally:
                 await _stop(proc)
                 errors.cancel()
-                self._proc = None
             why = f"journalctl exited with {rc}"
             if stderr:
                 why += f": {stderr.splitlines()[-1]}"

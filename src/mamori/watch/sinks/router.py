@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -264,9 +264,6 @@ class AlertRouter:
 
     def stats(self) -> dict[str, RouteStats]:
         return {route.name: route.stats for route in self.routes}
-
-    def stats_dict(self) -> dict[str, dict[str, int]]:
-        return {name: asdict(s) for name, s in self.stats().items()}
 
     async def aclose(self, deadline: float = CLOSE_DEADLINE) -> None:
         """Report what the limits still hold back, deliver what is queued (within
