@@ -39,6 +39,7 @@ TESTS = Path(__file__).resolve().parents[1] / "tests"
 if str(TESTS) not in sys.path:
     sys.path.insert(0, str(TESTS))
 
+import daemons as dm  # noqa: E402
 import fixtures_crypto as fc  # noqa: E402
 import fixtures_data as fdata  # noqa: E402
 import fixtures_dns as fdns  # noqa: E402
@@ -46,7 +47,6 @@ import fixtures_remote as fr  # noqa: E402
 import fixtures_sharing as fs  # noqa: E402
 import fixtures_smtp as fsmtp  # noqa: E402
 import fixtures_web as fw  # noqa: E402
-import identify_fixtures as fx  # noqa: E402
 from mamori.protocols import dns  # noqa: E402
 
 HOST = "127.0.70.1"  # every daemon under test
@@ -73,7 +73,7 @@ class Port:
 @dataclass
 class Lab:
     work: Path
-    daemons: dict[str, fx.Daemon] = field(default_factory=dict)
+    daemons: dict[str, dm.Daemon] = field(default_factory=dict)
     ports: dict[str, Port] = field(default_factory=dict)  # daemon name -> its port on HOST
     skipped: dict[str, str] = field(default_factory=dict)  # daemon name -> why
     # (peer address, process that asked or "", name, type) of every query the lab DNS got
@@ -235,7 +235,7 @@ def _redis_protected_mode_off(host: str, port: int) -> None:
         s.sendall(b"*4\r\n$6\r\nCONFIG\r\n$3\r\nSET\r\n$14\r\nprotected-mode\r\n$2\r\nno\r\n")
         reply = s.recv(512)
     if not reply.startswith(b"+OK"):
-        raise fx.DaemonUnavailable(f"redis: CONFIG SET protected-mode no answered {reply[:80]!r}")
+        raise dm.DaemonUnavailable(f"redis: CONFIG SET protected-mode no answered {reply[:80]!r}")
 
 
 def _mkdir(path: Path) -> Path:
@@ -244,18 +244,18 @@ def _mkdir(path: Path) -> Path:
 
 
 def _starters(lab: Lab, stack: contextlib.ExitStack
-              ) -> list[tuple[str, Port, Callable[[], fx.Daemon]]]:
+              ) -> list[tuple[str, Port, Callable[[], dm.Daemon]]]:
     w = lab.work
 
-    def mariadb() -> fx.Daemon:
+    def mariadb() -> dm.Daemon:
         template = fdata.mariadb_datadir(w)
         return fdata.start_mariadb(template, w / "mariadb", HOST, 3306, root_password="")
 
-    def vsftpd() -> fx.Daemon:
+    def vsftpd() -> dm.Daemon:
         home = stack.enter_context(fr.world_readable_dir())
         return fr.start_vsftpd(home / "ftp", HOST, 21, anonymous=True, upload=True)
 
-    def nginx() -> fx.Daemon:
+    def nginx() -> dm.Daemon:
         home = fw.world_dir("mamori-bench-site-")
         stack.callback(shutil.rmtree, home, ignore_errors=True)
         site = fw.make_site(home / "www")
@@ -263,13 +263,13 @@ def _starters(lab: Lab, stack: contextlib.ExitStack
                   "    dav_access user:rw group:r all:r;\n")
         return fw.start_nginx_site(_mkdir(w / "nginx"), HOST, {80: server})
 
-    def s_server() -> fx.Daemon:
+    def s_server() -> dm.Daemon:
         pem = _expired_self_signed(_mkdir(w / "pki"))
         return fc.start_s_server(_mkdir(w / "tls"), HOST, 443, pem, "-tls1",
                                  "-cipher", "DEFAULT@SECLEVEL=0")
 
-    def redis() -> fx.Daemon:
-        daemon = fx.start_redis(_mkdir(w / "redis"), HOST, 6379)
+    def redis() -> dm.Daemon:
+        daemon = dm.start_redis(_mkdir(w / "redis"), HOST, 6379)
         _redis_protected_mode_off(HOST, 6379)
         return daemon
 
@@ -294,14 +294,14 @@ def _starters(lab: Lab, stack: contextlib.ExitStack
         ("rsyncd (open module)", Port(tcp, 873), lambda: fr.start_rsyncd(
             w / "rsyncd", HOST, 873, auth=False)),
         ("vsftpd (anonymous, writable)", Port(tcp, 21), vsftpd),
-        ("telnetd", Port(tcp, 23), lambda: fx.start_telnetd(_mkdir(w / "telnetd"), HOST, 23)),
+        ("telnetd", Port(tcp, 23), lambda: dm.start_telnetd(_mkdir(w / "telnetd"), HOST, 23)),
         ("samba (guest share, SMB1)", Port(tcp, 445), lambda: fs.start_samba(
             _mkdir(w / "samba"), HOST, 445, "open")),
         ("nginx (autoindex, .git/.env, DAV PUT)", Port(tcp, 80), nginx),
         ("openssl s_server (TLS 1.0, expired self-signed)", Port(tcp, 443), s_server),
         ("sshd (password auth, weak algorithms)", Port(tcp, 22), lambda: fc.start_sshd(
             w / "sshd", HOST, 22, fc.SSHD_WEAK)),
-        ("snmpd (community public)", Port(udp, 161), lambda: fx.start_snmpd(
+        ("snmpd (community public)", Port(udp, 161), lambda: dm.start_snmpd(
             _mkdir(w / "snmpd"), HOST, 161)),
     ]
 
@@ -324,7 +324,7 @@ def _stop_leftovers(marker: str) -> None:
                 os.kill(int(proc.name), signal.SIGTERM)
 
 
-def _stop_quietly(daemon: fx.Daemon) -> None:
+def _stop_quietly(daemon: dm.Daemon) -> None:
     try:
         daemon.stop()
     except Exception as exc:  # keep stopping the others; say which one misbehaved
@@ -345,7 +345,7 @@ def running_lab(log: Callable[[str], None] = print) -> Iterator[Lab]:
         for name, port, start in _starters(lab, stack):
             try:
                 daemon = start()
-            except (fx.DaemonUnavailable, OSError, subprocess.SubprocessError) as exc:
+            except (dm.DaemonUnavailable, OSError, subprocess.SubprocessError) as exc:
                 reason = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
                 lab.skipped[name] = reason
                 log(f"  SKIPPED {name}: {reason}")
@@ -354,7 +354,7 @@ def running_lab(log: Callable[[str], None] = print) -> Iterator[Lab]:
             lab.daemons[name] = daemon
             lab.ports[name] = port
             log(f"  started {name} on {HOST}:{port.port}/{port.proto}")
-        wild = fx.listeners_on_wildcard([d.proc.pid for d in lab.daemons.values()])
+        wild = dm.listeners_on_wildcard([d.proc.pid for d in lab.daemons.values()])
         for line in wild:
             log(f"  WARNING: a lab daemon listens on a wildcard address: {line}")
         yield lab

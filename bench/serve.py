@@ -198,7 +198,7 @@ def _free_port(host: str) -> int:
 @contextlib.contextmanager
 def nginx_on_visitors(work: Path, visitors: int) -> Iterator[None]:
     """One real nginx answering on port 8080 of every visitor address."""
-    from identify_fixtures import wait_tcp
+    from daemons import wait_tcp
 
     nginx = shutil.which("nginx") or "/usr/sbin/nginx"
     temp = work / "nginx-temp"
@@ -365,7 +365,7 @@ def main() -> int:
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     if any(m not in MODES for m in modes) or not 1 <= args.visitors <= 200:
         parser.error(f"modes are {', '.join(MODES)}; 1 to 200 visitors")
-    from identify_fixtures import start_redis
+    from daemons import start_redis
     from store_fixtures import pg_bindir, running_postgres
 
     work = Path(tempfile.mkdtemp(prefix="mamori-bench-serve-"))

@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+from daemons import Daemon, _need, _spawn, _started, wait_tcp, wait_udp
 from fixtures_smtp import _master_cf
-from identify_fixtures import Daemon, _need, _spawn, _started, wait_tcp, wait_udp
 
 SYSLOG_HOST = "127.0.145.1"
 WEBHOOK_HOST = "127.0.145.2"

@@ -9,12 +9,10 @@ faithful SSLv3 responder (Debian's OpenSSL 3 has SSLv3 compiled out).
 
 from __future__ import annotations
 
-import contextlib
 import ipaddress
 import socket
 import struct
 import subprocess
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -24,7 +22,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-import identify_fixtures as fx
+import daemons as dm
 from threaded_server import ThreadedServer
 
 # --- certificates -----------------------------------------------------------------------------
@@ -151,24 +149,24 @@ def make_pki(workdir: Path, addresses: list[str]) -> Pki:
 # --- TLS servers ------------------------------------------------------------------------------
 
 
-def start_s_server(workdir: Path, host: str, port: int, pem: Pem, *args: str) -> fx.Daemon:
+def start_s_server(workdir: Path, host: str, port: int, pem: Pem, *args: str) -> dm.Daemon:
     """``openssl s_server`` on host:port with ``pem`` (leaf, then its chain) and extra
     arguments such as ``-tls1`` or ``-cipher ...``. It keeps no pid file: the Daemon stops it
     by its process id."""
-    openssl = fx._need("openssl")
+    openssl = dm._need("openssl")
     log_name = f"s_server-{port}.log"
     chain = ["-cert_chain", str(pem.chain)] if pem.chain is not None else []
     argv = [openssl, "s_server", "-accept", f"{host}:{port}", "-cert", str(pem.cert),
             "-key", str(pem.key), *chain, "-www", "-quiet", *args]
-    proc, log = fx._spawn(argv, workdir, log_name)
-    d = fx.Daemon("openssl-s_server", host, port, proc, workdir, None, log)
-    return fx._started(d, lambda: fx.wait_tcp(host, port, proc=proc))
+    proc, log = dm._spawn(argv, workdir, log_name)
+    d = dm.Daemon("openssl-s_server", host, port, proc, workdir, None, log)
+    return dm._started(d, lambda: dm.wait_tcp(host, port, proc=proc))
 
 
-def start_nginx_tls(workdir: Path, host: str, port: int, pem: Pem) -> fx.Daemon:
+def start_nginx_tls(workdir: Path, host: str, port: int, pem: Pem) -> dm.Daemon:
     """nginx hardened the usual way: TLS 1.2 and 1.3 only, its default cipher list, a good
     chain from the test CA."""
-    nginx = fx._need("/usr/sbin/nginx")
+    nginx = dm._need("/usr/sbin/nginx")
     workdir.mkdir(parents=True, exist_ok=True)
     pid = workdir / "nginx.pid"
     temp = workdir / "nginx-temp"
@@ -186,11 +184,11 @@ def start_nginx_tls(workdir: Path, host: str, port: int, pem: Pem) -> fx.Daemon:
         "    ssl_protocols TLSv1.2 TLSv1.3;\n"
         '    location / { return 200 "hello tls\\n"; }\n  }\n}\n'
     )
-    proc, log = fx._spawn(
+    proc, log = dm._spawn(
         [nginx, "-e", str(workdir / "nginx-error.log"), "-p", str(workdir), "-c", str(cfg)],
         workdir, "nginx.out")
-    d = fx.Daemon("nginx", host, port, proc, workdir, pid, log)
-    return fx._started(d, lambda: fx.wait_tcp(host, port, proc=proc))
+    d = dm.Daemon("nginx", host, port, proc, workdir, pid, log)
+    return dm._started(d, lambda: dm.wait_tcp(host, port, proc=proc))
 
 
 class Sslv3Responder(ThreadedServer):
@@ -247,9 +245,9 @@ SSHD_HARDENED = (
 )
 
 
-def start_sshd(workdir: Path, host: str, port: int, settings: str) -> fx.Daemon:
+def start_sshd(workdir: Path, host: str, port: int, settings: str) -> dm.Daemon:
     """sshd with its own host key, config, pid file and ``settings`` appended."""
-    sshd = fx._need("/usr/sbin/sshd")
+    sshd = dm._need("/usr/sbin/sshd")
     workdir.mkdir(parents=True, exist_ok=True)
     key = workdir / "ssh_host_ed25519_key"
     if not key.exists():
@@ -264,16 +262,7 @@ def start_sshd(workdir: Path, host: str, port: int, settings: str) -> fx.Daemon:
     )
     check = subprocess.run([sshd, "-t", "-f", str(cfg)], capture_output=True, text=True)
     if check.returncode != 0:
-        raise fx.DaemonUnavailable(f"sshd rejects the test config: {check.stderr.strip()}")
-    proc, log = fx._spawn([sshd, "-D", "-e", "-f", str(cfg)], workdir, "sshd.log")
-    d = fx.Daemon("sshd", host, port, proc, workdir, pid, log)
-    return fx._started(d, lambda: fx.wait_tcp(host, port, proc=proc))
-
-
-@contextlib.contextmanager
-def running(*daemons: fx.Daemon) -> Iterator[tuple[fx.Daemon, ...]]:
-    try:
-        yield daemons
-    finally:
-        for d in daemons:
-            d.stop()
+        raise dm.DaemonUnavailable(f"sshd rejects the test config: {check.stderr.strip()}")
+    proc, log = dm._spawn([sshd, "-D", "-e", "-f", str(cfg)], workdir, "sshd.log")
+    d = dm.Daemon("sshd", host, port, proc, workdir, pid, log)
+    return dm._started(d, lambda: dm.wait_tcp(host, port, proc=proc))

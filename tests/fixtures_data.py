@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-import identify_fixtures as fx
+import daemons as dm
 from threaded_server import ThreadedServer
 
 # --- memcached ------------------------------------------------------------------------------------
@@ -34,10 +34,10 @@ def _world_dir(prefix: str) -> Path:
     return path
 
 
-def start_memcached(host: str, port: int, *, auth: bool) -> fx.Daemon:
+def start_memcached(host: str, port: int, *, auth: bool) -> dm.Daemon:
     """memcached on TCP host:port only (UDP off). ``auth``: an ASCII auth file (``-Y``), so
     every command before a login gets "CLIENT_ERROR unauthenticated"."""
-    binary = fx._need("memcached")
+    binary = dm._need("memcached")
     home = _world_dir("mamori-mc-")
     pid = home / "memcached.pid"
     config = home / "memcached.conf"  # the options, kept as Debian keeps them, one a line
@@ -48,10 +48,10 @@ def start_memcached(host: str, port: int, *, auth: bool) -> fx.Daemon:
         users.chmod(0o644)
         options += ["-Y", str(users)]
     config.write_text("\n".join(options) + "\n")
-    proc, log = fx._spawn([binary, "-u", "nobody", *options], home, "memcached.log")
-    d = fx.Daemon("memcached", host, port, proc, home, pid, log)
+    proc, log = dm._spawn([binary, "-u", "nobody", *options], home, "memcached.log")
+    d = dm.Daemon("memcached", host, port, proc, home, pid, log)
     d.cleanup.append(lambda: shutil.rmtree(home, ignore_errors=True))
-    return fx._started(d, lambda: fx.wait_tcp(host, port, proc=proc))
+    return dm._started(d, lambda: dm.wait_tcp(host, port, proc=proc))
 
 
 # --- PostgreSQL -----------------------------------------------------------------------------------
@@ -59,12 +59,12 @@ def start_memcached(host: str, port: int, *, auth: bool) -> fx.Daemon:
 PG_PASSWORD = "a-long-random-test-secret"  # the hardened cluster's
 
 
-def start_postgres(host: str, port: int, *, trust: bool) -> fx.Daemon:
+def start_postgres(host: str, port: int, *, trust: bool) -> dm.Daemon:
     """A fresh cluster on host:port. ``trust``: pg_hba lets every user in from loopback
     without a password (the misconfiguration); otherwise scram-sha-256 with a password."""
     bins = sorted(Path("/usr/lib/postgresql").glob("*/bin/postgres"))
     if not bins:
-        raise fx.DaemonUnavailable("postgresql not installed")
+        raise dm.DaemonUnavailable("postgresql not installed")
     bindir = bins[-1].parent
     # pytest's tmp_path is root-only; the cluster lives where the postgres user may write.
     home = Path(tempfile.mkdtemp(prefix="mamori-pg-"))
@@ -82,7 +82,7 @@ def start_postgres(host: str, port: int, *, trust: bool) -> fx.Daemon:
     r = subprocess.run(argv, capture_output=True)
     if r.returncode != 0:
         shutil.rmtree(home, ignore_errors=True)
-        raise fx.DaemonUnavailable(f"initdb failed: {r.stderr[-800:]!r}")
+        raise dm.DaemonUnavailable(f"initdb failed: {r.stderr[-800:]!r}")
     (data / "pg_hba.conf").write_text(
         f"local all all {method}\nhost all all 127.0.0.0/8 {method}\n"
     )
@@ -91,11 +91,11 @@ def start_postgres(host: str, port: int, *, trust: bool) -> fx.Daemon:
         f"listen_addresses = '{host}'\nport = {port}\nunix_socket_directories = '{home}'\n"
         "logging_collector = off\nfsync = off\nshared_buffers = 8MB\nmax_connections = 10\n"
     )
-    proc, log = fx._spawn([*run, str(bindir / "postgres"), "-D", str(data)], home, "pg.log")
-    d = fx.Daemon("postgres", host, port, proc, home, data / "postmaster.pid", log,
+    proc, log = dm._spawn([*run, str(bindir / "postgres"), "-D", str(data)], home, "pg.log")
+    d = dm.Daemon("postgres", host, port, proc, home, data / "postmaster.pid", log,
                   stop_signal=signal.SIGINT)  # "fast" shutdown: do not wait for clients
     d.cleanup.append(lambda: shutil.rmtree(home, ignore_errors=True))
-    return fx._started(d, lambda: fx.wait_tcp(host, port, timeout=20, proc=proc))
+    return dm._started(d, lambda: dm.wait_tcp(host, port, timeout=20, proc=proc))
 
 
 # --- MariaDB --------------------------------------------------------------------------------------
@@ -106,7 +106,7 @@ MARIADB_PASSWORD = "a-long-random-test-secret"  # the hardened server's root
 def mariadb_datadir(workdir: Path) -> Path:
     """A freshly installed data directory (root@localhost by unix_socket only), made once
     per module and copied per server: installing takes seconds, copying does not."""
-    install = fx._need("mariadb-install-db")
+    install = dm._need("mariadb-install-db")
     data = workdir / "mariadb-template"
     r = subprocess.run(
         [install, "--no-defaults", f"--datadir={data}", "--user=root",
@@ -114,15 +114,15 @@ def mariadb_datadir(workdir: Path) -> Path:
         capture_output=True, cwd=workdir,
     )
     if r.returncode != 0:
-        raise fx.DaemonUnavailable(f"mariadb-install-db failed: {r.stderr[-800:]!r}")
+        raise dm.DaemonUnavailable(f"mariadb-install-db failed: {r.stderr[-800:]!r}")
     return data
 
 
 def start_mariadb(template: Path, workdir: Path, host: str, port: int,
-                  *, root_password: str) -> fx.Daemon:
+                  *, root_password: str) -> dm.Daemon:
     """mariadbd on host:port with root@'%' reachable over TCP, its password ``root_password``
     ("" is the misconfiguration), set by an init file the server runs at start."""
-    mariadbd = fx._need("/usr/sbin/mariadbd")
+    mariadbd = dm._need("/usr/sbin/mariadbd")
     workdir.mkdir(parents=True, exist_ok=True)
     data = workdir / "data"
     shutil.copytree(template, data, symlinks=True)
@@ -141,9 +141,9 @@ def start_mariadb(template: Path, workdir: Path, host: str, port: int,
         f"init-file = {init}\ninnodb-buffer-pool-size = 16M\nskip-log-bin\n"
         f"log-error = {workdir}/mariadb.err\n"
     )
-    proc, _ = fx._spawn([mariadbd, f"--defaults-file={config}"], workdir, "mariadb.out")
-    d = fx.Daemon("mariadb", host, port, proc, workdir, pid, workdir / "mariadb.err")
-    return fx._started(d, lambda: fx.wait_tcp(host, port, timeout=30, proc=proc))
+    proc, _ = dm._spawn([mariadbd, f"--defaults-file={config}"], workdir, "mariadb.out")
+    d = dm.Daemon("mariadb", host, port, proc, workdir, pid, workdir / "mariadb.err")
+    return dm._started(d, lambda: dm.wait_tcp(host, port, timeout=30, proc=proc))
 
 
 # --- small faithful servers -----------------------------------------------------------------------

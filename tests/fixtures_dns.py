@@ -19,7 +19,7 @@ import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import identify_fixtures as fx
+import daemons as dm
 from mamori.protocols import dns
 from mamori.protocols import ntp_control as ntpc
 
@@ -154,14 +154,14 @@ def fake_root(host: str = AUTH_HOST, port: int = 5300) -> Iterator[UdpServer]:
 
 
 def start_unbound_resolver(workdir: Path, host: str, port: int, *, auth: tuple[str, int],
-                           open_to_all: bool) -> fx.Daemon:
+                           open_to_all: bool) -> dm.Daemon:
     """unbound on host@port whose only upstream is the test's authoritative server ``auth``.
 
     ``open_to_all``: access-control allows 127.0.0.0/8 (the misconfiguration: anyone who
     reaches it may recurse); otherwise it refuses everyone but 10.9.8.0/24, a network the
     tests never use (the hardened form: recursion only for one's own LAN).
     """
-    unbound = fx._need("/usr/sbin/unbound")
+    unbound = dm._need("/usr/sbin/unbound")
     pid = workdir / "unbound.pid"
     acl = ("  access-control: 127.0.0.0/8 allow\n" if open_to_all else
            # unbound allows 127.0.0.0/8 by default: refuse it explicitly.
@@ -187,19 +187,19 @@ def start_unbound_resolver(workdir: Path, host: str, port: int, *, auth: tuple[s
         + f"stub-zone:\n  name: \".\"\n  stub-addr: {auth[0]}@{auth[1]}\n"
         "remote-control:\n  control-enable: no\n"
     )
-    proc, log = fx._spawn([unbound, "-d", "-c", str(cfg)], workdir, "unbound.log")
-    d = fx.Daemon("unbound", host, port, proc, workdir, pid, log)
-    return fx._started(d, lambda: fx.wait_udp(host, port, proc=proc))
+    proc, log = dm._spawn([unbound, "-d", "-c", str(cfg)], workdir, "unbound.log")
+    d = dm.Daemon("unbound", host, port, proc, workdir, pid, log)
+    return dm._started(d, lambda: dm.wait_udp(host, port, proc=proc))
 
 
 # --- ntpsec: mode 6 with and without noquery ---------------------------------------------------
 
 
-def start_ntpsec(workdir: Path, host: str, *, noquery: bool) -> fx.Daemon:
+def start_ntpsec(workdir: Path, host: str, *, noquery: bool) -> dm.Daemon:
     """ntpsec's ntpd on host:123 (adds host/32 on lo). ``noquery`` False is the
     misconfiguration: mode 6 queries answered for everyone."""
-    ntpd = fx._need("/usr/sbin/ntpd")
-    undo = fx.add_lo_alias(host)
+    ntpd = dm._need("/usr/sbin/ntpd")
+    undo = dm.add_lo_alias(host)
     pid = workdir / "ntpd.pid"
     restrict = "kod nomodify nopeer limited" + (" noquery" if noquery else "")
     cfg = workdir / "ntp.conf"
@@ -212,10 +212,10 @@ def start_ntpsec(workdir: Path, host: str, *, noquery: bool) -> fx.Daemon:
         # The local refclock only: ntpd never looks for servers outside.
         "server 127.127.1.0\nfudge 127.127.1.0 stratum 10\n"
     )
-    proc, log = fx._spawn([ntpd, "-n", "-c", str(cfg), "-p", str(pid), "-u", "root"],
+    proc, log = dm._spawn([ntpd, "-n", "-c", str(cfg), "-p", str(pid), "-u", "root"],
                           workdir, "ntpd.log")
-    d = fx.Daemon("ntpd", host, 123, proc, workdir, pid, log, cleanup=[undo])
-    return fx._started(d, lambda: fx.wait_udp(host, 123, proc=proc))
+    d = dm.Daemon("ntpd", host, 123, proc, workdir, pid, log, cleanup=[undo])
+    return dm._started(d, lambda: dm.wait_udp(host, 123, proc=proc))
 
 
 # --- faithful NTP mode 6 / mode 7 server (ntpd 4.2.x behaviour) -------------------------------

@@ -1,7 +1,7 @@
 """Real daemons for the remote-access checks, each misconfigured or hardened on purpose.
 
 Every ``start_*`` writes its own config (and pid file where the daemon has one) into
-``workdir``, binds only the given loopback address and returns an ``identify_fixtures.Daemon``
+``workdir``, binds only the given loopback address and returns an ``daemons.Daemon``
 (stop it, or use it as a context manager). They raise ``DaemonUnavailable`` when the binary
 is missing or the daemon does not come up. Addresses: 127.0.63.0/24.
 
@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from identify_fixtures import Daemon, DaemonUnavailable, _need, _spawn, _started, wait_tcp
+from daemons import Daemon, DaemonUnavailable, _need, _spawn, _started, wait_tcp
 
 __all__ = [
     "Daemon", "DaemonUnavailable", "start_mosquitto", "start_rsyncd", "start_vsftpd",

@@ -13,7 +13,7 @@ import struct
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import identify_fixtures as fx
+import daemons as dm
 from mamori.protocols import sunrpc
 from threaded_server import ThreadedServer
 
@@ -44,10 +44,10 @@ SMB_PROFILES = {
 }
 
 
-def start_samba(workdir: Path, host: str, port: int, profile: str) -> fx.Daemon:
+def start_samba(workdir: Path, host: str, port: int, profile: str) -> dm.Daemon:
     """smbd on host:port with the named profile (see SMB_PROFILES). Raises DaemonUnavailable."""
-    smbd = fx._need("/usr/sbin/smbd")
-    undo = fx.add_lo_alias(host)
+    smbd = dm._need("/usr/sbin/smbd")
+    undo = dm.add_lo_alias(host)
     dirs = {k: workdir / f"samba-{k}"
             for k in ("lock", "state", "cache", "pid", "private", "share", "ncalrpc")}
     for p in dirs.values():
@@ -65,12 +65,12 @@ def start_samba(workdir: Path, host: str, port: int, profile: str) -> fx.Daemon:
         "  server services = -nbt\n" + extra_global
         + shares.format(share=dirs["share"])
     )
-    proc, log = fx._spawn(
+    proc, log = dm._spawn(
         [smbd, "-F", "--no-process-group", "--debug-stdout", "-s", str(cfg)], workdir, "smbd.out"
     )
-    d = fx.Daemon("smbd", host, port, proc, workdir, dirs["pid"] / "smbd.pid", log,
-                  cleanup=[undo, lambda: fx.kill_by_config(cfg)])
-    return fx._started(d, lambda: fx.wait_tcp(host, port, timeout=15, proc=proc))
+    d = dm.Daemon("smbd", host, port, proc, workdir, dirs["pid"] / "smbd.pid", log,
+                  cleanup=[undo, lambda: dm.kill_by_config(cfg)])
+    return dm._started(d, lambda: dm.wait_tcp(host, port, timeout=15, proc=proc))
 
 
 # --- threaded TCP servers (the checks run their own event loop in the test thread) ----------

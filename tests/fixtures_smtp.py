@@ -13,7 +13,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from identify_fixtures import Daemon, _need, _spawn, _started, wait_tcp
+from daemons import Daemon, _need, _spawn, _started, wait_tcp
 
 CANARY_DOMAIN = "canary.mamori.test"
 OUTSIDE = "127.0.0.5/32"  # a network our probes never come from

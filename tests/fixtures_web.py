@@ -14,8 +14,8 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-import identify_fixtures as fx
-from identify_fixtures import Daemon, DaemonUnavailable, _need, _spawn, _started, wait_tcp
+import daemons as dm
+from daemons import Daemon, DaemonUnavailable, _need, _spawn, _started, wait_tcp
 
 __all__ = ["Daemon", "DaemonUnavailable", "ds_store_bytes", "make_site", "start_apache",
            "start_nginx_site"]
@@ -166,4 +166,4 @@ def world_dir(prefix: str) -> Path:
     return _world_dir(prefix)
 
 
-listeners_on_wildcard = fx.listeners_on_wildcard
+listeners_on_wildcard = dm.listeners_on_wildcard

@@ -26,9 +26,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import daemons as dm
 import fixtures_remote as fr
 import fixtures_web as fw
-import identify_fixtures as fx
 
 HOST = "127.0.110.1"
 HOSTILE_HOST = "127.0.110.2"
@@ -116,30 +116,25 @@ def running_lab(work: Path, *, hostile: bool = False, host: str = HOST) -> Itera
         stack.callback(shutil.rmtree, site_home, ignore_errors=True)
         ftp_home = stack.enter_context(fr.world_readable_dir())
 
-        def nginx() -> fx.Daemon:
+        def nginx() -> dm.Daemon:
             site = fw.make_site(site_home / "www")
             server = f"    root {site};\n    autoindex on;\n"
             return fw.start_nginx_site(_mkdir(work / "nginx"), host, {HTTP_PORT: server})
 
-        def redis() -> fx.Daemon:
-            daemon = fx.start_redis(_mkdir(work / "redis"), host, REDIS_PORT)
+        def redis() -> dm.Daemon:
+            daemon = dm.start_redis(_mkdir(work / "redis"), host, REDIS_PORT)
             _protected_mode_off(host, REDIS_PORT)
             return daemon
 
-        starters: list[tuple[str, int, Callable[[], fx.Daemon]]] = [
+        starters: list[tuple[str, int, Callable[[], dm.Daemon]]] = [
             ("vsftpd", FTP_PORT, lambda: fr.start_vsftpd(ftp_home / "ftp", host, FTP_PORT,
                                                           anonymous=True)),
             ("redis", REDIS_PORT, redis),
             ("nginx", HTTP_PORT, nginx),
         ]
-        for name, port, start in starters:
-            try:
-                daemon = start()
-            except fx.DaemonUnavailable as exc:
-                lab.skipped[name] = str(exc).splitlines()[0]
-                continue
-            stack.callback(daemon.stop)
-            lab.ports[name] = port
+        started = stack.enter_context(dm.running_lab({name: start for name, _, start in starters}))
+        lab.ports = {name: port for name, port, _ in starters if name in started}
+        lab.skipped = {name: why.splitlines()[0] for name, why in started.failed.items()}
         if hostile:
             stack.enter_context(fake_redis(HOSTILE_HOST, HOSTILE_PORT, HOSTILE_VERSION))
             stack.enter_context(fake_redis(SILENT_HOST, HOSTILE_PORT, "7.0.1",

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
+import daemons as dm
 import fixtures_dns as fd
-import identify_fixtures as fx
 from checks_helpers import assert_finding, assert_passed, run_check
 from mamori.checks.observation import CheckOptions
 from mamori.model import CheckResult, CheckStatus, Confidence, Proto, Severity
@@ -76,12 +76,8 @@ def test_ntp_with_noquery_passes() -> None:
 
 
 def test_real_ntpsec_with_noquery_passes(tmp_path: Path) -> None:
-    try:
-        daemon = fd.start_ntpsec(tmp_path, "127.0.61.20", noquery=True)
-    except fx.DaemonUnavailable as exc:
-        pytest.skip(str(exc))
-    with daemon:
-        assert fx.listeners_on_wildcard([daemon.proc.pid]) == []
+    with dm.running(fd.start_ntpsec, tmp_path, "127.0.61.20", noquery=True) as daemon:
+        assert dm.listeners_on_wildcard([daemon.proc.pid]) == []
         result = _udp("ntp-amplification", "127.0.61.20", 123, "ntp", QUICK)
     assert_passed(result)
     assert _facts(result)["factor"] == "0.0"
@@ -91,12 +87,8 @@ def test_real_ntpsec_with_noquery_passes(tmp_path: Path) -> None:
 
 
 def test_memcached_over_udp_is_a_finding(tmp_path: Path) -> None:
-    try:
-        daemon = fx.start_memcached(tmp_path, "127.0.61.30", 21211, udp=True)
-    except fx.DaemonUnavailable as exc:
-        pytest.skip(str(exc))
-    with daemon:
-        assert fx.listeners_on_wildcard([daemon.proc.pid]) == []
+    with dm.running(dm.start_memcached, tmp_path, "127.0.61.30", 21211, udp=True) as daemon:
+        assert dm.listeners_on_wildcard([daemon.proc.pid]) == []
         result = _udp("memcached-udp-amplification", "127.0.61.30", 21211, "memcached")
     facts = _assert_amplifies(result, 50)
     assert facts["memcached_version"].startswith("1.")
@@ -107,11 +99,7 @@ def test_memcached_over_udp_is_a_finding(tmp_path: Path) -> None:
 def test_memcached_without_udp_passes(tmp_path: Path) -> None:
     # The fix memcached offers is -U 0: the UDP port is closed (ICMP port unreachable),
     # and a closed port amplifies nothing.
-    try:
-        daemon = fx.start_memcached(tmp_path, "127.0.61.31", 21211, udp=False)
-    except fx.DaemonUnavailable as exc:
-        pytest.skip(str(exc))
-    with daemon:
+    with dm.running(dm.start_memcached, tmp_path, "127.0.61.31", 21211, udp=False):
         result = _udp("memcached-udp-amplification", "127.0.61.31", 21211, "memcached")
     assert_passed(result)
     assert "port unreachable" in (result.evidence.test if result.evidence else "")
@@ -122,22 +110,14 @@ def test_memcached_without_udp_passes(tmp_path: Path) -> None:
 
 @pytest.fixture(scope="module")
 def snmpds(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    daemons = []
-    try:
+    with dm.running_all({
+        host: lambda host=host, community=community: dm.start_snmpd(
+            tmp_path_factory.mktemp("snmpd"), host, 1161, community=community)
         for host, community in (("127.0.61.40", "public"),
-                                ("127.0.61.41", "n0t-public-" + "x" * 12)):
-            wd = tmp_path_factory.mktemp("snmpd")
-            daemons.append(fx.start_snmpd(wd, host, 1161, community=community))
-    except fx.DaemonUnavailable as exc:
-        for d in daemons:
-            d.stop()
-        pytest.skip(str(exc))
-    try:
-        assert fx.listeners_on_wildcard([d.proc.pid for d in daemons]) == []
+                                ("127.0.61.41", "n0t-public-" + "x" * 12))
+    }) as snmpds:
+        assert dm.listeners_on_wildcard([d.proc.pid for d in snmpds.values()]) == []
         yield
-    finally:
-        for d in daemons:
-            d.stop()
 
 
 def test_snmp_public_getbulk_is_a_finding(snmpds: None) -> None:

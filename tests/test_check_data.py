@@ -9,15 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import struct
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import daemons as dm
 import fixtures_data as fd
-import identify_fixtures as fx
 from checks_helpers import assert_finding, assert_passed
 from mamori.checks.catalog import CATALOG_DIR, load_check
 from mamori.checks.engine import run_checks
@@ -52,15 +52,15 @@ def facts(result: CheckResult) -> dict[str, str]:
     return dict(result.evidence.facts)
 
 
-def started(start: object) -> Iterator[fx.Daemon]:
-    yield from fx.daemon_fixture(start)  # type: ignore[arg-type]
+def started(start: Callable[[], dm.Daemon]) -> Iterator[dm.Daemon]:
+    yield from dm.daemon_fixture(start)
 
 
-def no_wildcard(daemon: fx.Daemon) -> None:
+def no_wildcard(daemon: dm.Daemon) -> None:
     pids = [daemon.proc.pid]
     if daemon.pidfile is not None and daemon.pidfile.exists():
         pids.append(int(daemon.pidfile.read_text().split()[0]))
-    assert fx.listeners_on_wildcard(pids) == []
+    assert dm.listeners_on_wildcard(pids) == []
 
 
 # --- memcached (real) -----------------------------------------------------------------------------
@@ -69,17 +69,17 @@ MC_OPEN, MC_AUTH, MC_PORT = NET + "1", NET + "2", 21211
 
 
 @pytest.fixture(scope="module")
-def memcached_open() -> Iterator[fx.Daemon]:
+def memcached_open() -> Iterator[dm.Daemon]:
     yield from started(lambda: fd.start_memcached(MC_OPEN, MC_PORT, auth=False))
 
 
 @pytest.fixture(scope="module")
-def memcached_auth() -> Iterator[fx.Daemon]:
+def memcached_auth() -> Iterator[dm.Daemon]:
     yield from started(lambda: fd.start_memcached(MC_AUTH, MC_PORT, auth=True))
 
 
 @pytest.mark.daemon
-def test_open_memcached_is_a_confirmed_finding(memcached_open: fx.Daemon) -> None:
+def test_open_memcached_is_a_confirmed_finding(memcached_open: dm.Daemon) -> None:
     no_wildcard(memcached_open)
     result = run("memcached-unauthenticated", MC_OPEN, MC_PORT, "memcached")
     assert_finding(result)
@@ -92,7 +92,7 @@ def test_open_memcached_is_a_confirmed_finding(memcached_open: fx.Daemon) -> Non
 
 
 @pytest.mark.daemon
-def test_memcached_with_an_auth_file_passes(memcached_auth: fx.Daemon) -> None:
+def test_memcached_with_an_auth_file_passes(memcached_auth: dm.Daemon) -> None:
     no_wildcard(memcached_auth)
     result = run("memcached-unauthenticated", MC_AUTH, MC_PORT, "memcached")
     assert_passed(result)
@@ -111,17 +111,17 @@ PG_TRUST, PG_SCRAM, PG_PORT = NET + "3", NET + "4", 25432
 
 
 @pytest.fixture(scope="module")
-def pg_trust() -> Iterator[fx.Daemon]:
+def pg_trust() -> Iterator[dm.Daemon]:
     yield from started(lambda: fd.start_postgres(PG_TRUST, PG_PORT, trust=True))
 
 
 @pytest.fixture(scope="module")
-def pg_scram() -> Iterator[fx.Daemon]:
+def pg_scram() -> Iterator[dm.Daemon]:
     yield from started(lambda: fd.start_postgres(PG_SCRAM, PG_PORT, trust=False))
 
 
 @pytest.mark.daemon
-def test_postgres_trust_is_a_confirmed_finding(pg_trust: fx.Daemon) -> None:
+def test_postgres_trust_is_a_confirmed_finding(pg_trust: dm.Daemon) -> None:
     no_wildcard(pg_trust)
     result = run("postgresql-trust-auth", PG_TRUST, PG_PORT, "postgresql")
     assert_finding(result)
@@ -133,7 +133,7 @@ def test_postgres_trust_is_a_confirmed_finding(pg_trust: fx.Daemon) -> None:
 
 
 @pytest.mark.daemon
-def test_postgres_with_scram_passes(pg_scram: fx.Daemon) -> None:
+def test_postgres_with_scram_passes(pg_scram: dm.Daemon) -> None:
     no_wildcard(pg_scram)
     result = run("postgresql-trust-auth", PG_SCRAM, PG_PORT, "postgresql")
     assert_passed(result)
@@ -147,28 +147,25 @@ DB_EMPTY, DB_PASSWORD, DB_PORT = NET + "5", NET + "6", 23306
 
 @pytest.fixture(scope="module")
 def mariadb_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    try:
-        return fd.mariadb_datadir(tmp_path_factory.mktemp("mariadb"))
-    except fx.DaemonUnavailable as exc:
-        pytest.skip(str(exc))
+    return dm.start_or_skip(fd.mariadb_datadir, tmp_path_factory.mktemp("mariadb"))
 
 
 @pytest.fixture(scope="module")
-def mariadb_empty(mariadb_template: Path) -> Iterator[fx.Daemon]:
+def mariadb_empty(mariadb_template: Path) -> Iterator[dm.Daemon]:
     work = mariadb_template.parent / "empty"
     yield from started(lambda: fd.start_mariadb(mariadb_template, work, DB_EMPTY, DB_PORT,
                                                 root_password=""))
 
 
 @pytest.fixture(scope="module")
-def mariadb_password(mariadb_template: Path) -> Iterator[fx.Daemon]:
+def mariadb_password(mariadb_template: Path) -> Iterator[dm.Daemon]:
     work = mariadb_template.parent / "password"
     yield from started(lambda: fd.start_mariadb(mariadb_template, work, DB_PASSWORD, DB_PORT,
                                                 root_password=fd.MARIADB_PASSWORD))
 
 
 @pytest.mark.daemon
-def test_mariadb_empty_root_password_is_a_confirmed_finding(mariadb_empty: fx.Daemon) -> None:
+def test_mariadb_empty_root_password_is_a_confirmed_finding(mariadb_empty: dm.Daemon) -> None:
     no_wildcard(mariadb_empty)
     result = run("mysql-empty-root-password", DB_EMPTY, DB_PORT, "mysql")
     assert_finding(result)
@@ -179,7 +176,7 @@ def test_mariadb_empty_root_password_is_a_confirmed_finding(mariadb_empty: fx.Da
 
 
 @pytest.mark.daemon
-def test_mariadb_root_with_a_password_passes(mariadb_password: fx.Daemon) -> None:
+def test_mariadb_root_with_a_password_passes(mariadb_password: dm.Daemon) -> None:
     no_wildcard(mariadb_password)
     result = run("mysql-empty-root-password", DB_PASSWORD, DB_PORT, "mysql")
     assert_passed(result)

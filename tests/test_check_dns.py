@@ -8,12 +8,11 @@ Nothing here can reach the Internet.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
+import daemons as dm
 import fixtures_dns as fd
-import identify_fixtures as fx
 from checks_helpers import assert_finding, assert_passed, run_check
 from mamori.checks.observation import CheckOptions
 from mamori.model import CheckStatus, Confidence, Proto, Severity
@@ -28,23 +27,15 @@ ASK_OUTSIDE = CheckOptions(resolver_check_name=fd.OUTSIDE_NAME,
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, fx.Daemon]]:
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, dm.Daemon]]:
     with fd.fake_root(fd.AUTH_HOST, AUTH_PORT):
-        daemons: dict[str, fx.Daemon] = {}
-        try:
-            for name, host, open_to_all in (("open", OPEN, True), ("closed", CLOSED, False)):
-                wd: Path = tmp_path_factory.mktemp(f"unbound-{name}")
-                daemons[name] = fd.start_unbound_resolver(
-                    wd, host, PORT, auth=(fd.AUTH_HOST, AUTH_PORT), open_to_all=open_to_all)
-        except fx.DaemonUnavailable as exc:
-            for d in daemons.values():
-                d.stop()
-            pytest.skip(str(exc))
-        try:
+        with dm.running_all({
+            name: lambda name=name, host=host, open_to_all=open_to_all: fd.start_unbound_resolver(
+                tmp_path_factory.mktemp(f"unbound-{name}"), host, PORT,
+                auth=(fd.AUTH_HOST, AUTH_PORT), open_to_all=open_to_all)
+            for name, host, open_to_all in (("open", OPEN, True), ("closed", CLOSED, False))
+        }) as daemons:
             yield daemons
-        finally:
-            for d in daemons.values():
-                d.stop()
 
 
 def _dns(check_id: str, host: str, port: int = PORT,
@@ -52,11 +43,11 @@ def _dns(check_id: str, host: str, port: int = PORT,
     return run_check(check_id, host, port, "dns", proto=Proto.UDP, options=options)
 
 
-def test_unbound_listens_only_on_its_loopback_address(world: dict[str, fx.Daemon]) -> None:
-    assert fx.listeners_on_wildcard([d.proc.pid for d in world.values()]) == []
+def test_unbound_listens_only_on_its_loopback_address(world: dict[str, dm.Daemon]) -> None:
+    assert dm.listeners_on_wildcard([d.proc.pid for d in world.values()]) == []
 
 
-def test_open_resolver_is_a_confirmed_finding(world: dict[str, fx.Daemon]) -> None:
+def test_open_resolver_is_a_confirmed_finding(world: dict[str, dm.Daemon]) -> None:
     result = _dns("dns-open-resolver", OPEN, options=ASK_OUTSIDE)
     assert_finding(result)
     assert result.confidence is Confidence.CONFIRMED
@@ -70,14 +61,14 @@ def test_open_resolver_is_a_confirmed_finding(world: dict[str, fx.Daemon]) -> No
     assert fd.OUTSIDE_ADDRESS in result.summary
 
 
-def test_refusing_resolver_passes(world: dict[str, fx.Daemon]) -> None:
+def test_refusing_resolver_passes(world: dict[str, dm.Daemon]) -> None:
     result = _dns("dns-open-resolver", CLOSED, options=ASK_OUTSIDE)
     assert_passed(result)
     assert result.evidence is not None
     assert result.evidence.facts["rcode"] == "REFUSED"
 
 
-def test_an_unverifiable_answer_is_only_likely(world: dict[str, fx.Daemon]) -> None:
+def test_an_unverifiable_answer_is_only_likely(world: dict[str, dm.Daemon]) -> None:
     # The resolver recursed, but its answer is not the address we know to be true.
     options = CheckOptions(resolver_check_name=fd.OUTSIDE_NAME,
                            resolver_check_addresses=("203.0.113.9",))
@@ -87,14 +78,14 @@ def test_an_unverifiable_answer_is_only_likely(world: dict[str, fx.Daemon]) -> N
     assert result.severity is Severity.MEDIUM
 
 
-def test_an_authoritative_answer_is_not_recursion(world: dict[str, fx.Daemon]) -> None:
+def test_an_authoritative_answer_is_not_recursion(world: dict[str, dm.Daemon]) -> None:
     # The fake root serves outside.test itself (AA set): answering its own zone is its job.
     result = _dns("dns-open-resolver", fd.AUTH_HOST, AUTH_PORT, options=ASK_OUTSIDE)
     assert_passed(result)
     assert result.evidence is not None and result.evidence.facts["aa"] == "yes"
 
 
-def test_a_name_that_does_not_exist_is_no_proof(world: dict[str, fx.Daemon]) -> None:
+def test_a_name_that_does_not_exist_is_no_proof(world: dict[str, dm.Daemon]) -> None:
     options = CheckOptions(resolver_check_name="nothing-here.outside.test",
                            resolver_check_addresses=(fd.OUTSIDE_ADDRESS,))
     result = _dns("dns-open-resolver", OPEN, options=options)
@@ -108,7 +99,7 @@ def test_nothing_listening_is_not_tested() -> None:
     assert "refused" in result.summary
 
 
-def test_open_resolver_amplifies(world: dict[str, fx.Daemon]) -> None:
+def test_open_resolver_amplifies(world: dict[str, dm.Daemon]) -> None:
     result = _dns("dns-amplification", OPEN)
     assert_finding(result)
     assert result.evidence is not None
@@ -119,7 +110,7 @@ def test_open_resolver_amplifies(world: dict[str, fx.Daemon]) -> None:
     assert f"x{facts['factor']}" in result.summary
 
 
-def test_refusing_resolver_does_not_amplify(world: dict[str, fx.Daemon]) -> None:
+def test_refusing_resolver_does_not_amplify(world: dict[str, dm.Daemon]) -> None:
     result = _dns("dns-amplification", CLOSED)
     assert_passed(result)
     assert result.evidence is not None

@@ -11,7 +11,7 @@ import pytest
 
 import fixtures_smtp as fx
 from checks_helpers import assert_finding, assert_passed, run_check, yes_server
-from identify_fixtures import Daemon, DaemonUnavailable, listeners_on_wildcard
+from daemons import Daemon, listeners_on_wildcard, running_all
 from mamori.checks.canary import HttpCanary, serving_in_thread
 from mamori.checks.observation import CheckOptions, Observation, ProbeContext
 from mamori.checks.params import Params
@@ -30,23 +30,15 @@ TINY_PORT, SOCKS_PORT = 8888, 1080
 @pytest.fixture(scope="module")
 def daemons(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Daemon]]:
     work = tmp_path_factory.mktemp("proxies")
-    started: dict[str, Daemon] = {}
-    try:
-        started["tiny-open"] = fx.start_tinyproxy(work, TINY_OPEN, TINY_PORT, allow="127.0.0.0/8")
-        started["tiny-shut"] = fx.start_tinyproxy(work, TINY_SHUT, TINY_PORT, allow="127.0.0.5")
-        started["dante-open"] = fx.start_danted(work, DANTE_OPEN, SOCKS_PORT, mode="open")
-        started["dante-auth"] = fx.start_danted(work, DANTE_AUTH, SOCKS_PORT, mode="auth")
-        started["dante-clients"] = fx.start_danted(work, DANTE_CLIENTS, SOCKS_PORT,
-                                                   mode="client-restricted")
-    except DaemonUnavailable as exc:
-        for d in started.values():
-            d.stop()
-        pytest.skip(str(exc))
-    try:
+    with running_all({
+        "tiny-open": lambda: fx.start_tinyproxy(work, TINY_OPEN, TINY_PORT, allow="127.0.0.0/8"),
+        "tiny-shut": lambda: fx.start_tinyproxy(work, TINY_SHUT, TINY_PORT, allow="127.0.0.5"),
+        "dante-open": lambda: fx.start_danted(work, DANTE_OPEN, SOCKS_PORT, mode="open"),
+        "dante-auth": lambda: fx.start_danted(work, DANTE_AUTH, SOCKS_PORT, mode="auth"),
+        "dante-clients": lambda: fx.start_danted(work, DANTE_CLIENTS, SOCKS_PORT,
+                                                 mode="client-restricted"),
+    }) as started:
         yield started
-    finally:
-        for d in started.values():
-            d.stop()
 
 
 def _primitive(fn, host: str, port: int, params: dict, options: CheckOptions | None = None

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-import identify_fixtures as fx
+import daemons as dm
 from checks_helpers import assert_finding, assert_passed, run_check
 
 pytestmark = pytest.mark.daemon
@@ -14,11 +14,7 @@ HOST = "127.0.51.1"
 
 
 def test_open_redis_is_a_confirmed_finding(tmp_path: Path) -> None:
-    try:
-        daemon = fx.start_redis(tmp_path, HOST, 16390)
-    except fx.DaemonUnavailable as exc:
-        pytest.skip(str(exc))
-    with daemon:
+    with dm.running(dm.start_redis, tmp_path, HOST, 16390):
         result = run_check("redis-unauthenticated", HOST, 16390, "redis")
     assert_finding(result)
     assert result.evidence is not None
@@ -27,11 +23,7 @@ def test_open_redis_is_a_confirmed_finding(tmp_path: Path) -> None:
 
 
 def test_redis_with_a_password_passes(tmp_path: Path) -> None:
-    try:
-        daemon = fx.start_redis(tmp_path, HOST, 16391, password="s3cret-for-tests")
-    except fx.DaemonUnavailable as exc:
-        pytest.skip(str(exc))
-    with daemon:
+    with dm.running(dm.start_redis, tmp_path, HOST, 16391, password="s3cret-for-tests"):
         result = run_check("redis-unauthenticated", HOST, 16391, "redis")
     assert_passed(result)
 

@@ -16,8 +16,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import daemons as dm
 import fixtures_remote as fr
-import identify_fixtures as fx
 from checks_helpers import assert_finding, assert_passed
 from mamori.checks.catalog import CATALOG_DIR, load_check
 from mamori.checks.engine import run_checks
@@ -58,16 +58,14 @@ def confirmed(result: CheckResult) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def daemons() -> Iterator[dict[str, fx.Daemon]]:
+def daemons() -> Iterator[dm.Lab]:
     """Every daemon of this module, started once; a test skips if its daemon could not run."""
-    started: dict[str, fx.Daemon] = {}
-    failed: dict[str, str] = {}
     with fr.world_readable_dir() as base:
         starters = {
             "mqtt-open": lambda: fr.start_mosquitto(base / "mq1", *MQTT_OPEN, anonymous=True),
             "mqtt-auth": lambda: fr.start_mosquitto(base / "mq2", *MQTT_AUTH, anonymous=False),
-            "telnetd": lambda: fx.start_telnetd(_mk(base / "tn"), *TELNET),
-            "sshd": lambda: fx.start_sshd(_mk(base / "ssh"), *NOT_TELNET),
+            "telnetd": lambda: dm.start_telnetd(_mk(base / "tn"), *TELNET),
+            "sshd": lambda: dm.start_sshd(_mk(base / "ssh"), *NOT_TELNET),
             "ftp-off": lambda: fr.start_vsftpd(base / "ftp1", *FTP_OFF, anonymous=False),
             "ftp-read": lambda: fr.start_vsftpd(base / "ftp2", *FTP_READ, anonymous=True),
             "ftp-write": lambda: fr.start_vsftpd(base / "ftp3", *FTP_WRITE, anonymous=True,
@@ -77,16 +75,8 @@ def daemons() -> Iterator[dict[str, fx.Daemon]]:
             "vnc-none": lambda: fr.start_xvnc(base / "vnc1", *VNC_NONE, 631, password=False),
             "vnc-auth": lambda: fr.start_xvnc(base / "vnc2", *VNC_AUTH, 632, password=True),
         }
-        try:
-            for name, start in starters.items():
-                try:
-                    started[name] = start()
-                except fx.DaemonUnavailable as exc:
-                    failed[name] = str(exc)
-            yield _Daemons(started, failed)
-        finally:
-            for daemon in started.values():
-                daemon.stop()
+        with dm.running_lab(starters) as lab:
+            yield lab
 
 
 def _mk(path: Path) -> Path:
@@ -94,33 +84,22 @@ def _mk(path: Path) -> Path:
     return path
 
 
-class _Daemons(dict[str, fx.Daemon]):
-    def __init__(self, started: dict[str, fx.Daemon], failed: dict[str, str]) -> None:
-        super().__init__(started)
-        self.failed = failed
-
-    def need(self, *names: str) -> None:
-        for name in names:
-            if name not in self:
-                pytest.skip(f"{name}: {self.failed.get(name, 'not started')}")
-
-
-def test_no_daemon_listens_on_a_wildcard_address(daemons: _Daemons) -> None:
+def test_no_daemon_listens_on_a_wildcard_address(daemons: dm.Lab) -> None:
     pids = [d.proc.pid for d in daemons.values()]
-    assert fx.listeners_on_wildcard(pids) == []
+    assert dm.listeners_on_wildcard(pids) == []
 
 
 # --- MQTT --------------------------------------------------------------------------------------
 
 
-def test_anonymous_mosquitto_is_a_confirmed_finding(daemons: _Daemons) -> None:
+def test_anonymous_mosquitto_is_a_confirmed_finding(daemons: dm.Lab) -> None:
     daemons.need("mqtt-open")
     facts = confirmed(check("mqtt-anonymous", MQTT_OPEN, "mqtt"))
     assert facts["return_code"] == "0" and facts["subscribe"] == "granted"
     assert facts["broker_version"].startswith("mosquitto version 2.")
 
 
-def test_mosquitto_with_a_password_file_passes(daemons: _Daemons) -> None:
+def test_mosquitto_with_a_password_file_passes(daemons: dm.Lab) -> None:
     daemons.need("mqtt-auth")
     result = check("mqtt-anonymous", MQTT_AUTH, "mqtt")
     assert_passed(result)
@@ -132,7 +111,7 @@ def test_mosquitto_with_a_password_file_passes(daemons: _Daemons) -> None:
 # --- Telnet ------------------------------------------------------------------------------------
 
 
-def test_inetutils_telnetd_is_a_confirmed_finding(daemons: _Daemons) -> None:
+def test_inetutils_telnetd_is_a_confirmed_finding(daemons: dm.Lab) -> None:
     daemons.need("telnetd")
     result = check("telnet-exposed", TELNET, "telnet")
     facts = confirmed(result)
@@ -141,7 +120,7 @@ def test_inetutils_telnetd_is_a_confirmed_finding(daemons: _Daemons) -> None:
     assert result.evidence is not None and "\\xff\\xfc\\x18" in (result.evidence.request or "")
 
 
-def test_a_service_that_is_not_telnet_on_the_port_passes(daemons: _Daemons) -> None:
+def test_a_service_that_is_not_telnet_on_the_port_passes(daemons: dm.Lab) -> None:
     daemons.need("sshd")
     result = check("telnet-exposed", NOT_TELNET, "telnet")
     assert_passed(result)
@@ -151,21 +130,21 @@ def test_a_service_that_is_not_telnet_on_the_port_passes(daemons: _Daemons) -> N
 # --- FTP ---------------------------------------------------------------------------------------
 
 
-def test_vsftpd_anonymous_login_is_a_confirmed_finding(daemons: _Daemons) -> None:
+def test_vsftpd_anonymous_login_is_a_confirmed_finding(daemons: dm.Lab) -> None:
     daemons.need("ftp-read")
     facts = confirmed(check("ftp-anonymous-login", FTP_READ, "ftp"))
     assert facts["pwd"] == "/"
     assert "README.txt" in facts["names"] and "incoming" in facts["names"]
 
 
-def test_vsftpd_without_anonymous_login_passes(daemons: _Daemons) -> None:
+def test_vsftpd_without_anonymous_login_passes(daemons: dm.Lab) -> None:
     daemons.need("ftp-off")
     result = check("ftp-anonymous-login", FTP_OFF, "ftp")
     assert_passed(result)
     assert result.evidence is not None and result.evidence.facts["login_reply"].startswith("530")
 
 
-def test_vsftpd_anonymous_upload_is_a_confirmed_finding(daemons: _Daemons) -> None:
+def test_vsftpd_anonymous_upload_is_a_confirmed_finding(daemons: dm.Lab) -> None:
     daemons.need("ftp-write")
     facts = confirmed(check("ftp-anonymous-write", FTP_WRITE, "ftp"))
     assert facts["directory"] == "incoming"
@@ -175,7 +154,7 @@ def test_vsftpd_anonymous_upload_is_a_confirmed_finding(daemons: _Daemons) -> No
     assert list(incoming.iterdir()) == []  # the probe removed its file
 
 
-def test_vsftpd_read_only_anonymous_passes_the_write_check(daemons: _Daemons) -> None:
+def test_vsftpd_read_only_anonymous_passes_the_write_check(daemons: dm.Lab) -> None:
     daemons.need("ftp-read")
     result = check("ftp-anonymous-write", FTP_READ, "ftp")
     assert_passed(result)
@@ -184,7 +163,7 @@ def test_vsftpd_read_only_anonymous_passes_the_write_check(daemons: _Daemons) ->
     assert list((daemons["ftp-read"].workdir / "ftp-root" / "incoming").iterdir()) == []
 
 
-def test_write_check_on_a_server_without_anonymous_login_passes(daemons: _Daemons) -> None:
+def test_write_check_on_a_server_without_anonymous_login_passes(daemons: dm.Lab) -> None:
     daemons.need("ftp-off")
     assert_passed(check("ftp-anonymous-write", FTP_OFF, "ftp"))
 
@@ -192,7 +171,7 @@ def test_write_check_on_a_server_without_anonymous_login_passes(daemons: _Daemon
 # --- rsync -------------------------------------------------------------------------------------
 
 
-def test_open_rsync_module_is_a_confirmed_finding(daemons: _Daemons) -> None:
+def test_open_rsync_module_is_a_confirmed_finding(daemons: dm.Lab) -> None:
     daemons.need("rsync-open")
     facts = confirmed(check("rsync-modules-readable", RSYNC_OPEN, "rsync"))
     assert facts["open_module"] == "backup"
@@ -200,7 +179,7 @@ def test_open_rsync_module_is_a_confirmed_finding(daemons: _Daemons) -> None:
     assert "passwords.kdbx" in facts["files"]
 
 
-def test_rsync_module_with_auth_users_passes(daemons: _Daemons) -> None:
+def test_rsync_module_with_auth_users_passes(daemons: dm.Lab) -> None:
     daemons.need("rsync-auth")
     result = check("rsync-modules-readable", RSYNC_AUTH, "rsync")
     assert_passed(result)
@@ -211,7 +190,7 @@ def test_rsync_module_with_auth_users_passes(daemons: _Daemons) -> None:
 # --- VNC ---------------------------------------------------------------------------------------
 
 
-def test_xvnc_with_security_none_is_a_confirmed_finding(daemons: _Daemons) -> None:
+def test_xvnc_with_security_none_is_a_confirmed_finding(daemons: dm.Lab) -> None:
     daemons.need("vnc-none")
     facts = confirmed(check("vnc-no-authentication", VNC_NONE, "vnc"))
     assert facts["desktop_name"].startswith("mamori-test-desktop")
@@ -219,7 +198,7 @@ def test_xvnc_with_security_none_is_a_confirmed_finding(daemons: _Daemons) -> No
     assert facts["security_types"] == "None"
 
 
-def test_xvnc_with_vnc_auth_passes(daemons: _Daemons) -> None:
+def test_xvnc_with_vnc_auth_passes(daemons: dm.Lab) -> None:
     daemons.need("vnc-auth")
     result = check("vnc-no-authentication", VNC_AUTH, "vnc")
     assert_passed(result)
@@ -246,7 +225,7 @@ def test_nothing_listening_is_not_tested(check_id: str, service: str) -> None:
     ("vnc-no-authentication", "vnc"),
 ])
 def test_another_protocol_on_the_port_is_not_tested(
-    daemons: _Daemons, check_id: str, service: str
+    daemons: dm.Lab, check_id: str, service: str
 ) -> None:
     daemons.need("ftp-read")  # an FTP greeting is nobody's MQTT, rsync or RFB
     result = check(check_id, FTP_READ, service)

@@ -12,8 +12,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import daemons as dm
 import fixtures_sharing as fs
-import identify_fixtures as fx
 from checks_helpers import assert_finding, assert_passed, run_check
 from mamori.model import CheckStatus, Confidence, Severity
 from mamori.protocols import dcerpc, ntlmssp, smb1, smb2, sunrpc
@@ -25,23 +25,23 @@ SMB_PORT = 14450
 
 
 def _samba(tmp_path_factory: pytest.TempPathFactory, host: str, profile: str) -> Iterator[
-        fx.Daemon]:
+        dm.Daemon]:
     workdir = tmp_path_factory.mktemp(f"smb-{profile}")
-    yield from fx.daemon_fixture(lambda: fs.start_samba(workdir, host, SMB_PORT, profile))
+    yield from dm.daemon_fixture(lambda: fs.start_samba(workdir, host, SMB_PORT, profile))
 
 
 @pytest.fixture(scope="module")
-def smb_open(tmp_path_factory: pytest.TempPathFactory) -> Iterator[fx.Daemon]:
+def smb_open(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dm.Daemon]:
     yield from _samba(tmp_path_factory, SMB_OPEN, "open")
 
 
 @pytest.fixture(scope="module")
-def smb_default(tmp_path_factory: pytest.TempPathFactory) -> Iterator[fx.Daemon]:
+def smb_default(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dm.Daemon]:
     yield from _samba(tmp_path_factory, SMB_DEFAULT, "default")
 
 
 @pytest.fixture(scope="module")
-def smb_hardened(tmp_path_factory: pytest.TempPathFactory) -> Iterator[fx.Daemon]:
+def smb_hardened(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dm.Daemon]:
     yield from _samba(tmp_path_factory, SMB_HARD, "hardened")
 
 
@@ -49,12 +49,12 @@ def smb_hardened(tmp_path_factory: pytest.TempPathFactory) -> Iterator[fx.Daemon
 
 
 @pytest.mark.daemon
-def test_samba_binds_only_its_own_address(smb_open: fx.Daemon, smb_hardened: fx.Daemon) -> None:
-    assert fx.listeners_on_wildcard([smb_open.proc.pid, smb_hardened.proc.pid]) == []
+def test_samba_binds_only_its_own_address(smb_open: dm.Daemon, smb_hardened: dm.Daemon) -> None:
+    assert dm.listeners_on_wildcard([smb_open.proc.pid, smb_hardened.proc.pid]) == []
 
 
 @pytest.mark.daemon
-def test_guest_share_is_listed_and_opened(smb_open: fx.Daemon) -> None:
+def test_guest_share_is_listed_and_opened(smb_open: dm.Daemon) -> None:
     result = run_check("smb-guest-shares", SMB_OPEN, SMB_PORT, "smb")
     assert_finding(result)
     assert result.confidence is Confidence.CONFIRMED
@@ -69,7 +69,7 @@ def test_guest_share_is_listed_and_opened(smb_open: fx.Daemon) -> None:
 
 
 @pytest.mark.daemon
-def test_default_samba_lists_share_names_to_anonymous(smb_default: fx.Daemon) -> None:
+def test_default_samba_lists_share_names_to_anonymous(smb_default: dm.Daemon) -> None:
     result = run_check("smb-guest-shares", SMB_DEFAULT, SMB_PORT, "smb")
     assert_finding(result)
     assert result.severity is Severity.MEDIUM  # grade listing: names only, no share opens
@@ -79,7 +79,7 @@ def test_default_samba_lists_share_names_to_anonymous(smb_default: fx.Daemon) ->
 
 
 @pytest.mark.daemon
-def test_hardened_samba_passes_share_listing(smb_hardened: fx.Daemon) -> None:
+def test_hardened_samba_passes_share_listing(smb_hardened: dm.Daemon) -> None:
     result = run_check("smb-guest-shares", SMB_HARD, SMB_PORT, "smb")
     assert_passed(result)
     assert result.evidence is not None
@@ -89,11 +89,7 @@ def test_hardened_samba_passes_share_listing(smb_hardened: fx.Daemon) -> None:
 
 @pytest.mark.daemon
 def test_guest_logon_without_enumeration_passes(tmp_path: Path) -> None:
-    try:
-        daemon = fs.start_samba(tmp_path, SMB_NO_ENUM, SMB_PORT, "no-enum")
-    except fx.DaemonUnavailable as exc:
-        pytest.skip(str(exc))
-    with daemon:
+    with dm.running(fs.start_samba, tmp_path, SMB_NO_ENUM, SMB_PORT, "no-enum"):
         result = run_check("smb-guest-shares", SMB_NO_ENUM, SMB_PORT, "smb")
     assert_passed(result)
     assert result.evidence is not None
@@ -104,7 +100,7 @@ def test_guest_logon_without_enumeration_passes(tmp_path: Path) -> None:
 
 
 @pytest.mark.daemon
-def test_smb1_accepted_is_a_finding(smb_open: fx.Daemon) -> None:
+def test_smb1_accepted_is_a_finding(smb_open: dm.Daemon) -> None:
     result = run_check("smb1-enabled", SMB_OPEN, SMB_PORT, "smb")
     assert_finding(result)
     assert result.evidence is not None
@@ -117,8 +113,8 @@ def test_smb1_accepted_is_a_finding(smb_open: fx.Daemon) -> None:
 
 @pytest.mark.daemon
 @pytest.mark.parametrize("host", [SMB_DEFAULT, SMB_HARD])
-def test_smb2_only_samba_passes_smb1(host: str, smb_default: fx.Daemon,
-                                     smb_hardened: fx.Daemon) -> None:
+def test_smb2_only_samba_passes_smb1(host: str, smb_default: dm.Daemon,
+                                     smb_hardened: dm.Daemon) -> None:
     assert_passed(run_check("smb1-enabled", host, SMB_PORT, "smb"))
 
 
@@ -172,11 +168,7 @@ def test_empty_export_list_passes() -> None:
 
 
 def test_not_rpc_is_not_tested(tmp_path: Path) -> None:
-    try:
-        daemon = fx.start_nginx(tmp_path, WEB_HOST, 18111)
-    except fx.DaemonUnavailable as exc:
-        pytest.skip(str(exc))
-    with daemon:
+    with dm.running(dm.start_nginx, tmp_path, WEB_HOST, 18111):
         result = run_check("nfs-exports-visible", WEB_HOST, 18111, "rpcbind")
     assert result.status is CheckStatus.NOT_TESTED, result.summary
 
@@ -208,11 +200,7 @@ def test_afp_without_guest_is_a_low_finding() -> None:
 
 
 def test_web_server_on_the_afp_port_passes(tmp_path: Path) -> None:
-    try:
-        daemon = fx.start_nginx(tmp_path, WEB_HOST, 10550)
-    except fx.DaemonUnavailable as exc:
-        pytest.skip(str(exc))
-    with daemon:
+    with dm.running(dm.start_nginx, tmp_path, WEB_HOST, 10550):
         result = run_check("afp-exposed", WEB_HOST, 10550, "afp")
     assert_passed(result)
 

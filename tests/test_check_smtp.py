@@ -11,7 +11,7 @@ import pytest
 
 import fixtures_smtp as fx
 from checks_helpers import assert_finding, assert_passed, run_check, yes_server
-from identify_fixtures import Daemon, DaemonUnavailable, listeners_on_wildcard
+from daemons import Daemon, listeners_on_wildcard, running_all
 from mamori.checks.canary import SmtpSink, find_token, serving_in_thread
 from mamori.checks.observation import CheckOptions
 from mamori.checks.probes.smtp import relay_grade
@@ -34,21 +34,13 @@ def sink_inbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 def postfixes(tmp_path_factory: pytest.TempPathFactory, sink_inbox: Path
               ) -> Iterator[dict[str, Daemon]]:
     work = tmp_path_factory.mktemp("postfix")
-    started: dict[str, Daemon] = {}
-    try:
-        started["open"] = fx.start_postfix_relay(work, OPEN, PORT, open_relay=True,
-                                                 sink=(SINK, SINK_PORT), permit_port=TABLE_PORT)
-        started["shut"] = fx.start_postfix_relay(work, SHUT, PORT, open_relay=False,
-                                                 sink=(SINK, SINK_PORT))
-    except DaemonUnavailable as exc:
-        for d in started.values():
-            d.stop()
-        pytest.skip(str(exc))
-    try:
+    with running_all({
+        "open": lambda: fx.start_postfix_relay(work, OPEN, PORT, open_relay=True,
+                                               sink=(SINK, SINK_PORT), permit_port=TABLE_PORT),
+        "shut": lambda: fx.start_postfix_relay(work, SHUT, PORT, open_relay=False,
+                                               sink=(SINK, SINK_PORT)),
+    }) as started:
         yield started
-    finally:
-        for d in started.values():
-            d.stop()
 
 
 def _canary(inbox: Path) -> CheckOptions:

@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import daemons as dm
 import fixtures_crypto as fc
-import identify_fixtures as fx
 from checks_helpers import assert_finding, assert_passed, run_check
 from mamori.checks.probes.ssh import judge_algorithms
 from mamori.model import CheckStatus, Confidence
@@ -26,17 +26,11 @@ HARDENED = ("127.0.66.31", 16431)
 @pytest.fixture(scope="module")
 def sshds(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     work = tmp_path_factory.mktemp("ssh")
-    try:
-        weak = fc.start_sshd(work / "weak", *WEAK, fc.SSHD_WEAK)
-    except fx.DaemonUnavailable as exc:
-        pytest.skip(str(exc))
-    try:
-        hardened = fc.start_sshd(work / "hardened", *HARDENED, fc.SSHD_HARDENED)
-    except fx.DaemonUnavailable as exc:
-        weak.stop()
-        pytest.skip(str(exc))
-    with fc.running(weak, hardened):
-        assert not fx.listeners_on_wildcard([weak.proc.pid, hardened.proc.pid])
+    with dm.running_all({
+        "weak": lambda: fc.start_sshd(work / "weak", *WEAK, fc.SSHD_WEAK),
+        "hardened": lambda: fc.start_sshd(work / "hardened", *HARDENED, fc.SSHD_HARDENED),
+    }) as sshds:
+        assert not dm.listeners_on_wildcard([d.proc.pid for d in sshds.values()])
         yield
 
 

@@ -15,8 +15,8 @@ from cryptography import x509
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import daemons as dm
 import fixtures_crypto as fc
-import identify_fixtures as fx
 from checks_helpers import assert_finding, assert_passed, run_check
 from mamori.checks.catalog import default_catalog
 from mamori.checks.engine import run_checks
@@ -67,21 +67,10 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
         lambda: fc.start_s_server(work, *HOSTS["wrong-name"], pki.wrong_name),
         lambda: fc.start_nginx_tls(work / "nginx", *HOSTS["nginx"], pki.good),
     ]
-    daemons: list[fx.Daemon] = []
-    try:
-        for start in starts:
-            daemons.append(start())
-    except fx.DaemonUnavailable as exc:
-        for d in daemons:
-            d.stop()
-        pytest.skip(str(exc))
-    try:
-        assert not fx.listeners_on_wildcard([d.proc.pid for d in daemons])
+    with dm.running_all({str(i): start for i, start in enumerate(starts)}) as daemons:
+        assert not dm.listeners_on_wildcard([d.proc.pid for d in daemons.values()])
         with fc.Sslv3Responder(*HOSTS["sslv3"]):
             yield Lab(pki, CheckOptions(ca_file=str(pki.ca_file)))
-    finally:
-        for d in daemons:
-            d.stop()
 
 
 def _run_all(name: str, options: CheckOptions, hostname: str | None) -> dict[str, CheckResult]:

@@ -14,6 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import daemons as dm
 import fixtures_web as fw
 from checks_helpers import assert_finding, assert_passed, run_check
 from mamori.model import CheckStatus, Confidence, Severity
@@ -38,16 +39,10 @@ _BACKUPS_DENIED = "    location ~* (\\.(bak|old|orig|sql|zip|tar|tgz|gz|swp)|~)$
 
 
 @contextlib.contextmanager
-def _started(start: object) -> Iterator[fw.Daemon]:
-    try:
-        daemon = start()  # type: ignore[operator]
-    except fw.DaemonUnavailable as exc:
-        pytest.skip(str(exc))
-    try:
-        assert not fw.listeners_on_wildcard([daemon.proc.pid]), "listens on a wildcard"
+def _started(start: object) -> Iterator[dm.Daemon]:
+    with dm.running(start) as daemon:  # type: ignore[arg-type]
+        assert not dm.listeners_on_wildcard([daemon.proc.pid]), "listens on a wildcard"
         yield daemon
-    finally:
-        daemon.stop()
 
 
 @pytest.fixture(scope="module")
@@ -367,9 +362,8 @@ def test_nothing_listening_is_not_tested() -> None:
 
 
 def test_https_endpoint(tmp_path: Path) -> None:
-    import identify_fixtures as fx
 
-    with _started(lambda: fx.start_nginx(tmp_path, "127.0.65.7", 18083, 18443)):
+    with _started(lambda: dm.start_nginx(tmp_path, "127.0.65.7", 18083, 18443)):
         result = run_check("http-version-disclosure", "127.0.65.7", 18443, "http", tls=True)
         assert_finding(result)
         assert "nginx/1." in _facts(result)["disclosed"]

@@ -77,11 +77,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         _scan(db)
         late = _listen(LATE)
         try:
-            try:
-                daemon = dm.start_redis(tmp, HOST, REDIS)
-            except dm.DaemonUnavailable as exc:
-                pytest.skip(str(exc))
-            with daemon:
+            with dm.running(dm.start_redis, tmp, HOST, REDIS):
                 _scan(db)
                 _scan(db)
         finally:

@@ -14,7 +14,7 @@ import struct
 import time
 import tracemalloc
 
-from identify_fixtures import Handler, tcp_server
+from fake_servers import Handler, tcp_server
 from mamori.identify.engine import identify_tcp
 from mamori.model import ErrorKind, ProbeError, Service
 from mamori.net.stream import Limits

@@ -1,6 +1,6 @@
 """Identification against the real Debian daemons, several on ports they never use.
 
-All daemons start once for the module (in identify_fixtures, each on its own 127.0.20.x
+All daemons start once for the module (in daemons, each on its own 127.0.20.x
 address) and all endpoints are identified concurrently, as a scan would; each test then checks
 one endpoint. A daemon that cannot start here skips its tests with the reason.
 """
@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-import identify_fixtures as fx
+import daemons as dm
+import fake_servers
 from mamori.identify.engine import identify_tcp, identify_udp, udp_payload
 from mamori.model import ProbeError, Service
 
@@ -62,23 +63,23 @@ CASES = [
     Case("telnetd", "127.0.20.16", 2323, "tcp", "telnet"),
 ]
 
-STARTERS: dict[str, Callable[[Path], fx.Daemon]] = {
-    "sshd": lambda w: fx.start_sshd(w, "127.0.20.1", 2222),
-    "vsftpd": lambda w: fx.start_vsftpd(w, "127.0.20.2", 2121),
-    "postfix": lambda w: fx.start_postfix(w, "127.0.20.3", 2525, 2587),
-    "dovecot": lambda w: fx.start_dovecot(w, "127.0.20.4", 1143, 1110),
-    "redis": lambda w: fx.start_redis(w, "127.0.20.5", 16379),
-    "memcached": lambda w: fx.start_memcached(w, "127.0.20.6", 11311, udp=True),
-    "nginx": lambda w: fx.start_nginx(w, "127.0.20.7", 8181, 4443),
-    "unbound": lambda w: fx.start_unbound(w, "127.0.20.8", 5354),
-    "mosquitto": lambda w: fx.start_mosquitto(w, "127.0.20.9", 18830),
-    "rsyncd": lambda w: fx.start_rsyncd(w, "127.0.20.10", 8730),
-    "snmpd": lambda w: fx.start_snmpd(w, "127.0.20.11", 1161),
-    "ntpd": lambda w: fx.start_ntpd(w, "127.0.20.12"),
-    "mariadb": lambda w: fx.start_mariadb(w, "127.0.20.13", 13306),
-    "postgres": lambda w: fx.start_postgres(w, "127.0.20.14", 15432),
-    "smbd": lambda w: fx.start_smbd(w, "127.0.20.15", 1445),
-    "telnetd": lambda w: fx.start_telnetd(w, "127.0.20.16", 2323),
+STARTERS: dict[str, Callable[[Path], dm.Daemon]] = {
+    "sshd": lambda w: dm.start_sshd(w, "127.0.20.1", 2222),
+    "vsftpd": lambda w: dm.start_vsftpd(w, "127.0.20.2", 2121),
+    "postfix": lambda w: dm.start_postfix(w, "127.0.20.3", 2525, 2587),
+    "dovecot": lambda w: dm.start_dovecot(w, "127.0.20.4", 1143, 1110),
+    "redis": lambda w: dm.start_redis(w, "127.0.20.5", 16379),
+    "memcached": lambda w: dm.start_memcached(w, "127.0.20.6", 11311, udp=True),
+    "nginx": lambda w: dm.start_nginx(w, "127.0.20.7", 8181, 4443),
+    "unbound": lambda w: dm.start_unbound(w, "127.0.20.8", 5354),
+    "mosquitto": lambda w: dm.start_mosquitto(w, "127.0.20.9", 18830),
+    "rsyncd": lambda w: dm.start_rsyncd(w, "127.0.20.10", 8730),
+    "snmpd": lambda w: dm.start_snmpd(w, "127.0.20.11", 1161),
+    "ntpd": lambda w: dm.start_ntpd(w, "127.0.20.12"),
+    "mariadb": lambda w: dm.start_mariadb(w, "127.0.20.13", 13306),
+    "postgres": lambda w: dm.start_postgres(w, "127.0.20.14", 15432),
+    "smbd": lambda w: dm.start_smbd(w, "127.0.20.15", 1445),
+    "telnetd": lambda w: dm.start_telnetd(w, "127.0.20.16", 2323),
 }
 
 
@@ -91,7 +92,7 @@ class Outcome:
 
 @dataclass
 class Lab:
-    daemons: dict[str, fx.Daemon]
+    daemons: dict[str, dm.Daemon]
     failed: dict[str, str]
     wildcard: list[str]
     outcomes: dict[Case, Outcome]
@@ -101,7 +102,7 @@ async def _identify(case: Case) -> Outcome:
     t0 = time.monotonic()
     if case.proto == "udp":
         assert case.payload_port is not None
-        reply = await fx.udp_ask(case.host, case.port, udp_payload(case.payload_port))
+        reply = await fake_servers.udp_ask(case.host, case.port, udp_payload(case.payload_port))
         service = identify_udp(case.payload_port, reply)
         return Outcome(service, [], time.monotonic() - t0)
     service, errors = await identify_tcp(case.host, case.port)
@@ -110,28 +111,20 @@ async def _identify(case: Case) -> Outcome:
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
-    daemons: dict[str, fx.Daemon] = {}
-    failed: dict[str, str] = {}
-    try:
-        for name, start in STARTERS.items():
-            try:
-                daemons[name] = start(tmp_path_factory.mktemp(name))
-            except (fx.DaemonUnavailable, OSError) as exc:
-                failed[name] = str(exc)
+    starts = {name: lambda name=name, start=start: start(tmp_path_factory.mktemp(name))
+              for name, start in STARTERS.items()}
+    with dm.running_lab(starts, errors=(dm.DaemonUnavailable, OSError)) as daemons:
         # Child processes too: ss reports the pid that owns the socket (workers, not masters).
         pids = [d.proc.pid for d in daemons.values()]
         pids += [int(p) for d in daemons.values() for p in _children(d.proc.pid)]
-        wildcard = fx.listeners_on_wildcard(pids)
+        wildcard = dm.listeners_on_wildcard(pids)
         live = [c for c in CASES if c.daemon in daemons]
 
         async def run_all() -> list[Outcome]:
             return await asyncio.gather(*(_identify(c) for c in live))
 
         outcomes = dict(zip(live, asyncio.run(run_all()), strict=True))
-        yield Lab(daemons, failed, wildcard, outcomes)
-    finally:
-        for d in daemons.values():
-            d.stop()
+        yield Lab(dict(daemons), daemons.failed, wildcard, outcomes)
 
 
 def _children(pid: int) -> list[str]:
@@ -171,11 +164,7 @@ def test_banner_services_take_one_round_trip(lab: Lab) -> None:
 
 
 def test_redis_requiring_a_password(tmp_path: Path) -> None:
-    try:
-        daemon = fx.start_redis(tmp_path, "127.0.20.17", 6390, password="s3cret-" + "x" * 8)
-    except fx.DaemonUnavailable as exc:
-        pytest.skip(str(exc))
-    with daemon:
+    with dm.running(dm.start_redis, tmp_path, "127.0.20.17", 6390, password="s3cret-" + "x" * 8):
         service, _ = asyncio.run(identify_tcp("127.0.20.17", 6390))
     assert service is not None and service.name == "redis" and service.product == "Redis"
     # Locked: no INFO, so no version; the error replies still prove RESP.

@@ -11,7 +11,7 @@ import asyncio
 import json
 import struct
 
-from identify_fixtures import tcp_server, udp_ask, udp_server
+from fake_servers import tcp_server, udp_ask, udp_server
 from mamori.identify.engine import identify_tcp, identify_udp, udp_payload
 from mamori.identify.table import load_table
 from mamori.model import Service

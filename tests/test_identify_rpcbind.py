@@ -5,11 +5,9 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-import pytest
-
+import daemons as dm
 import fixtures_sharing as fs
 import fixtures_smtp as fsm
-import identify_fixtures as fx
 from mamori.identify.engine import identify_tcp
 
 HOST = "127.0.68.1"
@@ -22,10 +20,6 @@ def test_portmapper_is_identified_on_an_unusual_port() -> None:
 
 
 def test_dante_socks5_is_identified_on_an_unusual_port(tmp_path: Path) -> None:
-    try:
-        daemon = fsm.start_danted(tmp_path, "127.0.68.2", 11080, mode="open")
-    except fx.DaemonUnavailable as exc:
-        pytest.skip(str(exc))
-    with daemon:
+    with dm.running(fsm.start_danted, tmp_path, "127.0.68.2", 11080, mode="open"):
         service, _ = asyncio.run(identify_tcp("127.0.68.2", 11080, budget=10))
     assert service is not None and service.name == "socks5"

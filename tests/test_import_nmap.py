@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-import identify_fixtures as fx
+import daemons as dm
 from mamori.importers import MAX_BYTES, NmapImportError, parse_nmap_xml
 from mamori.store import Store
 from test_diff import _listen, reports_cli
@@ -42,11 +42,7 @@ def nmap_xml(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     out = tmp / "nmap.xml"
     steady = _listen(STEADY, HOST)
     try:
-        try:
-            daemon = fx.start_redis(tmp, HOST, REDIS)
-        except fx.DaemonUnavailable as exc:
-            pytest.skip(str(exc))
-        with daemon:
+        with dm.running(dm.start_redis, tmp, HOST, REDIS):
             _nmap(out)
             yield out
     finally:

@@ -1,7 +1,7 @@
 """Protocol parsers: real captured replies parse right; random and cut bytes never crash.
 
 Captures in identify_captures.json were recorded from the Debian daemons started by
-identify_fixtures (OpenSSH 9.2p1, MariaDB 10.11, PostgreSQL 15, Redis 7.0, Samba 4,
+daemons.py (OpenSSH 9.2p1, MariaDB 10.11, PostgreSQL 15, Redis 7.0, Samba 4,
 Mosquitto 2.0, Unbound 1.17, Net-SNMP, ntpsec, inetutils telnetd, nginx 1.22).
 """
 

@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 import pytest
 from jsonschema import Draft4Validator
 
-import identify_fixtures as fx
+import daemons as dm
 from conftest import run_mamori
 from mamori.model import CheckStatus, ScanRecord, Severity
 from mamori.report.sarif import fingerprint, render_sarif
@@ -92,13 +92,9 @@ def fake_server(host: str, port: int, answer: Callable[[bytes], bytes | None]) -
 
 def scan_and_load(tmp_path: Path) -> ScanRecord:
     """Start the three listeners, run the real `mamori scan`, return what the store holds."""
-    try:
-        daemon = fx.start_redis(tmp_path, REAL_HOST, PORT)
-    except fx.DaemonUnavailable as exc:
-        pytest.skip(str(exc))
     db = tmp_path / "m.db"
     with (
-        daemon,
+        dm.running(dm.start_redis, tmp_path, REAL_HOST, PORT),
         fake_server(HOSTILE_HOST, PORT, hostile_redis),
         fake_server(SILENT_HOST, PORT, silent_redis),
     ):

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
+import daemons as dm
 import fixtures_smtp as fsm
-import identify_fixtures as fx
 from conftest import ROOT, run_mamori
 
 pytestmark = pytest.mark.daemon
@@ -32,7 +32,7 @@ def sink(tmp_path: Path) -> Iterator[Path]:
          "--inbox", str(inbox)], cwd=ROOT, stderr=subprocess.PIPE, text=True,
     )
     try:
-        fx.wait_tcp(SINK, SINK_PORT, proc=proc)  # type: ignore[arg-type]
+        dm.wait_tcp(SINK, SINK_PORT, proc=proc)  # type: ignore[arg-type]
         yield inbox
     finally:
         proc.send_signal(signal.SIGTERM)
@@ -41,12 +41,8 @@ def sink(tmp_path: Path) -> Iterator[Path]:
 
 
 def test_open_relay_is_delivered_to_the_mamori_sink(tmp_path: Path, sink: Path) -> None:
-    try:
-        relay = fsm.start_postfix_relay(tmp_path, RELAY, RELAY_PORT, open_relay=True,
-                                        sink=(SINK, SINK_PORT))
-    except fx.DaemonUnavailable as exc:
-        pytest.skip(str(exc))
-    with relay:
+    with dm.running(fsm.start_postfix_relay, tmp_path, RELAY, RELAY_PORT, open_relay=True,
+                    sink=(SINK, SINK_PORT)):
         started = time.monotonic()
         proc = run_mamori(
             "scan", RELAY, "-p", str(RELAY_PORT), "--checks", "smtp-open-relay",

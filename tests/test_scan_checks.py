@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-import identify_fixtures as fx
+import daemons as dm
 from conftest import run_mamori
 
 pytestmark = pytest.mark.daemon
@@ -18,11 +18,7 @@ PORT = 16400
 
 @pytest.fixture(scope="module")
 def open_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
-    try:
-        daemon = fx.start_redis(tmp_path_factory.mktemp("redis"), HOST, PORT)
-    except fx.DaemonUnavailable as exc:
-        pytest.skip(str(exc))
-    with daemon:
+    with dm.running(dm.start_redis, tmp_path_factory.mktemp("redis"), HOST, PORT):
         yield PORT
 
 

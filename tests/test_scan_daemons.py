@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from jsonschema import Draft202012Validator
 
-import identify_fixtures as fx
+import daemons as dm
 from conftest import ROOT, run_mamori
 
 pytestmark = pytest.mark.daemon
@@ -23,25 +23,19 @@ HOST = "127.0.42.1"
 @pytest.fixture(scope="module")
 def daemons(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, int]]:
     base = tmp_path_factory.mktemp("scan-daemons")
-    started: list[fx.Daemon] = []
     ports = {"ssh": 4222, "http": 4280, "redis": 4379, "dns": 4353}
-    try:
-        for name, start in (
-            ("ssh", lambda d: fx.start_sshd(d, HOST, ports["ssh"])),
-            ("http", lambda d: fx.start_nginx(d, HOST, ports["http"])),
-            ("redis", lambda d: fx.start_redis(d, HOST, ports["redis"])),
-            ("dns", lambda d: fx.start_unbound(d, HOST, ports["dns"])),
-        ):
-            workdir = base / name
-            workdir.mkdir()
-            try:
-                started.append(start(workdir))
-            except fx.DaemonUnavailable as exc:
-                pytest.skip(f"{name}: {exc}")
+    with dm.running_all({
+        "ssh": lambda: dm.start_sshd(_mkdir(base / "ssh"), HOST, ports["ssh"]),
+        "http": lambda: dm.start_nginx(_mkdir(base / "http"), HOST, ports["http"]),
+        "redis": lambda: dm.start_redis(_mkdir(base / "redis"), HOST, ports["redis"]),
+        "dns": lambda: dm.start_unbound(_mkdir(base / "dns"), HOST, ports["dns"]),
+    }):
         yield ports
-    finally:
-        for d in started:
-            d.stop()
+
+
+def _mkdir(path: Path) -> Path:
+    path.mkdir()
+    return path
 
 
 def test_scan_names_services_on_unusual_ports(tmp_path: Path, daemons: dict[str, int]) -> None:

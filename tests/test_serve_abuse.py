@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select, update
 
-import identify_fixtures as fx
+import daemons as dm
 from mamori.serve.app import maintain
 from mamori.serve.passwords import hash_password
 from mamori.serve.tokens import Signer
@@ -92,11 +92,7 @@ def test_a_visitor_finds_their_own_open_redis_and_deletes_the_result(
         srv: Served, tmp_path: Path) -> None:
     visitor = "127.0.151.11"
     port = closed_port(visitor)
-    try:
-        daemon = fx.start_redis(tmp_path, visitor, port)
-    except fx.DaemonUnavailable as exc:
-        pytest.skip(str(exc))
-    with daemon, srv.client(visitor) as c:
+    with dm.running(dm.start_redis, tmp_path, visitor, port), srv.client(visitor) as c:
         r = start_check(c, ports=f"{port},2024", target="127.0.151.99")
         assert r.status_code == 303, _text(r.text)[:300]
         location = r.headers["location"]

@@ -24,7 +24,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-import identify_fixtures as fx
+import daemons as dm
 from browser import CHROMIUM, launch_chromium, new_guarded_context
 from mamori.scan.pipeline import ProgressFn, ScanSink
 from mamori.serve.scanner import PipelineScanner, ScanRequest
@@ -64,11 +64,7 @@ def redis_port(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
     with socket.socket() as s:
         s.bind((VISITOR, 0))
         port = int(s.getsockname()[1])
-    try:
-        daemon = fx.start_redis(tmp_path_factory.mktemp("redis"), VISITOR, port)
-    except fx.DaemonUnavailable as exc:
-        pytest.skip(str(exc))
-    with daemon:
+    with dm.running(dm.start_redis, tmp_path_factory.mktemp("redis"), VISITOR, port):
         yield port
 
 

@@ -393,29 +393,21 @@ def _healthy(url: str) -> bool:
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    from identify_fixtures import DaemonUnavailable, start_redis
+    from daemons import running_all, start_redis
     from store_fixtures import create_pg_database, pg_bindir, running_postgres
 
     bindir = pg_bindir()
     if bindir is None:
         pytest.skip("PostgreSQL not installed (scripts/install-test-deps)")
     work = tmp_path_factory.mktemp("celery")
-    daemons = []
     procs: list[Proc] = []
     with contextlib.ExitStack() as stack:
-        try:
-            broker = start_redis(_dir(work, "broker"), BROKER_HOST, 6379)
-            daemons.append(broker)
-            targets = {}
-            for visitor in (BROWSER_VISITOR, CHILD_KILL_VISITOR, WORKER_KILL_VISITOR):
-                targets[visitor] = start_redis(_dir(work, visitor), visitor, 6379)
-                daemons.append(targets[visitor])
-        except DaemonUnavailable as exc:
-            for d in daemons:
-                d.stop()
-            pytest.skip(str(exc))
-        for d in daemons:
-            stack.callback(d.stop)
+        visitors = (BROWSER_VISITOR, CHILD_KILL_VISITOR, WORKER_KILL_VISITOR)
+        redises = stack.enter_context(running_all({
+            name: lambda name=name, host=host: start_redis(_dir(work, name), host, 6379)
+            for name, host in (("broker", BROKER_HOST), *((v, v) for v in visitors))
+        }))
+        targets = {visitor: redises[visitor] for visitor in visitors}
         base = stack.enter_context(running_postgres(bindir, PG_HOST, PG_PORT,
                                                     max_connections=60))
         db_url = create_pg_database(base, "serve_celery", PG_HOST, PG_PORT)

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from identify_fixtures import tcp_server
+from fake_servers import tcp_server
 from mamori.model import ErrorKind
 from mamori.net.stream import BoundedStream, Limits, ProbeFailure, exchange
 

@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 
 from conftest import ROOT, run_mamori
-from identify_fixtures import Daemon, DaemonUnavailable, _need, _spawn, _started, wait_tcp
+from daemons import Daemon, _need, _spawn, _started, running, wait_tcp
 from mamori.cli.app import main
 
 DECOY_A, DECOY_B, NGINX_HOST = "127.0.140.1", "127.0.140.2", "127.0.140.3"
@@ -151,14 +151,8 @@ def nginx(tmp_path: Path) -> Iterator[tuple[Daemon, Path]]:
     if shutil.which("curl") is None:
         pytest.skip("curl not installed")
     access = tmp_path / "access.log"
-    try:
-        daemon = start_nginx_logging(tmp_path, access)
-    except DaemonUnavailable as exc:
-        pytest.skip(str(exc))
-    try:
+    with running(start_nginx_logging, tmp_path, access) as daemon:
         yield daemon, access
-    finally:
-        daemon.stop()
 
 
 def test_nmap_scans_and_web_attacks_become_one_incident_each(

@@ -26,16 +26,17 @@ from typing import Any
 
 import pytest
 
-from fixtures_web import start_nginx_site
-from identify_fixtures import (
+from daemons import (
     Daemon,
     DaemonUnavailable,
     _need,
     _spawn,
     _started,
     daemon_fixture,
+    running,
     wait_tcp,
 )
+from fixtures_web import start_nginx_site
 from mamori.model.watch import Event, EventType
 from mamori.watch import signatures
 from mamori.watch.logs import FollowLimits, LogFollower, LogSpec
@@ -291,8 +292,9 @@ class PrivateJournal:
         return ["unshare", "-m", "sh", "-c", script, "sh", *argv]
 
 
-@contextlib.contextmanager
-def private_journald(workdir: Path) -> Iterator[PrivateJournal]:
+def start_journald(workdir: Path) -> Daemon:
+    """systemd-journald in its own mount namespace, writing to ``workdir/journal``: its
+    sockets in ``workdir/jrun`` (see PrivateJournal)."""
     if not os.path.exists(JOURNALD) or shutil.which("unshare") is None or os.geteuid() != 0:
         raise DaemonUnavailable("systemd-journald, unshare and root are needed")
     run, directory, conf = workdir / "jrun", workdir / "journal", workdir / "journald.conf"
@@ -305,36 +307,22 @@ def private_journald(workdir: Path) -> Iterator[PrivateJournal]:
         f"mount --bind {run} /run/systemd/journal; mount --bind {directory} /var/log/journal; "
         f"mount --bind {conf} /etc/systemd/journald.conf; exec {JOURNALD}"
     )
-    out = open(workdir / "journald.out", "wb")
-    proc = subprocess.Popen(["unshare", "-m", "sh", "-c", script], stdout=out,
-                            stderr=subprocess.STDOUT, start_new_session=True)
-    out.close()
-    try:
+    proc, log = _spawn(["unshare", "-m", "sh", "-c", script], workdir, "journald.out")
+
+    def wait() -> None:
         end = time.monotonic() + 10
         while not (run / "socket").exists() or not any(directory.rglob("*.journal")):
             if proc.poll() is not None or time.monotonic() > end:
-                raise DaemonUnavailable(
-                    "journald did not start: "
-                    + (workdir / "journald.out").read_text(errors="replace")[-500:]
-                )
+                raise DaemonUnavailable("journald did not start")
             time.sleep(0.05)
-        yield PrivateJournal(run, directory, proc)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+
+    return _started(Daemon("journald", HOST, 0, proc, workdir, None, log), wait)
 
 
 @pytest.fixture
 def journal(tmp_path: Path) -> Iterator[PrivateJournal]:
-    try:
-        with private_journald(tmp_path) as j:
-            yield j
-    except DaemonUnavailable as exc:
-        pytest.skip(str(exc))
+    with running(start_journald, tmp_path) as daemon:
+        yield PrivateJournal(tmp_path / "jrun", tmp_path / "journal", daemon.proc)
 
 
 @pytest.mark.root
@@ -342,28 +330,28 @@ def journal(tmp_path: Path) -> Iterator[PrivateJournal]:
 async def test_journald_sshd_from_real_sshd(journal: PrivateJournal, tmp_path: Path) -> None:
     """sshd logs to journald (its stderr connected by systemd-cat, identifier sshd); the
     follower runs ``journalctl -f -o json --directory`` and gets the failures."""
-    sshd_bin = _need("/usr/sbin/sshd")
-    cfg = _sshd_config(tmp_path, SSHD_JOURNAL_PORT)
-    proc, out = _spawn(
-        journal.namespaced(["systemd-cat", "-t", "sshd", sshd_bin, "-D", "-e", "-f", str(cfg)]),
-        tmp_path, "sshd.out")
-    daemon = Daemon("sshd", HOST, SSHD_JOURNAL_PORT, proc, tmp_path, tmp_path / "sshd.pid", out)
-    try:
-        _started(daemon, lambda: wait_tcp(HOST, SSHD_JOURNAL_PORT, proc=proc))
-    except DaemonUnavailable as exc:
-        pytest.skip(str(exc))
+
+    def start_sshd_journald() -> Daemon:
+        sshd_bin = _need("/usr/sbin/sshd")
+        cfg = _sshd_config(tmp_path, SSHD_JOURNAL_PORT)
+        argv = ["systemd-cat", "-t", "sshd", sshd_bin, "-D", "-e", "-f", str(cfg)]
+        proc, out = _spawn(journal.namespaced(argv), tmp_path, "sshd.out")
+        daemon = Daemon("sshd", HOST, SSHD_JOURNAL_PORT, proc, tmp_path, tmp_path / "sshd.pid",
+                        out)
+        return _started(daemon, lambda: wait_tcp(HOST, SSHD_JOURNAL_PORT, proc=proc))
+
     events: list[Event] = []
     follower = LogFollower(LogSpec("journald-sshd", str(journal.directory)), events.append,
                            limits=FAST)
-    try:
-        await follower.start()
-        await asyncio.sleep(0.5)  # journalctl is at the end of the journal
-        for user in ("root", "guest"):
-            await asyncio.to_thread(ssh_fail, user, SSHD_JOURNAL_PORT)
-        await wait_for(lambda: sum(e.type is EventType.AUTH_FAILURE for e in events) >= 2)
-    finally:
-        await follower.close()
-        daemon.stop()
+    with running(start_sshd_journald):
+        try:
+            await follower.start()
+            await asyncio.sleep(0.5)  # journalctl is at the end of the journal
+            for user in ("root", "guest"):
+                await asyncio.to_thread(ssh_fail, user, SSHD_JOURNAL_PORT)
+            await wait_for(lambda: sum(e.type is EventType.AUTH_FAILURE for e in events) >= 2)
+        finally:
+            await follower.close()
     failures = [e for e in events if e.type is EventType.AUTH_FAILURE]
     assert [(e.fields["username"], e.src) for e in failures] == [("root", CLIENT),
                                                                  ("guest", CLIENT)]

@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 
+from daemons import start_or_skip
 from fixtures_alerts import (
     MAIL_DOMAIN,
     SMTP_HOST,
@@ -31,7 +32,6 @@ from fixtures_alerts import (
     start_rsyslog,
     webhook_server,
 )
-from identify_fixtures import DaemonUnavailable
 from mamori.model.watch import Danger, Event, EventType, Incident, event_to_dict
 from mamori.settings import SettingsError, load_settings
 from mamori.watch.settings import RateLimit, StdoutSinkSettings, WatchSettings, load_watch_settings
@@ -297,11 +297,8 @@ def test_stdout_lines_are_single_escaped_lines() -> None:
 @pytest.fixture(scope="module")
 def rsyslog(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rsyslog]:
     workdir = tmp_path_factory.mktemp("rsyslog")
-    try:
-        server = start_rsyslog(workdir, free_port(SYSLOG_HOST, socket.SOCK_DGRAM),
-                               free_port(SYSLOG_HOST))
-    except DaemonUnavailable as exc:
-        pytest.skip(str(exc))
+    server = start_or_skip(start_rsyslog, workdir, free_port(SYSLOG_HOST, socket.SOCK_DGRAM),
+                           free_port(SYSLOG_HOST))
     with server.daemon:
         yield server
 
@@ -423,11 +420,8 @@ def mailbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Mailbox,
 
     workdir = tmp_path_factory.mktemp("postfix")
     pki = make_pki(workdir / "pki", [SMTP_HOST])
-    try:
-        box = start_postfix_mailbox(workdir, free_port(SMTP_HOST), pki.good.fullchain,
-                                    pki.good.key)
-    except DaemonUnavailable as exc:
-        pytest.skip(str(exc))
+    box = start_or_skip(start_postfix_mailbox, workdir, free_port(SMTP_HOST),
+                        pki.good.fullchain, pki.good.key)
     with box.daemon:
         yield box, pki.ca_file
 

@@ -1,17 +1,23 @@
-"""Real Debian daemons for tests, each with its own config, pid file and loopback address.
+"""The one way a test starts a real Debian daemon.
 
-Every ``start_*`` function writes its config into ``workdir``, starts the daemon bound to the
-given loopback ``host``/``port`` only, waits until it accepts (TCP) or has bound (UDP) and
-returns a ``Daemon``; ``Daemon.stop()`` ends it (and removes any lo alias it added). They
-raise ``DaemonUnavailable`` when the binary is missing or the daemon does not come up, so a
-test can skip with the reason. Use them through ``daemon_fixture`` or ``with start_x(...)``.
+Every ``start_*`` function (here and in the ``fixtures_*.py`` modules, which build on
+``_need``/``_spawn``/``_started``) writes the daemon's config into ``workdir``, starts it bound to
+the given loopback ``host``/``port`` only, waits (bounded) until it accepts (TCP) or has bound
+(UDP) and returns a ``Daemon``; ``Daemon.stop()`` ends it (SIGTERM to it and its process group,
+SIGKILL after a bound, reaped) and undoes what start did (lo aliases, helpers it forked). They
+raise ``DaemonUnavailable`` when the binary is missing or the daemon does not come up.
+
+Tests never catch that themselves; they use the factory, which skips the test with the reason:
+
+    with running(start_redis, tmp_path, HOST, 16390) as redis: ...        # in a test
+    yield from daemon_fixture(lambda: start_redis(tmp_path, HOST, 16390))  # in a fixture
+    with running_all({"weak": lambda: ..., "hardened": lambda: ...}) as ds: ...  # several
 
 Addresses: 127.0.20.0/24 for daemons, 127.0.21.0/24 for hostile servers (see tests).
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 import shutil
@@ -21,11 +27,14 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
+
+T = TypeVar("T")
 
 
 class DaemonUnavailable(RuntimeError):
@@ -61,6 +70,8 @@ class Daemon:
         try:
             self.proc.wait(timeout=5)
         except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.kill()
             self.proc.wait(timeout=5)
         for undo in reversed(self.cleanup):
@@ -76,7 +87,9 @@ class Daemon:
 def _need(binary: str) -> str:
     path = shutil.which(binary) or (binary if os.path.exists(binary) else None)
     if path is None:
-        raise DaemonUnavailable(f"{binary} not installed (scripts/install-test-deps)")
+        raise DaemonUnavailable(
+            f"{Path(binary).name} not installed: run scripts/install-test-deps"
+        )
     return path
 
 
@@ -758,19 +771,79 @@ def start_telnetd(workdir: Path, host: str, port: int) -> Daemon:
     return _started(d, lambda: wait_tcp(host, port, proc=proc))
 
 
-# --- pytest glue -----------------------------------------------------------------------------
+# --- the factory: start or skip, stop after --------------------------------------------------
 
 
-def daemon_fixture(start: Callable[[], Daemon]) -> Iterator[Daemon]:
-    """Start a daemon for a fixture, skipping the test with the reason if it cannot run."""
+def start_or_skip(start: Callable[..., T], *args: object, **kwargs: object) -> T:
+    """``start(*args, **kwargs)``; skip the calling test with the reason when the daemon is
+    not installed or does not come up (or, for a preparation step such as a database
+    template, cannot be made). The caller stops the daemon."""
     try:
-        daemon = start()
+        return start(*args, **kwargs)
     except DaemonUnavailable as exc:
         pytest.skip(str(exc))
+
+
+@contextlib.contextmanager
+def running(start: Callable[..., Daemon], *args: object, **kwargs: object) -> Iterator[Daemon]:
+    """A daemon for the ``with`` block: started by ``start(*args, **kwargs)`` (the test is
+    skipped with the reason when it cannot run), stopped and reaped on exit."""
+    daemon = start_or_skip(start, *args, **kwargs)
     try:
         yield daemon
     finally:
         daemon.stop()
+
+
+@contextlib.contextmanager
+def running_all(starts: Mapping[str, Callable[[], Daemon]]) -> Iterator[dict[str, Daemon]]:
+    """Several daemons by name, started in order; when one cannot run, those already started
+    are stopped and the test is skipped with the reason. All are stopped on exit."""
+    with contextlib.ExitStack() as stack:
+        yield {name: stack.enter_context(running(start)) for name, start in starts.items()}
+
+
+class Lab(dict[str, Daemon]):
+    """The daemons of ``running_lab`` that run, by name; ``failed`` says why the others did not."""
+
+    def __init__(self, started: dict[str, Daemon], failed: dict[str, str]) -> None:
+        super().__init__(started)
+        self.failed = failed
+
+    def need(self, *names: str) -> None:
+        """Skip the calling test unless every named daemon runs."""
+        for name in names:
+            if name not in self:
+                pytest.skip(f"{name}: {self.failed.get(name, 'not started')}")
+
+
+@contextlib.contextmanager
+def running_lab(
+    starts: Mapping[str, Callable[[], Daemon]],
+    errors: tuple[type[Exception], ...] = (DaemonUnavailable,),
+) -> Iterator[Lab]:
+    """Every daemon that can run, started in order, for a module of tests that each need a few:
+    one that cannot (``errors``) is recorded in ``Lab.failed`` instead of skipping them all;
+    the tests call ``lab.need(name)``. All are stopped on exit."""
+    with contextlib.ExitStack() as stack:
+        started: dict[str, Daemon] = {}
+        failed: dict[str, str] = {}
+        for name, start in starts.items():
+            try:
+                daemon = start()
+            except errors as exc:
+                failed[name] = str(exc)
+                continue
+            stack.callback(daemon.stop)
+            started[name] = daemon
+        yield Lab(started, failed)
+
+
+def daemon_fixture(start: Callable[[], Daemon]) -> Iterator[Daemon]:
+    """``yield from daemon_fixture(lambda: start_x(...))`` in a pytest fixture: the daemon for
+    the fixture's scope, or the tests skipped with the reason."""
+    with running(start) as daemon:
+        yield daemon
 
 
 def listeners_on_wildcard(pids: Sequence[int]) -> list[str]:
@@ -787,83 +860,3 @@ def listeners_on_wildcard(pids: Sequence[int]) -> list[str]:
         if any(f"pid={p}," in line for p in pids):
             bad.append(line)
     return bad
-
-
-# --- small in-process servers (hostile peers, faithful fakes) ---------------------------------
-
-Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
-
-
-@contextlib.asynccontextmanager
-async def tcp_server(host: str, port: int, handler: Handler) -> AsyncIterator[None]:
-    """Serve ``handler`` per connection on host:port inside the running loop; on exit every
-    connection is closed and every handler task cancelled (hostile handlers loop forever)."""
-    tasks: set[asyncio.Task[None]] = set()
-
-    async def wrapped(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        tasks.add(task)
-        try:
-            await handler(reader, writer)
-        except (ConnectionError, asyncio.CancelledError):
-            pass
-        finally:
-            writer.close()
-            tasks.discard(task)
-
-    server = await asyncio.start_server(wrapped, host, port, reuse_address=True)
-    try:
-        yield
-    finally:
-        server.close()
-        for task in list(tasks):
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        await server.wait_closed()
-
-
-class _Udp(asyncio.DatagramProtocol):
-    def __init__(self, reply: Callable[[bytes], bytes | None]) -> None:
-        self.reply = reply
-        self.transport: asyncio.DatagramTransport | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        # The selector transport is not a DatagramTransport subclass, but has its API.
-        self.transport = transport  # type: ignore[assignment]
-
-    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
-        out = self.reply(data)
-        if out is not None and self.transport is not None:
-            self.transport.sendto(out, addr)
-
-
-@contextlib.asynccontextmanager
-async def udp_server(
-    host: str, port: int, reply: Callable[[bytes], bytes | None]
-) -> AsyncIterator[None]:
-    """Answer each datagram with ``reply(data)`` (None: stay silent)."""
-    loop = asyncio.get_running_loop()
-    transport, _ = await loop.create_datagram_endpoint(lambda: _Udp(reply), local_addr=(host, port))
-    try:
-        yield
-    finally:
-        transport.close()
-
-
-async def udp_ask(
-    host: str, port: int, payload: bytes, timeout: float = 2.0, cap: int = 65535
-) -> bytes:
-    """Send one datagram from an ephemeral port; return the first reply (b"" if none)."""
-    loop = asyncio.get_running_loop()
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sock.setblocking(False)
-    try:
-        sock.connect((host, port))
-        await loop.sock_sendall(sock, payload)
-        try:
-            return await asyncio.wait_for(loop.sock_recv(sock, cap), timeout)
-        except (TimeoutError, ConnectionRefusedError):
-            return b""
-    finally:
-        sock.close()
