@@ -26,10 +26,12 @@ if __name__ == "__main__":  # run as the writer: make the src tree importable wi
 from mamori.model import (
     CheckResult,
     CheckStatus,
+    CheckText,
     Confidence,
     Endpoint,
     ErrorKind,
     Evidence,
+    Exposure,
     Layer,
     ListenerRecord,
     PortState,
@@ -97,6 +99,47 @@ REDIS_FIX = {
     "macos": "Edit /opt/homebrew/etc/redis.conf: requirepass, bind 127.0.0.1.",
     "router": "Do not forward TCP 6379.",
 }
+
+
+def _catalog_spec(check_id: str):  # type: ignore[no-untyped-def]
+    from mamori.audit.notes import default_notes
+    from mamori.checks.catalog import default_catalog
+
+    return {**default_catalog(), **default_notes()}.get(check_id)
+
+
+def with_texts(c: CheckResult) -> CheckResult:
+    """``c`` with the texts `mamori check`/`scan` store since 0006: English = the record's own
+    title, summary and fixes (fixtures use their own wording) with the catalog's why; Japanese
+    = the catalog's title, why and fixes and the catalog's Japanese summary template filled
+    with the stored facts (a finding whose English summary came from that template; else the
+    English summary, as a note's detail is; passed / not tested: the translated prefix)."""
+    spec = _catalog_spec(c.check_id)
+    if spec is None:
+        return c
+    from mamori.checks.engine import fill
+
+    facts = dict(c.evidence.facts) if c.evidence is not None else {}
+    ja_summary = c.summary
+    if c.status is CheckStatus.PASSED:
+        ja_summary = "合格: " + c.summary.removeprefix("passed: ")
+    elif c.status is CheckStatus.NOT_TESTED:
+        ja_summary = "未テスト: " + c.summary.removeprefix("not tested: ")
+    else:
+        templates = [spec.summary] if getattr(spec, "summary", None) is not None else []
+        templates += [g.summary for g in getattr(spec, "grades", {}).values() if g.summary]
+        for tpl in templates:
+            if fill(tpl.en, facts) == c.summary:
+                ja_summary = fill(tpl.ja, facts)
+                break
+    platforms = ("linux", "macos", "router")
+    return replace(c, texts={
+        "en": CheckText(c.title, c.summary, spec.why.en,
+                        {p: c.remediation.get(p, "") for p in platforms}),
+        "ja": CheckText(spec.title.ja, ja_summary, spec.why.ja,
+                        {p: getattr(spec.remediation, p).ja for p in platforms}),
+    })
+
 
 # Check results as the engine would report them, in a deliberately scrambled order; get_scan
 # must hand them back as SAMPLE_CHECKS_ORDERED.
@@ -199,6 +242,10 @@ DNS_NOT_TESTED = CheckResult(
     summary="not tested: timeout: no answer within 30 s",
     remediation={"linux": "allow-recursion { localhost; };", "macos": "-", "router": "-"},
     references=("RFC 5358",),
+)
+GIT_EXPOSED, REDIS_OPEN, SSH_ROOT, SSH_PASSWORD, TLS_EXPIRED, DNS_NOT_TESTED = (
+    with_texts(c)
+    for c in (GIT_EXPOSED, REDIS_OPEN, SSH_ROOT, SSH_PASSWORD, TLS_EXPIRED, DNS_NOT_TESTED)
 )
 SAMPLE_CHECKS = [SSH_PASSWORD, DNS_NOT_TESTED, SSH_ROOT, GIT_EXPOSED, TLS_EXPIRED, REDIS_OPEN]
 # Findings worst first, then not tested, then passed; ties in host order, then proto/port/id.
@@ -431,8 +478,7 @@ SAMPLE_LISTENERS_ORDERED = [
 REDIS_INSIDE = replace(
     REDIS_OPEN,
     port=6379,
-    summary="INFO returned redis_version 7.0.15 without AUTH "
-    "[listening on 0.0.0.0:6379 (all), firewall: allowed]",
+    exposure=Exposure("0.0.0.0", 6379, Scope.ALL, Verdict.ALLOWED, Severity.CRITICAL),
 )
 SMB_GUEST = CheckResult(
     check_id="sharing-smb-guest",
@@ -492,6 +538,9 @@ RPCBIND_OK = CheckResult(
     confidence=None,
     title="rpcbind is running and reachable from the network",
     summary="passed: rpcbind is not running",
+)
+SMB_GUEST, EXPOSED_REDIS, NFS_UNSURE, RPCBIND_OK = (
+    with_texts(c) for c in (SMB_GUEST, EXPOSED_REDIS, NFS_UNSURE, RPCBIND_OK)
 )
 SAMPLE_INSIDE_CHECKS = [RPCBIND_OK, EXPOSED_REDIS, NFS_UNSURE, SMB_GUEST, REDIS_INSIDE]
 

@@ -14,16 +14,18 @@ from typing import Any
 import pytest
 from pydantic import BaseModel
 
-import daemons as dm
+import identify_fixtures as fx
 from conftest import run_mamori
 from mamori.audit.notes import load_notes
 from mamori.checks.catalog import default_catalog, load_catalog
+from mamori.checks.engine import evaluate, not_tested
+from mamori.checks.observation import CheckOptions, Observation, ProbeContext
 from mamori.checks.spec import Text
-from mamori.model import CheckResult, CheckStatus, Confidence, Evidence, ScanRecord
+from mamori.model import CheckResult, CheckStatus, Proto, ScanRecord
 from mamori.report import render, text
 from mamori.report.i18n import LANGS, MESSAGES, locale_lang, resolve_lang, t
 from mamori.store import Store
-from store_fixtures import REDIS_OPEN, store_check_scan, store_sample_scan
+from store_fixtures import store_check_scan, store_sample_scan
 
 JAPANESE = re.compile(r"[\u3040-\u30ff\u3400-\u9fff]")  # kana or kanji
 _NO_WORDS = {"layer.os", "severity_count", "list_sep"}  # "OS", "{severity} {n}", "、"
@@ -121,48 +123,58 @@ def test_an_explicit_language_wins_and_a_wrong_one_is_refused() -> None:
 # -- check text in the chosen language ----------------------------------------------------------
 
 
+def _ctx() -> ProbeContext:
+    return ProbeContext("127.0.0.1", 6379, Proto.TCP, None, None, CheckOptions())
+
+
 def _redis_finding(version: str = "7.2.4", role: str = "master") -> CheckResult:
     spec = default_catalog()["redis-unauthenticated"]
-    facts = {"redis_version": version, "role": role}
-    summary = spec.summary.en.replace("${redis_version}", version).replace("${role}", role)
-    return replace(REDIS_OPEN, check_id=spec.id, title=spec.title.en, summary=summary,
-                   evidence=Evidence(test="INFO", facts=facts))
+    obs = Observation(test="INFO", fields={"redis_version": version, "role": role})
+    return evaluate(spec, _ctx(), obs)
 
 
-def test_the_japanese_summary_is_rebuilt_from_the_stored_facts() -> None:
+def test_the_engine_stores_every_language_and_reports_read_only_the_record() -> None:
     c = _redis_finding()
     spec = default_catalog()["redis-unauthenticated"]
     expected = spec.summary.ja.replace("${redis_version}", "7.2.4").replace("${role}", "master")
-    assert text.summary(c, "ja") == expected
-    assert text.summary(c, "en") == c.summary
+    assert c.texts["ja"].summary == expected == text.summary(c, "ja")
+    assert text.summary(c, "en") == c.summary == c.texts["en"].summary
     assert text.title(c, "ja") == spec.title.ja
-    assert text.why("redis-unauthenticated", "ja") == spec.why.ja
+    assert text.why(c, "ja") == spec.why.ja
     assert text.fixes(c, "ja")["linux"] == spec.remediation.linux.ja
+    # What is shown is what was stored, even when the catalog says something else today.
+    edited = replace(c, texts={**c.texts, "ja": replace(c.texts["ja"], summary="保存された要約")})
+    assert text.summary(edited, "ja") == "保存された要約"
+    # Passed and not-tested results keep the English evidence behind a translated prefix.
+    passed = evaluate(spec, _ctx(), Observation(test="INFO", fields={"error": "NOAUTH"}))
+    assert passed.status is CheckStatus.PASSED
+    assert text.summary(passed, "ja") == "合格: INFO" and passed.summary == "passed: INFO"
+    skipped = not_tested(spec, _ctx(), "timeout: no answer")
+    assert text.summary(skipped, "ja") == "未テスト: timeout: no answer"
 
 
-def test_a_summary_that_cannot_be_rebuilt_stays_english() -> None:
-    c = _redis_finding()
-    odd = replace(c, summary=c.summary + " (edited)")  # not what the template gives
-    assert text.summary(odd, "ja") == odd.summary
-    no_facts = replace(c, evidence=Evidence(test="INFO"))
-    assert text.summary(no_facts, "ja") == c.summary
-    unknown = replace(c, check_id="no-such-check")
-    assert text.summary(unknown, "ja") == c.summary and text.title(unknown, "ja") == c.title
+def test_a_record_stored_without_texts_shows_its_english_fields() -> None:
+    c = replace(_redis_finding(), texts={})
+    assert text.summary(c, "ja") == c.summary and text.title(c, "ja") == c.title
+    assert text.why(c, "ja") is None
+    assert text.fixes(c, "ja")["linux"] == c.remediation["linux"]
+    only_en = replace(_redis_finding(), texts={"en": _redis_finding().texts["en"]})
+    assert text.title(only_en, "ja") == only_en.texts["en"].title
 
 
 def test_a_grade_summary_is_translated_too() -> None:
     spec = next(s for s in default_catalog().values()
                 if any(g.summary for g in s.grades.values()))
-    grade = next(g for g in spec.grades.values() if g.summary)
+    name, grade = next((n, g) for n, g in spec.grades.items() if g.summary)
     assert grade.summary is not None
     names = re.findall(r"\$\{(\w+)\}", grade.summary.en)
-    facts = {n: f"v-{n}" for n in names}
-    en = re.sub(r"\$\{(\w+)\}", lambda m: facts[m.group(1)], grade.summary.en)
-    ja = re.sub(r"\$\{(\w+)\}", lambda m: facts[m.group(1)], grade.summary.ja)
-    c = CheckResult(spec.id, "127.0.0.1", 25, REDIS_OPEN.proto, CheckStatus.FINDING,
-                    spec.severity, spec.layer, Confidence.LIKELY, spec.title.en, en,
-                    Evidence(test="t", facts=facts))
-    assert text.summary(c, "ja") == ja
+    fields = {**{n: f"v-{n}" for n in names}, "afp_versions": "AFP3.4",
+              "uams": "No User Authent", "grade": name}
+    ja = re.sub(r"\$\{(\w+)\}", lambda m: fields[m.group(1)], grade.summary.ja)
+    en = re.sub(r"\$\{(\w+)\}", lambda m: fields[m.group(1)], grade.summary.en)
+    c = evaluate(spec, _ctx(), Observation(test="t", fields=fields))
+    assert c.status is CheckStatus.FINDING
+    assert text.summary(c, "ja") == ja and text.summary(c, "en") == en
 
 
 # -- every renderer ------------------------------------------------------------------------------
@@ -210,8 +222,12 @@ def test_json_keeps_the_stored_english_text(records: tuple[ScanRecord, ScanRecor
 def redis_scan(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, int]]:
     """One real scan of a real redis-server without a password; yields (db, scan id)."""
     work = tmp_path_factory.mktemp("i18n")
+    try:
+        daemon = fx.start_redis(work, REDIS_HOST, REDIS_PORT)
+    except fx.DaemonUnavailable as exc:
+        pytest.skip(str(exc))
     db = str(work / "m.db")
-    with dm.running(dm.start_redis, work, REDIS_HOST, REDIS_PORT):
+    with daemon:
         proc = run_mamori("scan", REDIS_HOST, "-p", str(REDIS_PORT), "--lang", "ja",
                           "--db", db)
     assert proc.returncode == 0, proc.stderr

@@ -29,6 +29,8 @@ from store_fixtures import (
     DNS_UNSURE,
     GIT_EXPOSED,
     HOSTILE_LOOPBACK,
+    REDIS_INSIDE,
+    REDIS_OPEN,
     SAMPLE_CHECKS_ORDERED,
     SAMPLE_ERRORS,
     SAMPLE_LISTENERS_ORDERED,
@@ -129,7 +131,17 @@ def test_check_results_in_full(tmp_path: Path, schema: dict[str, Any]) -> None:
         },
         "remediation": dict(GIT_EXPOSED.remediation),
         "references": list(GIT_EXPOSED.references),
+        "texts": {
+            lang: {"title": x.title, "summary": x.summary, "why": x.why, "fixes": dict(x.fixes)}
+            for lang, x in GIT_EXPOSED.texts.items()
+        },
+        "exposure": None,
     }
+    # 1.3: every language's text is in the record; the Japanese one is what --lang ja shows.
+    redis = by_id["redis-unauthenticated"]
+    assert set(redis["texts"]) == {"en", "ja"}
+    assert redis["texts"]["en"]["summary"] == redis["summary"]
+    assert redis["texts"]["ja"]["title"] == REDIS_OPEN.texts["ja"].title
     # A platform the check gives no advice for is null, not missing.
     assert by_id["ssh-root-login"]["remediation"] == {
         "linux": SSH_ROOT.remediation["linux"],
@@ -227,6 +239,20 @@ def test_check_scan_listeners_in_full(tmp_path: Path, schema: dict[str, Any]) ->
     assert loopback["process"] == HOSTILE_LOOPBACK.process  # exact text, escaped by JSON
     # Inside findings (port 0, address "localhost") validate like probe findings.
     assert {"sharing-smb-guest", "exposed-listener"} <= {c["check_id"] for c in doc["checks"]}
+    # A finding graded by its listener's exposure says so in its own field (1.3).
+    redis = next(c for c in doc["checks"] if c["check_id"] == "redis-unauthenticated")
+    assert redis["exposure"] == {"address": "0.0.0.0", "port": 6379, "scope": "all",
+                                 "firewall": "allowed", "check_severity": "critical"}
+    assert redis["summary"] == REDIS_INSIDE.summary and "[listening" not in redis["summary"]
+
+
+def test_a_1_2_document_still_validates(tmp_path: Path, schema: dict[str, Any]) -> None:
+    # 1.3 only added fields: check results without texts and exposure stay valid.
+    doc = _check_doc(tmp_path)
+    for c in doc["checks"]:
+        del c["texts"], c["exposure"]
+    doc["schema"] = "mamori.scan/1.2"
+    _validate(doc, schema)
 
 
 def test_a_1_1_document_still_validates(tmp_path: Path, schema: dict[str, Any]) -> None:

@@ -52,7 +52,7 @@ def test_summary_counts_and_top_three(record: ScanRecord) -> None:
 def test_top_three_are_the_worst(record: ScanRecord) -> None:
     finding = record.findings[0]
     checks = tuple(
-        replace(finding, port=p, severity=s, title=f"t{p}")
+        replace(finding, port=p, severity=s, title=f"t{p}", texts={})
         for p, s in (
             (1, Severity.LOW),
             (2, Severity.CRITICAL),

@@ -83,7 +83,7 @@ def _bound(server: ThreadedServer) -> ThreadedServer:
 def test_migration_0005_matches_the_models_and_downgrades(store: Store) -> None:
     with store.engine.connect() as conn:
         ctx = MigrationContext.configure(conn)
-        assert ctx.get_current_revision() == SCHEMA_HEAD == "0005"
+        assert ctx.get_current_revision() == SCHEMA_HEAD  # 0005 or a later head
         assert compare_metadata(ctx, Base.metadata) == []
     _new(store)
     with store.engine.begin() as conn:

@@ -20,6 +20,7 @@ from mamori.model import (
     CheckResult,
     CheckStatus,
     Endpoint,
+    Exposure,
     ListenerRecord,
     ProbeError,
     Proto,
@@ -144,11 +145,12 @@ class ExposureSink:
             verdict = decision.verdict if decision else None
             if decision is not None and decision.only_from:
                 verdict = Verdict.UNDETERMINED  # open to some sources only: keep the grade
-            severity = escalate(result.severity, listener.scope, verdict)
-            where = (f"listening on {listener.address}:{listener.port} ({listener.scope.value})"
-                     + (f", firewall: {verdict.value}" if verdict else ""))
-            result = dataclasses.replace(result, severity=severity,
-                                         summary=f"{result.summary} [{where}]")
+            exposure = Exposure(address=listener.address, port=listener.port,
+                                scope=listener.scope, firewall=verdict,
+                                check_severity=result.severity)
+            result = dataclasses.replace(
+                result, severity=escalate(result.severity, listener.scope, verdict),
+                exposure=exposure)
         self.inner.on_check(result)
 
 

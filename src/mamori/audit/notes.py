@@ -14,8 +14,10 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from mamori.checks.spec import Remediation, Text
+from mamori.checks.texts import NOT_TESTED_PREFIX, PASSED_PREFIX, check_texts
 from mamori.model import CheckResult, CheckStatus, Confidence, Evidence, Layer, Proto, Severity
 from mamori.model.audit import AuditNote
+from mamori.model.scan import TEXT_LANGS
 
 CATALOG_DIR = Path(__file__).resolve().parent / "catalog"
 
@@ -59,12 +61,16 @@ def note_result(note: AuditNote, *, host: str = "localhost", port: int = 0,
                 proto: Proto = Proto.TCP) -> CheckResult:
     """The CheckResult for one note. An id missing from the catalog is a bug: KeyError."""
     spec = default_notes()[note.check_id]
+    # The note's detail is evidence (what the machine said), kept as it was read; a finding's
+    # summary is the detail itself in every language.
     if note.ok is None:
-        status, summary = CheckStatus.NOT_TESTED, f"not tested: {note.detail}"
+        status, prefix = CheckStatus.NOT_TESTED, NOT_TESTED_PREFIX
     elif note.ok:
-        status, summary = CheckStatus.PASSED, f"passed: {note.detail}"
+        status, prefix = CheckStatus.PASSED, PASSED_PREFIX
     else:
-        status, summary = CheckStatus.FINDING, note.detail
+        status, prefix = CheckStatus.FINDING, {lang: "" for lang in TEXT_LANGS}
+    summaries = {lang: prefix[lang] + note.detail for lang in TEXT_LANGS}
+    summary = summaries["en"]
     return CheckResult(
         check_id=spec.id,
         address=host,
@@ -80,4 +86,5 @@ def note_result(note: AuditNote, *, host: str = "localhost", port: int = 0,
         remediation={"linux": spec.remediation.linux.en, "macos": spec.remediation.macos.en,
                      "router": spec.remediation.router.en},
         references=tuple(spec.references),
+        texts=check_texts(spec, summaries),
     )

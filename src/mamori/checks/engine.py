@@ -14,6 +14,7 @@ from mamori.checks.observation import CheckOptions, Observation, ProbeContext
 from mamori.checks.params import ParamError, Params
 from mamori.checks.registry import PRIMITIVES
 from mamori.checks.spec import CheckSpec, Matcher
+from mamori.checks.texts import NOT_TESTED_PREFIX, PASSED_PREFIX, check_texts
 from mamori.model import (
     CheckResult,
     CheckStatus,
@@ -26,6 +27,7 @@ from mamori.model import (
     Service,
     Severity,
 )
+from mamori.model.scan import TEXT_LANGS
 from mamori.net.stream import ProbeFailure
 
 CHECK_BUDGET = 30.0  # seconds one primitive may take, end to end
@@ -78,26 +80,31 @@ def evaluate(spec: CheckSpec, ctx: ProbeContext, obs: Observation) -> CheckResul
         reply=obs.reply,
         facts={k: fields[k] for k in spec.evidence if k in fields},
     )
-    severity, confidence, summary = spec.severity, spec.confidence, spec.summary.en
+    severity, confidence, summary = spec.severity, spec.confidence, spec.summary
     grade = spec.grades.get(fields.get("grade", ""))
     if grade is not None:
         confidence = grade.confidence
         severity = grade.severity or severity
-        summary = grade.summary.en if grade.summary else summary
+        summary = grade.summary or summary
+    if found:
+        summaries = {"en": fill(summary.en, fields), "ja": fill(summary.ja, fields)}
+    else:
+        summaries = {lang: PASSED_PREFIX[lang] + obs.test for lang in TEXT_LANGS}
     return _result(
         spec, ctx,
         status=CheckStatus.FINDING if found else CheckStatus.PASSED,
         confidence=confidence if found else None,
         severity=severity,
-        summary=fill(summary, fields) if found else f"passed: {obs.test}",
+        summaries=summaries,
         evidence=evidence,
     )
 
 
 def _result(
     spec: CheckSpec, ctx: ProbeContext, *, status: CheckStatus, confidence: Confidence | None,
-    severity: Severity, summary: str, evidence: Evidence | None,
+    severity: Severity, summaries: dict[str, str], evidence: Evidence | None,
 ) -> CheckResult:
+    summary = summaries["en"]
     return CheckResult(
         check_id=spec.id,
         address=ctx.address,
@@ -116,12 +123,15 @@ def _result(
             "router": spec.remediation.router.en,
         },
         references=tuple(spec.references),
+        texts=check_texts(spec, summaries),
     )
 
 
 def not_tested(spec: CheckSpec, ctx: ProbeContext, reason: str) -> CheckResult:
     return _result(spec, ctx, status=CheckStatus.NOT_TESTED, confidence=None,
-                   severity=spec.severity, summary=f"not tested: {reason}", evidence=None)
+                   severity=spec.severity,
+                   summaries={lang: NOT_TESTED_PREFIX[lang] + reason for lang in TEXT_LANGS},
+                   evidence=None)
 
 
 async def _observe(spec: CheckSpec, ctx: ProbeContext, budget: float) -> Observation | str:

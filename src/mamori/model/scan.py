@@ -10,10 +10,10 @@ from enum import StrEnum
 from types import MappingProxyType
 from typing import Any
 
-from mamori.model.audit import ListenerRecord
+from mamori.model.audit import ListenerRecord, Scope, Verdict
 from mamori.model.base import Proto, Severity
 
-JSON_SCHEMA_VERSION = "1.2"
+JSON_SCHEMA_VERSION = "1.3"
 
 _EMPTY: Mapping[str, str] = MappingProxyType({})
 
@@ -173,6 +173,37 @@ class Evidence:
     facts: Mapping[str, str] = field(default_factory=lambda: _EMPTY)  # parsed, e.g. version
 
 
+PLATFORMS = ("linux", "macos", "router")  # the keys of a check's fixes
+TEXT_LANGS = ("en", "ja")  # the languages a check result carries its text in
+
+
+@dataclass(frozen=True, slots=True)
+class CheckText:
+    """A check result's report text in one language, resolved when the check ran: the
+    catalog's title, why it matters and fixes, and the summary filled with what was observed
+    (for passed / not-tested results the English evidence, behind a translated prefix)."""
+
+    title: str
+    summary: str
+    why: str = ""
+    fixes: Mapping[str, str] = field(default_factory=lambda: _EMPTY)  # linux/macos/router
+
+
+@dataclass(frozen=True, slots=True)
+class Exposure:
+    """How exposed the listener behind a finding of `mamori check` is, and the severity the
+    check itself gave before the finding was re-graded by that exposure."""
+
+    address: str  # the bound address of the listener (0.0.0.0, ::, 192.168.1.5, 127.0.0.1)
+    port: int
+    scope: Scope
+    firewall: Verdict | None  # None: not asked (loopback) or no backend could be read
+    check_severity: Severity
+
+
+_NO_TEXTS: Mapping[str, CheckText] = MappingProxyType({})
+
+
 @dataclass(frozen=True, slots=True)
 class CheckResult:
     """One check run against one endpoint: a finding, a pass, or "not tested: reason"."""
@@ -190,6 +221,10 @@ class CheckResult:
     evidence: Evidence | None = None
     remediation: Mapping[str, str] = field(default_factory=lambda: _EMPTY)  # linux/macos/router
     references: tuple[str, ...] = ()
+    # Language code ("en", "ja") -> the text in that language; empty for records stored before
+    # texts were (reports then fall back to the English fields above).
+    texts: Mapping[str, CheckText] = field(default_factory=lambda: _NO_TEXTS)
+    exposure: Exposure | None = None  # `mamori check` findings graded by their listener
 
     @property
     def key(self) -> tuple[str, str, int, str]:

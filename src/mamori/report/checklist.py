@@ -2,7 +2,7 @@
 
 The checklist holds every finding ordered by risk and grouped in the three layers the old
 checklists thought in (OS, network, application): what was found, why it matters (one line,
-from the check's catalog entry), the evidence (which process listens on which address, what the
+stored with the result), the evidence (which process listens on which address, what the
 firewall said and by which rule, what the probe sent back) and the fix for Linux and macOS.
 Checks that could not run are listed, never left out. The listeners table follows: every
 socket listening on the machine, most exposed first.
@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from functools import cache
 
 from rich.console import RenderableType
 from rich.padding import Padding
@@ -77,12 +76,17 @@ def first_sentence(text: str, limit: int = 220) -> str:
     return clean(sentence, limit)
 
 
-@cache
-def catalog_why(lang: str = "en") -> Mapping[str, str]:
-    """Return "why it matters" (one line, in ``lang``) per check id, from the exposure-check
-    catalog and the inside-check catalog. A catalog that cannot be loaded contributes nothing
-    (the checklist then shows no why-line for its checks); it never fails the report."""
-    return {cid: first_sentence(e.why[lang]) for cid, e in catalog_text.catalog_texts().items()}
+def record_why(checks: Sequence[CheckResult], lang: str = "en") -> dict[str, str]:
+    """Return "why it matters" (one line, in ``lang``) per check id, from the results' own
+    stored texts (the first result of a check id that holds one). Records stored before texts
+    were hold none: the checklist then shows no why-line for them."""
+    out: dict[str, str] = {}
+    for c in checks:
+        if c.check_id not in out:
+            reason = catalog_text.why(c, lang)
+            if reason:
+                out[c.check_id] = first_sentence(reason)
+    return out
 
 
 # -- evidence ------------------------------------------------------------------------------
@@ -168,6 +172,9 @@ def _finding(
     head.append(f" ({confidence}){_where(c)}  {clean(catalog_text.title(c, lang), 160)}"
                 f" [{clean(c.check_id, 64)}]")
     lines = [clean(catalog_text.summary(c, lang), 300)]
+    exposure = catalog_text.exposure(c, lang)
+    if exposure:
+        lines.append(clean(exposure, 200))
     reason = why.get(c.check_id)
     if reason:
         lines.append(f"{t('table.why', lang)}{reason}")
@@ -203,8 +210,8 @@ def checklist_renderables(
     named, "no findings" when it has none), worst first within a layer and numbered in that
     order; then every check not tested; then how many passed (or, with ``hidden``, what
     --only-problems left out)."""
-    why = catalog_why(lang) if why is None else why
     checks = record.checks
+    why = record_why(checks, lang) if why is None else why
     findings = [c for c in checks if c.status is CheckStatus.FINDING]
     out: list[RenderableType] = [Text("")]
     if findings:
@@ -342,7 +349,7 @@ def render_checklist(
 ) -> str:
     """Return a scan of kind "check" as text: header, summary, checklist, listeners table,
     and every probe that could not finish. ``why`` maps check ids to one-line reasons
-    (default: the check catalogs, in ``lang``). ANSI colours only when ``color``.
+    (default: the results' stored texts, in ``lang``). ANSI colours only when ``color``.
     ``only_problems`` hides passed checks and info findings. Raises nothing for any record."""
     hidden: Hidden | None = None
     if only_problems:

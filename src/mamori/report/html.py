@@ -72,7 +72,7 @@ _UI_KEYS = {
     "address_port": "doc.address_port", "scope": "doc.scope", "process": "doc.process",
     "user": "doc.user", "none_found": "doc.none_found",
     "untested_note": "doc.untested_note", "old_run": "diff.old_run", "new_run": "diff.new_run",
-    "targets": "doc.targets",
+    "targets": "doc.targets", "exposure": "exposure.label",
 }
 
 
@@ -171,7 +171,7 @@ def _finding_view(
     n: int, c: CheckResult, listeners: Sequence[ListenerRecord], lang: str, prefix: str
 ) -> dict[str, Any]:
     dom_id = f"{prefix}-finding-{n}"
-    why = catalog_text.why(c.check_id, lang)
+    why = catalog_text.why(c, lang)
     ev = c.evidence
     evidence = None
     if ev is not None:
@@ -183,7 +183,7 @@ def _finding_view(
         }
     rec = listener_for(c, listeners) if c.port else None
     fixes = []
-    for key, value in catalog_text.fixes(c, lang, prefer_catalog=True).items():
+    for key, value in catalog_text.fixes(c, lang).items():
         if value.strip() and value.strip() != "-":
             fixes.append({
                 "platform": catalog_text.PLATFORM_LABEL[key],
@@ -200,6 +200,7 @@ def _finding_view(
         "check_id": clean(c.check_id, 64),
         "where": _where(c.address, c.port, c.proto.value, lang),
         "summary": clean(" ".join(catalog_text.summary(c, lang).split()), _REMOTE * 2),
+        "exposure": clean(catalog_text.exposure(c, lang) or "", _REMOTE),
         "why_parts": _parts(why) if why else [],
         "evidence": evidence,
         "listener": _listener_view(rec, lang) if rec is not None else None,

@@ -1,6 +1,6 @@
 """The report's own words in English and Japanese, and how the language is chosen.
 
-Check text (titles, why it matters, fixes) comes from the catalogs (``report.text``); this
+Check text (titles, why it matters, fixes) comes from the stored records (``report.text``); this
 table holds only the fixed words of the reports: headings, labels, sentences around numbers.
 Each message has both languages side by side, with the same ``{placeholders}``; a test fails
 when one is missing. English has a plural form where a count is said ("1 check", "2 checks").
@@ -120,6 +120,24 @@ MESSAGES: Final[dict[str, Msg]] = {
         "hidden by --only-problems: {passed} passed, {info} info, {closed} closed or filtered",
         "--only-problems により非表示: 合格 {passed} 件、情報 {info} 件、"
         "閉じている/フィルタ {closed} 件",
+    ),
+    # -- a finding's exposure (`mamori check`: the listener that graded it) -----------------
+    "exposure.listening": Msg("listening on {where} ({scope})", "{where} ({scope}) で待ち受け"),
+    "exposure.listening_fw": Msg(
+        "listening on {where} ({scope}), firewall: {firewall}",
+        "{where} ({scope}) で待ち受け、ファイアウォール: {firewall}",
+    ),
+    "exposure.scope.loopback": Msg("this machine only", "このマシンのみ"),
+    "exposure.scope.interface": Msg("one interface", "1 つのインターフェース"),
+    "exposure.scope.all": Msg("all interfaces", "すべてのインターフェース"),
+    "exposure.fw.allowed": Msg("allowed", "許可"),
+    "exposure.fw.blocked": Msg("blocked", "遮断"),
+    "exposure.fw.undetermined": Msg("undetermined", "判定不能"),
+    "exposure.fw.no-firewall": Msg("no firewall", "ファイアウォールなし"),
+    "exposure.label": Msg("Exposure", "露出"),
+    "exposure.graded": Msg(
+        "severity {severity} (the check said {check})",
+        "深刻度 {severity} (チェック自体の判定は {check})",
     ),
     # -- the terminal table (scan view and checklist) ----------------------------------------
     "table.started": Msg("started", "開始"),

@@ -17,6 +17,7 @@ from mamori.model import (
     CheckStatus,
     Endpoint,
     Evidence,
+    Exposure,
     HostResult,
     ListenerRecord,
     PortState,
@@ -132,6 +133,27 @@ def check_to_dict(result: CheckResult) -> dict[str, Any]:
         "evidence": evidence_to_dict(result.evidence) if result.evidence is not None else None,
         "remediation": remediation,
         "references": list(result.references),
+        "texts": {
+            str(lang): {
+                "title": text.title,
+                "summary": text.summary,
+                "why": text.why,
+                "fixes": {str(k): str(v) for k, v in text.fixes.items()},
+            }
+            for lang, text in result.texts.items()
+        },
+        "exposure": exposure_to_dict(result.exposure) if result.exposure is not None else None,
+    }
+
+
+def exposure_to_dict(e: Exposure) -> dict[str, Any]:
+    """Return the JSON object for the exposure that graded a `mamori check` finding."""
+    return {
+        "address": e.address,
+        "port": e.port,
+        "scope": e.scope.value,
+        "firewall": e.firewall.value if e.firewall is not None else None,
+        "check_severity": e.check_severity.value,
     }
 
 

@@ -71,8 +71,9 @@ def fenced(value: str, limit: int = _BLOCK_LIMIT, info: str = "text") -> str:
 
 
 def _trusted(value: str) -> str:
-    """Catalog text (mamori's own): whitespace collapsed, inline code kept; ``<``/``>`` and
-    ``&`` still as entities so a placeholder like ``<long random>`` is not read as HTML."""
+    """Catalog text (mamori's own, stored with the result when the check ran): whitespace
+    collapsed, inline code kept; ``<``/``>`` and ``&`` still as entities so a placeholder
+    like ``<long random>`` is not read as HTML."""
     parts = re.split(r"(`[^`]*`)", " ".join(value.split()))
     # Odd parts are code spans: literal in Markdown, so entities there would show as "&lt;".
     return "".join(
@@ -212,7 +213,7 @@ def _listener_for(c: CheckResult, listeners: Sequence[ListenerRecord]) -> Listen
 def _finding(
     n: int, c: CheckResult, listeners: Sequence[ListenerRecord], lang: str = "en"
 ) -> list[str]:
-    why = catalog_text.why(c.check_id, lang)
+    why = catalog_text.why(c, lang)
     confidence = confidence_name(c.confidence.value if c.confidence else None, lang)
     lines = [
         "",
@@ -224,12 +225,15 @@ def _finding(
         "",
         md_text(catalog_text.summary(c, lang), 400),
     ]
+    exposure = catalog_text.exposure(c, lang)
+    if exposure:
+        lines += ["", f"**{t('exposure.label', lang)}:** {md_text(exposure, 200)}"]
     if why is not None:
         lines += ["", f"**{t('why', lang)}:** {_trusted(why)}"]
     evidence = _evidence(c, _listener_for(c, listeners), lang)
     if evidence:
         lines += ["", f"**{t('evidence', lang)}:**", "", *evidence]
-    fixes = catalog_text.fixes(c, lang, prefer_catalog=True)
+    fixes = catalog_text.fixes(c, lang)
     lines += ["", f"**{t('fix', lang)}:**", "", *_fixes(fixes, lang)]
     return lines
 

@@ -95,10 +95,9 @@ def _fixes_text(fixes: Mapping[str, str]) -> tuple[str, str]:
 def _rule(check_id: str, results: list[CheckResult], lang: str) -> dict[str, Any]:
     first = results[0]
     worst = max((c.severity for c in results), key=lambda s: s.rank)
-    entry = catalog_text.catalog_texts().get(check_id)
-    title = _text(entry.title[lang] if entry else first.title, 300)
-    why = _text(entry.why[lang]) if entry else title
-    plain, markdown = _fixes_text(catalog_text.fixes(first, lang, prefer_catalog=True))
+    title = _text(catalog_text.title(first, lang), 300)
+    why = _text(catalog_text.why(first, lang) or title)
+    plain, markdown = _fixes_text(catalog_text.fixes(first, lang))
     rule: dict[str, Any] = {
         "id": check_id,
         "name": "".join(part.capitalize() for part in check_id.replace("_", "-").split("-")),
@@ -127,6 +126,13 @@ def _result(c: CheckResult, rule_index: int, lang: str) -> dict[str, Any]:
         "proto": c.proto.value,
         "port": c.port,
     }
+    e = c.exposure
+    if e is not None:
+        props["exposure"] = {
+            "address": clean(e.address, 64), "port": e.port, "scope": e.scope.value,
+            "firewall": e.firewall.value if e.firewall is not None else None,
+            "checkSeverity": e.check_severity.value,
+        }
     ev = c.evidence
     if ev is not None:
         props["evidence"] = {

@@ -170,6 +170,13 @@ class CheckResultRow(Base):
     remediation: Mapped[dict[str, str]] = mapped_column(JSON)
     # Not "references": a reserved word in SQL, awkward in every hand-written query.
     refs: Mapped[list[str]] = mapped_column(JSON)
+    # {lang: {"title", "summary", "why", "fixes": {platform: text}}}; NULL in rows stored
+    # before migration 0006 (reports fall back to title, summary and remediation).
+    texts: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True), nullable=True)
+    # {"address", "port", "scope", "firewall", "check_severity"}: `mamori check` findings
+    # graded by their listener's exposure; NULL otherwise.
+    exposure: Mapped[dict[str, Any] | None] = mapped_column(
+        JSON(none_as_null=True), nullable=True)
 
 
 class ListenerRow(Base):

@@ -22,10 +22,12 @@ from mamori import __version__
 from mamori.model import (
     CheckResult,
     CheckStatus,
+    CheckText,
     Confidence,
     Endpoint,
     ErrorKind,
     Evidence,
+    Exposure,
     HostResult,
     Layer,
     ListenerRecord,
@@ -105,7 +107,50 @@ def _check_values(result: CheckResult) -> dict[str, Any]:
         "evidence": evidence,
         "remediation": {_no_nul(str(k)): _no_nul(str(v)) for k, v in result.remediation.items()},
         "refs": [_no_nul(str(r)) for r in result.references],
+        "texts": {
+            _no_nul(str(lang)): {
+                "title": _no_nul(text.title),
+                "summary": _no_nul(text.summary),
+                "why": _no_nul(text.why),
+                "fixes": {_no_nul(str(k)): _no_nul(str(v)) for k, v in text.fixes.items()},
+            }
+            for lang, text in result.texts.items()
+        } or None,
+        "exposure": _exposure_value(result.exposure),
     }
+
+
+def _exposure_value(e: Exposure | None) -> dict[str, Any] | None:
+    if e is None:
+        return None
+    return {"address": _no_nul(e.address), "port": e.port, "scope": e.scope.value,
+            "firewall": e.firewall.value if e.firewall is not None else None,
+            "check_severity": e.check_severity.value}
+
+
+def _texts_from_row(value: Any) -> dict[str, CheckText]:
+    if not isinstance(value, dict):
+        return {}
+    return {
+        str(lang): CheckText(
+            title=str(t.get("title", "")),
+            summary=str(t.get("summary", "")),
+            why=str(t.get("why", "")),
+            fixes={str(k): str(v) for k, v in (t.get("fixes") or {}).items()},
+        )
+        for lang, t in value.items()
+        if isinstance(t, dict)
+    }
+
+
+def _exposure_from_row(value: Any) -> Exposure | None:
+    if not isinstance(value, dict):
+        return None
+    firewall = value.get("firewall")
+    return Exposure(address=str(value["address"]), port=int(value["port"]),
+                    scope=Scope(value["scope"]),
+                    firewall=Verdict(firewall) if firewall is not None else None,
+                    check_severity=Severity(value["check_severity"]))
 
 
 def _check_from_row(m: Any) -> CheckResult:
@@ -132,6 +177,8 @@ def _check_from_row(m: Any) -> CheckResult:
         evidence=evidence,
         remediation=dict(m.remediation or {}),
         references=tuple(m.refs or ()),
+        texts=_texts_from_row(m.texts),
+        exposure=_exposure_from_row(m.exposure),
     )
 
 
