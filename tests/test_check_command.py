@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-import identify_fixtures as fx
+import daemons as dm
 from conftest import ROOT, run_mamori
 
 pytestmark = pytest.mark.daemon
@@ -42,18 +42,14 @@ def ss_listeners() -> set[tuple[str, str, int]]:
 @pytest.fixture
 def machine(tmp_path: Path) -> Iterator[dict[str, int]]:
     """An open Redis on a loopback address and a plain listener on all interfaces."""
-    try:
-        redis = fx.start_redis(tmp_path, HOST, REDIS_PORT)
-    except fx.DaemonUnavailable as exc:
-        pytest.skip(str(exc))
-    wide = socket.socket()
-    wide.bind(("0.0.0.0", 0))
-    wide.listen(4)
-    try:
-        yield {"redis": REDIS_PORT, "wide": wide.getsockname()[1]}
-    finally:
-        wide.close()
-        redis.stop()
+    with dm.running(dm.start_redis, tmp_path, HOST, REDIS_PORT):
+        wide = socket.socket()
+        wide.bind(("0.0.0.0", 0))
+        wide.listen(4)
+        try:
+            yield {"redis": REDIS_PORT, "wide": wide.getsockname()[1]}
+        finally:
+            wide.close()
 
 
 @pytest.fixture

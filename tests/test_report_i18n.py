@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from pydantic import BaseModel
 
-import identify_fixtures as fx
+import daemons as dm
 from conftest import run_mamori
 from mamori.audit.notes import load_notes
 from mamori.checks.catalog import default_catalog, load_catalog
@@ -222,12 +222,8 @@ def test_json_keeps_the_stored_english_text(records: tuple[ScanRecord, ScanRecor
 def redis_scan(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, int]]:
     """One real scan of a real redis-server without a password; yields (db, scan id)."""
     work = tmp_path_factory.mktemp("i18n")
-    try:
-        daemon = fx.start_redis(work, REDIS_HOST, REDIS_PORT)
-    except fx.DaemonUnavailable as exc:
-        pytest.skip(str(exc))
     db = str(work / "m.db")
-    with daemon:
+    with dm.running(dm.start_redis, work, REDIS_HOST, REDIS_PORT):
         proc = run_mamori("scan", REDIS_HOST, "-p", str(REDIS_PORT), "--lang", "ja",
                           "--db", db)
     assert proc.returncode == 0, proc.stderr
