@@ -9,7 +9,7 @@ one on 127.0.110.3 answers identification but stays silent on the check (a check
 tested, which the report must list as such).
 
 ``scan_lab`` runs the real CLI (``python -m mamori scan``) against the lab and returns the
-stored scan id; ``scripts/make-report-screenshot`` and tests/test_report_html.py share it.
+stored scan id; ``scripts/make-report-screenshot`` and tests/report/test_report_html.py share it.
 """
 
 from __future__ import annotations

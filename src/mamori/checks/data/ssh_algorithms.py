@@ -3,7 +3,7 @@
 Two levels. WEAK: a server offering it gives the ssh-weak-algorithms finding; none of these is
 in OpenSSH's default server set, so turning them on was a choice that can be undone. LEGACY:
 still in some defaults and not broken in SSH's use, reported as context only.
-tests/test_ssh_algorithms_table.py enforces the table's rules.
+tests/checks/test_ssh_algorithms_table.py enforces the table's rules.
 """
 
 from __future__ import annotations

@@ -41,7 +41,7 @@ from store_fixtures import (
     writer_command,
 )
 
-SRC = Path(__file__).resolve().parents[1] / "src"
+SRC = Path(__file__).resolve().parents[2] / "src"
 
 
 def _digest(path: Path) -> str:

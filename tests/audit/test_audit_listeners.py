@@ -31,7 +31,7 @@ from mamori.audit.listeners import (
 from mamori.model import Proto
 from mamori.model.audit import Listener, Scope
 
-SRC = Path(__file__).resolve().parent.parent / "src"
+SRC = Path(__file__).resolve().parents[2] / "src"
 
 Key = tuple[str, str, int]  # (proto, address, port)
 

@@ -249,6 +249,6 @@ def test_every_tcp_probe_is_exercised_by_a_test_server() -> None:
     covered = {"ssh", "ftp", "smtp", "pop3", "imap", "telnet", "http", "tls", "dns", "redis",
                "memcached", "mongodb", "postgresql", "mysql", "smb", "rsync", "mqtt", "vnc",
                "rdp", "elasticsearch", "docker", "afp",
-               "rpcbind",  # tests/test_identify_rpcbind.py
-               "socks5"}  # tests/test_identify_rpcbind.py (a real dante)
+               "rpcbind",  # tests/identify/test_identify_rpcbind.py
+               "socks5"}  # tests/identify/test_identify_rpcbind.py (a real dante)
     assert tcp_services <= covered

@@ -17,7 +17,7 @@ from mamori.audit.runner import CommandResult, ReplayRunner
 from mamori.model import Proto
 from mamori.model.audit import AuditNote, Listener, Scope, Verdict
 
-FIX = Path(__file__).parent / "fixtures" / "audit" / "macos"
+FIX = Path(__file__).resolve().parents[1] / "fixtures" / "audit" / "macos"
 
 
 def replay(name: str) -> ReplayRunner:

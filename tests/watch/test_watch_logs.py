@@ -13,7 +13,7 @@ from mamori.model.watch import EventType
 from mamori.watch.logs import LOG_KINDS, LogSpec, parse_line
 from mamori.watch.logs.journald import decode_record, parse_record
 
-FIXTURES = Path(__file__).parent / "fixtures" / "watch"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "watch"
 NOW = datetime(2024, 3, 4, 0, 0, tzinfo=UTC)
 F, INV, S = EventType.AUTH_FAILURE, EventType.AUTH_INVALID_USER, EventType.AUTH_SUCCESS
 

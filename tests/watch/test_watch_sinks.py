@@ -39,7 +39,7 @@ from mamori.watch.sinks import Alert, AlertRouter, Notice, alert_line
 from mamori.watch.sinks.files import StdoutSink
 from mamori.watch.sinks.limits import Limiter
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 NOISY = "198.51.100.7"
 

@@ -52,7 +52,7 @@ OTHER = "127.0.125.9"  # an address with no decoy
 PORTS = [23201, 23202, 23203, 23204, 23205]
 EXCLUDE = ["--exclude-ports", "2024"]
 FAST = ["--max-retries", "0", "--initial-rtt-timeout", "100ms", "--max-rtt-timeout", "200ms"]
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _packet(flags: int, *, src: str = "10.0.0.1", dst: str = HOST, sport: int = 40000,

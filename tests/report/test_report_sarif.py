@@ -32,7 +32,7 @@ from store_fixtures import store_check_scan
 
 pytestmark = pytest.mark.daemon
 
-SCHEMA_PATH = Path(__file__).parent / "data" / "sarif-schema-2.1.0.json"
+SCHEMA_PATH = Path(__file__).resolve().parents[1] / "data" / "sarif-schema-2.1.0.json"
 REAL_HOST, HOSTILE_HOST, SILENT_HOST = "127.0.97.1", "127.0.97.2", "127.0.97.3"
 PORT = 16497
 HOSTILE = '7.0.0<img src=x onerror=alert(1)>[click me](http://evil.example/x)"`|**'

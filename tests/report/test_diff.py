@@ -3,11 +3,8 @@ an open Redis started between them, then compared as a user (or cron) would."""
 
 from __future__ import annotations
 
-import contextlib
 import json
-import socket
 import subprocess
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,11 +12,13 @@ import pytest
 
 import daemons as dm
 from conftest import run_mamori
+from listeners import Listener
 from mamori.model import Confidence, Severity
 from mamori.report import diff_records, render_diff
 from mamori.store import Store
 from mamori.store.queries import previous_scan_ids
 
+TESTS = Path(__file__).resolve().parents[1]
 HOST = "127.0.87.1"
 STEADY, LATE, REDIS = 16871, 16872, 16873
 PORTS = f"{STEADY},{LATE},{REDIS}"
@@ -29,35 +28,8 @@ def reports_cli(*args: str) -> subprocess.CompletedProcess[str]:
     return run_mamori(*args)
 
 
-class _Listener:
-    """A port that accepts every connection and closes it at once (so the backlog never
-    fills and the port stays open from scan to scan)."""
-
-    def __init__(self, port: int, host: str = HOST) -> None:
-        self.sock = socket.socket()
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind((host, port))
-        self.sock.listen(64)
-        self.thread = threading.Thread(target=self._serve, daemon=True)
-        self.thread.start()
-
-    def _serve(self) -> None:
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            conn.close()
-
-    def close(self) -> None:
-        with contextlib.suppress(OSError):
-            self.sock.shutdown(socket.SHUT_RDWR)
-        self.sock.close()
-        self.thread.join(timeout=5)
-
-
-def _listen(port: int, host: str = HOST) -> _Listener:
-    return _Listener(port, host)
+def _listen(port: int, host: str = HOST) -> Listener:
+    return Listener(port, host)
 
 
 def _scan(db: str) -> None:
@@ -196,7 +168,7 @@ def test_diff_markdown_html_and_sarif(runs: str, tmp_path: Path) -> None:
     assert 'data-check="redis-unauthenticated"' in text
 
     doc = json.loads(render_diff(diff_records(one, two), "sarif"))
-    schema = json.loads((Path(__file__).parent / "data" / "sarif-schema-2.1.0.json").read_text())
+    schema = json.loads((TESTS / "data" / "sarif-schema-2.1.0.json").read_text())
     errors = list(Draft4Validator(schema).iter_errors(doc))
     assert not errors, errors[0].message
     results = doc["runs"][0]["results"]

@@ -42,7 +42,7 @@ from mamori.model import Proto
 from netns import ip as _ip
 from netns import veth_pair
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SRC = str(ROOT / "src")
 
 

@@ -43,7 +43,7 @@ from mamori.watch.decoys.ssh import SshPersona
 from mamori.watch.decoys.telnet import TelnetPersona
 from watch_decoy_farm import DecoyFarm, types
 
-HERE = Path(__file__).resolve().parent
+TESTS = Path(__file__).resolve().parents[1]  # the helpers live at the top of tests/
 
 
 # --- specs -----------------------------------------------------------------------------------
@@ -616,8 +616,8 @@ def _telnet_login(src: str, dst: str, port: int) -> float:
 class _Child:
     def __init__(self, config: dict[str, object]) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, str(HERE / "watch_decoy_child.py"), json.dumps(config)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=HERE.parent)
+            [sys.executable, str(TESTS / "watch_decoy_child.py"), json.dumps(config)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=TESTS.parent)
         assert self.proc.stdout is not None
         line = self.proc.stdout.readline()
         assert line.startswith("READY"), line

@@ -17,7 +17,7 @@ from mamori.watch.logs import parse_line
 from mamori.watch.signatures import SignatureError, check_examples, load_dir
 from mamori.watch.signatures.spec import SignatureFile
 
-FIXTURES = Path(__file__).parent / "fixtures" / "watch"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "watch"
 NOW = datetime(2024, 3, 3, 1, 0, tzinfo=UTC)
 
 

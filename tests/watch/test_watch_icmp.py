@@ -23,7 +23,7 @@ from mamori.model.watch import Event, EventType
 from mamori.watch.decoys import DecoyLimits
 from mamori.watch.icmp import IcmpSensor, parse_icmp4, parse_icmp6
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _ipv4(src: str, dst: str, payload: bytes, proto: int = 1) -> bytes:

@@ -36,8 +36,9 @@ from mamori.protocols import (
     tls,
 )
 
+TESTS = Path(__file__).resolve().parents[1]
 CAPTURES = {k: bytes.fromhex(v) for k, v in
-            json.loads((Path(__file__).parent / "identify_captures.json").read_text()).items()}
+            json.loads((TESTS / "identify_captures.json").read_text()).items()}
 
 PURE_PARSERS: dict[str, Callable[[bytes], object]] = {
     "tls": tls.parse_server_reply,

@@ -40,7 +40,7 @@ from store_fixtures import (
     store_sample_scan,
 )
 
-SCHEMA_PATH = Path(__file__).resolve().parents[1] / "docs" / "schema" / "scan-v1.json"
+SCHEMA_PATH = Path(__file__).resolve().parents[2] / "docs" / "schema" / "scan-v1.json"
 
 
 @pytest.fixture(scope="module")

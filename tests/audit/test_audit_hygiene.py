@@ -25,7 +25,7 @@ from mamori.audit.hygiene import (
 )
 from mamori.audit.runner import ReplayRunner, SystemRunner
 
-FIXTURES = Path(__file__).parent / "fixtures" / "audit"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "audit"
 MACOS: dict[str, dict[str, dict[str, object]]] = json.loads(
     (FIXTURES / "macos_hygiene.json").read_text(encoding="utf-8"))
 
@@ -76,7 +76,7 @@ def test_check_empty_passwords_real_shadow_as_root_and_as_nobody(tmp_path: Path)
             "from mamori.audit.hygiene import check_empty_passwords;"
             "os.setgroups([]); os.setgid(65534); os.setuid(65534);"
             "n = check_empty_passwords(system='Linux'); print(n.ok, n.detail)")
-    src = str(Path(__file__).resolve().parent.parent / "src")
+    src = str(Path(__file__).resolve().parents[2] / "src")
     out = subprocess.run([sys.executable, "-c", code, src], capture_output=True, text=True,
                          timeout=30, check=True, cwd="/").stdout
     assert out.startswith("None undetermined: /etc/shadow is not readable")

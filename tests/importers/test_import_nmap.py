@@ -13,9 +13,10 @@ from pathlib import Path
 import pytest
 
 import daemons as dm
+from conftest import run_mamori
+from listeners import Listener
 from mamori.importers import MAX_BYTES, NmapImportError, parse_nmap_xml
 from mamori.store import Store
-from test_diff import _listen, reports_cli
 
 HOST = "127.0.88.1"
 STEADY, REDIS, SHUT = 16881, 16882, 16883
@@ -40,7 +41,7 @@ def nmap_xml(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     Redis stays running for the checks mamori runs at import."""
     tmp = tmp_path_factory.mktemp("nmap")
     out = tmp / "nmap.xml"
-    steady = _listen(STEADY, HOST)
+    steady = Listener(STEADY, HOST)
     try:
         with dm.running(dm.start_redis, tmp, HOST, REDIS):
             _nmap(out)
@@ -67,7 +68,7 @@ def test_import_with_checks_stores_the_run_and_finds_the_open_redis(
     nmap_xml: Path, tmp_path: Path
 ) -> None:
     db = str(tmp_path / "m.db")
-    proc = reports_cli("import", str(nmap_xml), "--checks", "redis-unauthenticated",
+    proc = run_mamori("import", str(nmap_xml), "--checks", "redis-unauthenticated",
                        "-f", "json", "--db", db)
     assert proc.returncode == 0, proc.stderr
     assert "imported" in proc.stderr
@@ -89,7 +90,7 @@ def test_import_with_checks_stores_the_run_and_finds_the_open_redis(
 
 def test_all_checks_and_a_table(nmap_xml: Path, tmp_path: Path) -> None:
     db = str(tmp_path / "m.db")
-    proc = reports_cli("import", str(nmap_xml), "--checks", "all", "--db", db)
+    proc = run_mamori("import", str(nmap_xml), "--checks", "all", "--db", db)
     assert proc.returncode == 0, proc.stderr
     assert "redis" in proc.stdout.lower() and str(REDIS) in proc.stdout
 
@@ -99,13 +100,13 @@ def test_two_imports_diff_clean_and_bad_checks_are_refused(
 ) -> None:
     db = str(tmp_path / "m.db")
     for _ in range(2):
-        assert reports_cli("import", str(nmap_xml), "--db", db).returncode == 0
-    proc = reports_cli("diff", "--db", db, "-f", "json")
+        assert run_mamori("import", str(nmap_xml), "--db", db).returncode == 0
+    proc = run_mamori("diff", "--db", db, "-f", "json")
     assert proc.returncode == 0, proc.stderr
     doc = json.loads(proc.stdout)
     assert doc["old"]["kind"] == "import" and (doc["old"]["id"], doc["new"]["id"]) == (1, 2)
     assert doc["ports"] == {"opened": [], "closed": []}
-    bad = reports_cli("import", str(nmap_xml), "--checks", "no-such-check", "--db", db)
+    bad = run_mamori("import", str(nmap_xml), "--checks", "no-such-check", "--db", db)
     assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1
     with Store.open(db) as store:
         assert len(store.list_scans()) == 2
@@ -147,7 +148,7 @@ def test_hostile_xml_is_refused_in_one_line_and_nothing_is_stored(
     path = tmp_path / name
     path.write_bytes(body)
     db = str(tmp_path / "m.db")
-    proc = reports_cli("import", str(path), "--db", db)
+    proc = run_mamori("import", str(path), "--db", db)
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert proc.stdout == ""
     (line,) = proc.stderr.strip().splitlines()
@@ -162,7 +163,7 @@ def test_a_file_over_64_mib_is_refused_unread(tmp_path: Path) -> None:
         f.write(b"<nmaprun>")
         f.truncate(MAX_BYTES + 1)
     db = str(tmp_path / "m.db")
-    proc = reports_cli("import", str(path), "--db", db)
+    proc = run_mamori("import", str(path), "--db", db)
     assert proc.returncode == 2
     (line,) = proc.stderr.strip().splitlines()
     assert "64 MiB" in line
@@ -173,5 +174,5 @@ def test_a_file_over_64_mib_is_refused_unread(tmp_path: Path) -> None:
 
 
 def test_a_missing_file_is_refused(tmp_path: Path) -> None:
-    proc = reports_cli("import", str(tmp_path / "nope.xml"), "--db", str(tmp_path / "m.db"))
+    proc = run_mamori("import", str(tmp_path / "nope.xml"), "--db", str(tmp_path / "m.db"))
     assert proc.returncode == 2 and "cannot read" in proc.stderr

@@ -19,7 +19,7 @@ from typing import Any
 from mamori.model.watch import Event, EventType
 from mamori.watch.logs import FollowLimits, LineSplitter, LogFollower, LogSpec
 
-FIXTURES = Path(__file__).parent / "fixtures" / "watch"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "watch"
 FAST = FollowLimits(poll_interval=0.02, rotate_grace=0.5, restart_delay=0.05)
 
 
