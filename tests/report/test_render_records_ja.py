@@ -35,12 +35,14 @@ from conftest import ROOT
 from mamori.audit.notes import default_notes
 from mamori.checks.catalog import default_catalog
 from mamori.checks.spec import Text
-from mamori.model import CheckResult, ScanRecord
+from mamori.model import CheckResult, ScanRecord, Severity
+from mamori.model.audit import Scope
 from mamori.report import render
+from mamori.report.diff import diff_records, render_diff_table
 from mamori.store import Store
 from mamori.store.migrate import SCHEMA_HEAD, alembic_config
 from mamori.store.models import Base
-from store_fixtures import REDIS_OPEN, store_sample_scan
+from store_fixtures import REDIS_OPEN, store_check_scan, store_sample_scan
 
 LAB_HOST = "127.0.113.7"  # this file's own address for the scan lab
 FORMATS = ("table", "markdown", "html")
@@ -225,6 +227,28 @@ def test_a_finding_graded_by_exposure_keeps_its_summary_and_says_its_exposure(
     assert got["exposure"] == {"address": "0.0.0.0", "port": 6379, "scope": "all",
                                "firewall": "allowed", "check_severity": spec.severity.value}
     assert got["texts"]["ja"]["summary"] == redis.texts["ja"].summary
+
+
+def test_a_diff_says_the_exposure_that_raised_a_finding(tmp_path: Path) -> None:
+    """Two `mamori check` runs: the same open Redis, first on loopback, then on all interfaces
+    let in by the firewall: the diff names the exposure in the report's language."""
+    with Store.open(str(tmp_path / "m.db")) as store:
+        record = store.get_scan(store_check_scan(store))
+    assert record is not None
+    (inside,) = [c for c in record.checks if c.check_id == "redis-unauthenticated"]
+    assert inside.exposure is not None
+    before = replace(inside, severity=Severity.LOW,
+                     exposure=replace(inside.exposure, address="127.0.0.1",
+                                      scope=Scope.LOOPBACK, firewall=None))
+    diff = diff_records(replace(record, id=1, checks=(before,)),
+                        replace(record, id=2, checks=(inside,)))
+    assert diff.worse
+    ja = render_diff_table(diff, "ja")
+    assert inside.texts["ja"].summary in ja
+    assert "0.0.0.0:6379 (すべてのインターフェース) で待ち受け、ファイアウォール: 許可" in ja
+    assert "listening on" not in ja
+    assert "listening on 0.0.0.0:6379 (all interfaces), firewall: allowed" in render_diff_table(
+        diff, "en")
 
 
 # -- records stored before texts; the migration --------------------------------------------------

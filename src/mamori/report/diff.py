@@ -230,14 +230,14 @@ def render_diff_table(diff: ScanDiff, lang: str = "en") -> str:
     def f_row(mark: str, c: CheckResult) -> str:
         return (f"{mark} {_sev(c.severity.value, lang):<8} "
                 f"{_where(c.address, c.port, c.proto.value)} "
-                f"{clean(c.check_id, 64)}: {clean(catalog_text.summary(c, lang), 300)}")
+                f"{clean(c.check_id, 64)}: {clean(catalog_text.one_line(c, lang), 300)}")
 
     section("diff.new", [f_row("+", c) for c in diff.new_findings])
     section("diff.changed", [
         f"{'^' if c.raised else '~'} {_where(c.new.address, c.new.port, c.new.proto.value)} "
         f"{clean(c.new.check_id, 64)}: {_sev(c.old.severity.value, lang)}/{_conf(c.old, lang)}"
         f" -> {_sev(c.new.severity.value, lang)}/{_conf(c.new, lang)}: "
-        f"{clean(catalog_text.summary(c.new, lang), 300)}"
+        f"{clean(catalog_text.one_line(c.new, lang), 300)}"
         for c in diff.changed
     ])
     section("diff.fixed", [f_row("-", c) for c in diff.fixed])
@@ -264,7 +264,7 @@ def render_diff_markdown(diff: ScanDiff, lang: str = "en") -> str:
         return (f"- **{severity_name(c.severity.value, lang).upper()}** "
                 f"{md_text(catalog_text.title(c, lang), 160)} "
                 f"{t('doc.on', lang)} {where(c.address, c.port, c.proto.value)} "
-                f"(`{clean(c.check_id, 64)}`): {md_text(catalog_text.summary(c, lang), 300)}")
+                f"(`{clean(c.check_id, 64)}`): {md_text(catalog_text.one_line(c, lang), 300)}")
 
     lines = [f"# {t('diff.title', lang, old=diff.old.id, new=diff.new.id)}", ""]
     for key, run in (("diff.old_run", diff.old), ("diff.new_run", diff.new)):

@@ -517,7 +517,7 @@ def diff_context(diff: ScanDiff, *, lang: str = "en", prefix: str = "mr") -> dic
                    f"{confidence_name(c.old.confidence.value if c.old.confidence else None, lang)}",
             "new": f"{severity_name(c.new.severity.value, lang)} / "
                    f"{confidence_name(c.new.confidence.value if c.new.confidence else None, lang)}",
-            "summary": clean(" ".join(catalog_text.summary(c.new, lang).split()), _REMOTE),
+            "summary": clean(" ".join(catalog_text.one_line(c.new, lang).split()), _REMOTE),
         }
         for c in diff.changed
     ]

@@ -135,10 +135,6 @@ MESSAGES: Final[dict[str, Msg]] = {
     "exposure.fw.undetermined": Msg("undetermined", "判定不能"),
     "exposure.fw.no-firewall": Msg("no firewall", "ファイアウォールなし"),
     "exposure.label": Msg("Exposure", "露出"),
-    "exposure.graded": Msg(
-        "severity {severity} (the check said {check})",
-        "深刻度 {severity} (チェック自体の判定は {check})",
-    ),
     # -- the terminal table (scan view and checklist) ----------------------------------------
     "table.started": Msg("started", "開始"),
     "table.took": Msg("took", "所要"),

@@ -13,7 +13,10 @@ from mamori.model import CheckResult, CheckText, Exposure
 from mamori.model.scan import PLATFORMS
 from mamori.report.i18n import t
 
-__all__ = ["PLATFORMS", "PLATFORM_LABEL", "exposure", "fixes", "summary", "texts", "title", "why"]
+__all__ = [
+    "PLATFORMS", "PLATFORM_LABEL", "exposure", "fixes", "one_line", "summary", "texts", "title",
+    "why",
+]
 
 PLATFORM_LABEL = {"linux": "Linux", "macos": "macOS", "router": "Router"}
 
@@ -63,3 +66,10 @@ def exposure(c: CheckResult, lang: str) -> str | None:
         return t("exposure.listening", lang, where=where, scope=scope)
     return t("exposure.listening_fw", lang, where=where, scope=scope,
              firewall=t(f"exposure.fw.{e.firewall.value}", lang))
+
+
+def one_line(c: CheckResult, lang: str) -> str:
+    """The summary followed by the exposure in parentheses when the record holds one: for
+    reports that give a finding a single line (diff)."""
+    where = exposure(c, lang)
+    return f"{summary(c, lang)} ({where})" if where else summary(c, lang)
