@@ -174,7 +174,7 @@ def _finding(
     lines = [clean(catalog_text.summary(c, lang), 300)]
     exposure = catalog_text.exposure(c, lang)
     if exposure:
-        lines.append(clean(exposure, 200))
+        lines.append(f"{t('exposure.label', lang)}: {clean(exposure, 200)}")
     reason = why.get(c.check_id)
     if reason:
         lines.append(f"{t('table.why', lang)}{reason}")

@@ -221,7 +221,7 @@ def _finding_renderables(c: CheckResult, lang: str = "en") -> list[RenderableTyp
     lines = [clean(catalog_text.summary(c, lang), 300)]
     exposure = catalog_text.exposure(c, lang)
     if exposure:
-        lines.append(clean(exposure, 200))
+        lines.append(f"{t('exposure.label', lang)}: {clean(exposure, 200)}")
     if c.evidence is not None:
         lines.append(f"{t('table.test', lang)}{clean(c.evidence.test, 300)}")
     fix = _short(catalog_text.fixes(c, lang).get("linux", ""), 200)
