@@ -27,7 +27,7 @@ def _no_route(address: str) -> bool:
 
 def _resolvers() -> list[str]:
     try:
-        lines = open("/etc/resolv.conf", encoding="utf-8").read().splitlines()  # noqa: SIM115
+        lines = open("/etc/resolv.conf", encoding="utf-8").read().splitlines()
     except OSError:
         return []
     return [ln.split()[1] for ln in lines if ln.startswith("nameserver") and len(ln.split()) > 1]
