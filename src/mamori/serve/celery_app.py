@@ -40,9 +40,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, ClassVar
-from urllib.parse import urlsplit
 
 from mamori.procs import pid_alive
+from mamori.serve.settings import HARD_LIMIT_MARGIN, SOFT_LIMIT_MARGIN
 from mamori.serve.worker import run_web_check, worker_name
 
 if TYPE_CHECKING:
@@ -55,34 +55,11 @@ if TYPE_CHECKING:
 log = logging.getLogger("mamori.serve")
 
 TASK_NAME = "mamori.run_check"
-BROKER_SCHEMES = ("redis", "rediss", "redis+socket")
-SOFT_LIMIT_MARGIN = 30.0  # seconds above check_timeout before Celery interrupts the task
-HARD_LIMIT_MARGIN = 60.0  # ... and before it kills the pool process
 PUBLISH_RETRY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.5,
                  "interval_max": 1.0}
 
 
 # -- settings ----------------------------------------------------------------------------------
-
-def celery_settings_problem(s: ServeSettings) -> str | None:
-    """Why these settings cannot run the Celery backend (one line), or None."""
-    if s.broker_url is not None:
-        scheme = urlsplit(s.broker_url).scheme
-        if scheme not in BROKER_SCHEMES:
-            return (f"broker_url must be a Redis URL ({', '.join(BROKER_SCHEMES)}), "
-                    f"not {scheme or 'no scheme'}")
-    if s.backend != "celery":
-        return None
-    if s.broker_url is None:
-        return 'broker_url is needed with backend = "celery" (e.g. redis://127.0.0.1:6379/0)'
-    if not 2 * s.heartbeat_seconds < s.requeue_after < s.stale_after:
-        return ("requeue_after must be more than twice heartbeat_seconds and less than "
-                "stale_after")
-    if s.visibility_timeout <= s.check_timeout + HARD_LIMIT_MARGIN:
-        return (f"visibility_timeout must be longer than check_timeout + "
-                f"{int(HARD_LIMIT_MARGIN)} s")
-    return None
-
 
 def safe_url(url: str | None) -> str:
     """The URL with any password masked, for messages."""
