@@ -53,6 +53,23 @@ def machine(tmp_path: Path) -> Iterator[dict[str, int]]:
 
 
 @pytest.fixture
+def port_2024() -> Iterator[None]:
+    """Something listening on 2024/tcp, as on the machine. The suite's own network namespace
+    (scripts/isolated) does not see the machine's listener, so stand one in; outside it, the
+    machine's own is there already."""
+    stand_in = socket.socket()
+    try:
+        stand_in.bind(("0.0.0.0", 2024))
+        stand_in.listen(1)
+    except OSError:
+        stand_in.close()  # the machine's listener holds it
+    try:
+        yield
+    finally:
+        stand_in.close()
+
+
+@pytest.fixture
 def lo_capture(tmp_path: Path) -> Iterator[Path]:
     """tcpdump on lo for anything to or from port 2024 while the test runs."""
     if shutil.which("tcpdump") is None or os.geteuid() != 0:
@@ -67,7 +84,7 @@ def lo_capture(tmp_path: Path) -> Iterator[Path]:
 
 
 def test_check_lists_what_ss_shows_and_proves_the_daemon(
-    tmp_path: Path, machine: dict[str, int], lo_capture: Path
+    tmp_path: Path, machine: dict[str, int], port_2024: None, lo_capture: Path
 ) -> None:
     before = ss_listeners()
     proc = run_mamori("check", "--exclude-ports", "2024", "-f", "json",

@@ -6,7 +6,7 @@
 
 from __future__ import annotations
 
-import json
+import json as jsonlib  # the package's own report.json module takes the name json
 from collections.abc import Sequence
 
 from mamori.model import ScanRecord, ScanSummary
@@ -61,7 +61,7 @@ def render(
     A table of a scan of kind "check" is the checklist and the listeners
     (``render_checklist``); of any other kind, the scan view (``render_table``). ``width``
     and ``color`` apply to tables only. ``lang`` ("en" or "ja") picks the language of the
-    report text (JSON keeps the stored English text). ``only_problems`` hides passed checks,
+    report text (JSON carries every language: the English fields and ``texts``). ``only_problems`` hides passed checks,
     info findings and closed/filtered ports in table, markdown and html (``report.problems``);
     JSON and SARIF always hold everything. Raises ``ValueError`` for another format.
     """
@@ -107,7 +107,7 @@ def render_diff(diff: ScanDiff, fmt: str, *, lang: str = "en") -> str:
     Raises ``ValueError`` for another format.
     """
     if fmt == "json":
-        return json.dumps(diff_to_dict(diff), indent=2, ensure_ascii=False) + "\n"
+        return jsonlib.dumps(diff_to_dict(diff), indent=2, ensure_ascii=False) + "\n"
     if fmt == "table":
         return render_diff_table(diff, lang)
     if fmt == "markdown":
@@ -117,5 +117,5 @@ def render_diff(diff: ScanDiff, fmt: str, *, lang: str = "en") -> str:
 
         return render_diff_html(diff, lang=lang)
     if fmt == "sarif":
-        return json.dumps(diff_sarif_document(diff, lang), indent=2, ensure_ascii=False) + "\n"
+        return jsonlib.dumps(diff_sarif_document(diff, lang), indent=2, ensure_ascii=False) + "\n"
     raise ValueError(f"unknown diff format {fmt!r}; choose one of: {', '.join(DIFF_FORMATS)}")

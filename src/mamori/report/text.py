@@ -2,8 +2,8 @@
 
 Each ``CheckResult`` carries its title, summary, why-it-matters and fixes in every language
 (``texts``, resolved from the catalog when the check ran, the summary filled with what was
-observed). Reports pick ``texts[lang]``, else the English texts, else the record's English
-fields (records stored before texts were). Nothing here reads a catalog: a report shows what
+observed). English is the record's own fields (title, summary, remediation) plus the English
+why; another language is ``texts[lang]``, else English (records stored before texts were). Nothing here reads a catalog: a report shows what
 was recorded, even when the catalog has changed since.
 """
 
@@ -22,12 +22,14 @@ PLATFORM_LABEL = {"linux": "Linux", "macos": "macOS", "router": "Router"}
 
 
 def texts(c: CheckResult, lang: str) -> CheckText:
-    """The result's text in ``lang``: stored in that language, else in English, else built
-    from the English fields (older records)."""
-    found = c.texts.get(lang) or c.texts.get("en")
+    """The result's text in ``lang``: stored in that language, else English. English is the
+    record's own fields, so a record has one English text, never two that could disagree."""
+    found = c.texts.get(lang) if lang != "en" else None
     if found is not None:
         return found
-    return CheckText(title=c.title, summary=c.summary, why="", fixes=c.remediation)
+    english = c.texts.get("en")
+    return CheckText(title=c.title, summary=c.summary, why=english.why if english else "",
+                     fixes=c.remediation)
 
 
 def title(c: CheckResult, lang: str) -> str:
