@@ -85,6 +85,8 @@ _.error_received  # unused method (src/mamori/watch/decoys/server.py:392)
 
 # -- Record fields and counters read by templates, JSON, tests or a debugger (data, not code):
 # enum members, dataclass fields, stats counters
+_.NETWORK  # enum member: Layer values come from the catalogs (src/mamori/model/scan.py)
+_.APPLICATION  # enum member: Layer values come from the catalogs (src/mamori/model/scan.py)
 default_incoming  # unused variable (src/mamori/audit/firewall/ufw.py:17)
 SELF_CONNECT  # unused variable (src/mamori/model/scan.py:39)
 RESOLVE  # unused variable (src/mamori/model/scan.py:56)

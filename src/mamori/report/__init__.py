@@ -61,8 +61,9 @@ def render(
     A table of a scan of kind "check" is the checklist and the listeners
     (``render_checklist``); of any other kind, the scan view (``render_table``). ``width``
     and ``color`` apply to tables only. ``lang`` ("en" or "ja") picks the language of the
-    report text (JSON carries every language: the English fields and ``texts``). ``only_problems`` hides passed checks,
-    info findings and closed/filtered ports in table, markdown and html (``report.problems``);
+    report text (JSON carries every language: the English fields and ``texts``).
+    ``only_problems`` hides passed checks, info findings and closed/filtered ports in table,
+    markdown and html (``report.problems``);
     JSON and SARIF always hold everything. Raises ``ValueError`` for another format.
     """
     _check(fmt)

@@ -24,7 +24,6 @@ from rich.text import Text
 from mamori.model import (
     CheckResult,
     CheckStatus,
-    Layer,
     ListenerRecord,
     ProbeError,
     ScanRecord,
@@ -34,7 +33,6 @@ from mamori.report import text as catalog_text
 from mamori.report.i18n import confidence_name, t
 from mamori.report.problems import Hidden
 from mamori.report.table import (
-    _LAYER_ORDER,
     _SEVERITY_STYLE,
     _console,
     _endpoint_text,
@@ -42,13 +40,13 @@ from mamori.report.table import (
     _finish,
     _not_tested_line,
     clean,
+    findings_by_layer,
     header_renderables,
     layer_title,
     passed_renderable,
     severity_counts,
     severity_label,
     summary_renderables,
-    worst_first,
 )
 
 _DETAIL_INDENT = 7  # "  12. " plus one: detail lines sit under the finding's text
@@ -218,23 +216,13 @@ def checklist_renderables(
         out.append(_checklist_header(findings, lang))
     else:
         out.append(Text(t("table.checklist_none", lang), style="bold green"))
-    by_layer: dict[Layer, list[CheckResult]] = {layer: [] for layer in Layer}
-    for c in findings:
-        by_layer[c.layer].append(c)
-    layers = sorted(
-        by_layer,
-        key=lambda layer: (
-            -max((c.severity.rank for c in by_layer[layer]), default=-1),
-            _LAYER_ORDER[layer],
-        ),
-    )
     n = 0
-    for layer in layers:
+    for layer, group in findings_by_layer(findings):
         out.append(Text(""))
         out.append(Text(layer_title(layer, lang), style="bold"))
-        if not by_layer[layer]:
+        if not group:
             out.append(Padding(Text(t("table.layer_none", lang)), (0, 0, 0, 2)))
-        for c in worst_first(by_layer[layer]):
+        for c in group:
             n += 1
             out.extend(_finding(n, c, record.listeners, why, lang))
     not_tested = [c for c in checks if c.status is CheckStatus.NOT_TESTED]

@@ -46,7 +46,13 @@ from mamori.report.diff import ScanDiff
 from mamori.report.i18n import confidence_name, layer_name, severity_name, t
 from mamori.report.json import duration_s
 from mamori.report.problems import Hidden
-from mamori.report.table import clean, format_duration, format_time, worst_first
+from mamori.report.table import (
+    clean,
+    findings_by_layer,
+    format_duration,
+    format_time,
+    worst_first,
+)
 
 TEMPLATE_DIR = Path(__file__).resolve().parent / "templates"
 REPORT_CSS = (TEMPLATE_DIR / "report.css").read_text(encoding="utf-8")
@@ -54,7 +60,6 @@ REPORT_SCRIPT = (TEMPLATE_DIR / "report.js").read_text(encoding="utf-8")
 
 _REMOTE = 300  # inline remote text (summaries, facts, banners) is capped here
 _EXCERPT = 2000  # request and reply excerpts
-_LAYER_ORDER = {layer: i for i, layer in enumerate(Layer)}
 _SEVERITIES = sorted(Severity, key=lambda s: -s.rank)
 _CODE_SPAN = re.compile(r"(`[^`]*`)")
 _UI_KEYS = {
@@ -211,18 +216,10 @@ def _finding_view(
 def _layers(record: ScanRecord, lang: str, prefix: str) -> list[dict[str, Any]]:
     """Every layer (the one holding the worst finding first), findings worst first and
     numbered in page order."""
-    by_layer: dict[Layer, list[CheckResult]] = {layer: [] for layer in Layer}
-    for c in record.findings:
-        by_layer[c.layer].append(c)
-    order = sorted(
-        by_layer,
-        key=lambda layer: (-max((c.severity.rank for c in by_layer[layer]), default=-1),
-                           _LAYER_ORDER[layer]),
-    )
     out, n = [], 0
-    for layer in order:
+    for layer, group in findings_by_layer(record.findings):
         views = []
-        for c in worst_first(by_layer[layer]):
+        for c in group:
             n += 1
             views.append(_finding_view(n, c, record.listeners, lang, prefix))
         out.append({"key": layer.value, "title": t(f"layer_title.{layer.value}", lang),

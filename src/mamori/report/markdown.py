@@ -22,7 +22,6 @@ from mamori.model import (
     CheckResult,
     CheckStatus,
     Endpoint,
-    Layer,
     ListenerRecord,
     ProbeError,
     ScanRecord,
@@ -32,9 +31,8 @@ from mamori.report import problems
 from mamori.report import text as catalog_text
 from mamori.report.i18n import confidence_name, layer_name, severity_name, t
 from mamori.report.problems import Hidden
-from mamori.report.table import clean, format_time
+from mamori.report.table import clean, findings_by_layer, format_time, worst_first
 
-_LAYER_ORDER = {Layer.OS: 0, Layer.NETWORK: 1, Layer.APPLICATION: 2}
 _PLATFORMS = (("linux", "Linux"), ("macos", "macOS"), ("router", "Router"))
 # Punctuation that means something anywhere in a line (emphasis, code, links, images, tables,
 # strikethrough, math, entities); characters that matter only at the start of a line (lists,
@@ -92,11 +90,6 @@ def _where(address: str, port: int, proto: str, lang: str = "en") -> str:
     return f"[{host}]:{port}/{proto}" if ":" in address else f"{host}:{port}/{proto}"
 
 
-def _sorted_findings(findings: Sequence[CheckResult]) -> list[CheckResult]:
-    # Stable: the store's order (host, port, check) survives within a severity.
-    return sorted(findings, key=lambda c: -c.severity.rank)
-
-
 def _header(record: ScanRecord, lang: str = "en") -> list[str]:
     targets = ", ".join(md_text(x, 100) for x in record.targets) or t("doc.no_targets", lang)
     title = "mamori check" if record.kind == "check" else f"mamori {md_text(record.kind, 20)}"
@@ -127,7 +120,7 @@ def _summary(record: ScanRecord, lang: str = "en", hidden: Hidden | None = None)
         lines.append("")
         lines.append(f"{t('top_three', lang)}:")
         lines.append("")
-        for i, c in enumerate(_sorted_findings(findings)[:3], 1):
+        for i, c in enumerate(worst_first(findings)[:3], 1):
             lines.append(
                 f"{i}. **{severity_name(c.severity.value, lang).upper()}** "
                 f"{md_text(catalog_text.title(c, lang), 160)} "
@@ -243,23 +236,12 @@ def _findings(record: ScanRecord, lang: str = "en") -> list[str]:
     lines = ["", f"## {t('findings', lang)}"]
     if not findings:
         return [*lines, "", t("no_findings", lang)]
-    by_layer: dict[Layer, list[CheckResult]] = {layer: [] for layer in Layer}
-    for c in findings:
-        by_layer[c.layer].append(c)
-    layers = sorted(
-        by_layer,
-        key=lambda layer: (
-            -max((c.severity.rank for c in by_layer[layer]), default=-1),
-            _LAYER_ORDER[layer],
-        ),
-    )
     n = 0
-    for layer in layers:
-        group = by_layer[layer]
+    for layer, group in findings_by_layer(findings):
         lines += ["", f"### {layer_name(layer.value, lang)} ({len(group)})"]
         if not group:
             lines += ["", t("no_findings", lang)]
-        for c in _sorted_findings(group):
+        for c in group:
             n += 1
             lines += _finding(n, c, record.listeners, lang)
     return lines

@@ -82,6 +82,24 @@ def worst_first(findings: Sequence[CheckResult]) -> list[CheckResult]:
     return sorted(findings, key=lambda c: -c.severity.rank)
 
 
+def findings_by_layer(
+    findings: Sequence[CheckResult], *, every_layer: bool = True
+) -> list[tuple[Layer, list[CheckResult]]]:
+    """The findings grouped by layer, as every report format shows them: the layer holding the
+    worst finding first (equal ones in OS, network, application order), findings worst first
+    within a layer. ``every_layer``: empty layers too (a checklist says "nothing found" for
+    them), else only layers with findings."""
+    groups: dict[Layer, list[CheckResult]] = {layer: [] for layer in Layer}
+    for c in findings:
+        groups[c.layer].append(c)
+    order = sorted(
+        (layer for layer in Layer if every_layer or groups[layer]),
+        key=lambda layer: (-max((c.severity.rank for c in groups[layer]), default=-1),
+                           _LAYER_ORDER[layer]),
+    )
+    return [(layer, worst_first(groups[layer])) for layer in order]
+
+
 def clean(value: str, limit: int = 200) -> str:
     """Return ``value`` with control and other non-printable characters escaped, capped.
 
@@ -317,19 +335,11 @@ def _checks_renderables(
     findings = [c for c in checks if c.status is CheckStatus.FINDING]
     if findings:
         out.append(_findings_header(findings, lang))
-        by_layer: dict[Layer, list[CheckResult]] = {}
-        for c in findings:
-            by_layer.setdefault(c.layer, []).append(c)
-        # The layer holding the worst finding comes first; equal ones in OS/network/app order.
-        layers = sorted(
-            by_layer,
-            key=lambda layer: (-max(c.severity.rank for c in by_layer[layer]), _LAYER_ORDER[layer]),
-        )
-        for i, layer in enumerate(layers):
+        for i, (layer, group) in enumerate(findings_by_layer(findings, every_layer=False)):
             if i:
                 out.append(Text(""))
             out.append(Text(layer_title(layer, lang), style="bold"))
-            for c in worst_first(by_layer[layer]):
+            for c in group:
                 out.extend(_finding_renderables(c, lang))
     else:
         out.append(Text(t("table.findings_none", lang), style="bold green"))

@@ -3,8 +3,9 @@
 Each ``CheckResult`` carries its title, summary, why-it-matters and fixes in every language
 (``texts``, resolved from the catalog when the check ran, the summary filled with what was
 observed). English is the record's own fields (title, summary, remediation) plus the English
-why; another language is ``texts[lang]``, else English (records stored before texts were). Nothing here reads a catalog: a report shows what
-was recorded, even when the catalog has changed since.
+why; another language is ``texts[lang]``, else English (records stored before texts were).
+Nothing here reads a catalog: a report shows what was recorded, even when the catalog has
+changed since.
 """
 
 from __future__ import annotations
