@@ -365,8 +365,8 @@ def main() -> int:
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     if any(m not in MODES for m in modes) or not 1 <= args.visitors <= 200:
         parser.error(f"modes are {', '.join(MODES)}; 1 to 200 visitors")
-    from daemons import start_redis
-    from store_fixtures import pg_bindir, running_postgres
+    from daemons import pg_bindir, start_redis
+    from store_fixtures import running_postgres
 
     work = Path(tempfile.mkdtemp(prefix="mamori-bench-serve-"))
     results = []
@@ -380,7 +380,7 @@ def main() -> int:
                 bindir = pg_bindir()
                 if bindir is None:
                     parser.error("PostgreSQL is not installed (scripts/install-test-deps)")
-                pg_base = stack.enter_context(running_postgres(bindir, PG_HOST, PG_PORT,
+                pg_base = stack.enter_context(running_postgres(PG_HOST, PG_PORT,
                                                                max_connections=100))
             for mode in modes:
                 print(f"running {mode} ...", file=sys.stderr, flush=True)

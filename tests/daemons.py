@@ -699,6 +699,74 @@ def start_postgres(workdir: Path, host: str, port: int) -> Daemon:
     return _started(d, lambda: wait_tcp(host, port, timeout=20, proc=proc))
 
 
+def pg_bindir() -> Path | None:
+    """Directory holding initdb, postgres and pg_ctl, or None when not installed."""
+    for cand in (shutil.which("initdb"), "/usr/lib/postgresql/15/bin/initdb"):
+        if cand and Path(cand).exists():
+            bindir = Path(cand).resolve().parent
+            if all((bindir / b).exists() for b in ("postgres", "pg_ctl")):
+                return bindir
+    return None
+
+
+def start_postgres_store(host: str, port: int, max_connections: int = 20) -> Daemon:
+    """A throw-away PostgreSQL for mamori's store: role ``mamori`` with trust auth, answering
+    on ``host``:``port`` (waited for by logging in); its URL without a database name is
+    ``postgresql+psycopg://mamori@host:port``. As root it runs as the ``postgres`` user (it
+    refuses root). Stopped "immediate" (SIGQUIT): a test server keeps nothing."""
+    bindir = pg_bindir()
+    if bindir is None:
+        raise DaemonUnavailable(
+            "PostgreSQL server (initdb, postgres, pg_ctl) not installed: run "
+            "scripts/install-test-deps"
+        )
+    # Not tmp_path: pytest's base dir is 0700 root-only, and the socket path must stay short.
+    base = Path(tempfile.mkdtemp(prefix="mamori-pg-"))
+    datadir = base / "data"
+    prefix: list[str] = []
+    if os.geteuid() == 0:
+        shutil.chown(base, "postgres", "postgres")
+        prefix = ["runuser", "-u", "postgres", "--"]
+    initdb = subprocess.run(
+        [*prefix, str(bindir / "initdb"), "-D", str(datadir), "-U", "mamori", "--auth=trust",
+         "-E", "UTF8", "--no-sync"],
+        capture_output=True, timeout=120, check=False,
+    )
+    if initdb.returncode != 0:
+        shutil.rmtree(base, ignore_errors=True)
+        raise DaemonUnavailable(f"initdb failed: {initdb.stderr[-800:]!r}")
+    proc, log = _spawn(
+        [*prefix, str(bindir / "postgres"), "-D", str(datadir), "-k", str(base), "-h", host,
+         "-p", str(port), "-F", "-c", f"max_connections={max_connections}",
+         "-c", "shared_buffers=16MB"],
+        base, "server.log",
+    )
+    d = Daemon("postgres", host, port, proc, base, datadir / "postmaster.pid", log,
+               stop_signal=signal.SIGQUIT)
+    d.cleanup.append(lambda: shutil.rmtree(base, ignore_errors=True))
+    return _started(d, lambda: _wait_postgres_login(host, port, proc))
+
+
+def _wait_postgres_login(
+    host: str, port: int, proc: subprocess.Popen[bytes], timeout: float = 30.0
+) -> None:
+    import psycopg
+
+    end = time.monotonic() + timeout
+    while True:
+        if proc.poll() is not None:
+            raise DaemonUnavailable(f"postgres exited with {proc.returncode}")
+        try:
+            psycopg.connect(
+                host=host, port=port, user="mamori", dbname="postgres", connect_timeout=2
+            ).close()
+            return
+        except psycopg.OperationalError:
+            if time.monotonic() > end:
+                raise DaemonUnavailable(f"postgres did not let mamori in within {timeout}s")
+            time.sleep(0.1)
+
+
 def start_smbd(workdir: Path, host: str, port: int) -> Daemon:
     smbd = _need("/usr/sbin/smbd")
     undo = add_lo_alias(host)

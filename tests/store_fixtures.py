@@ -7,13 +7,8 @@ commit at a time and prints "committed N" after each, until it is killed.
 
 from __future__ import annotations
 
-import os
-import shutil
 import socket
-import subprocess
 import sys
-import tempfile
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
@@ -597,16 +592,6 @@ def listener_roundtrip(url: str) -> None:
 # -- PostgreSQL ------------------------------------------------------------------------------
 
 
-def pg_bindir() -> Path | None:
-    """Directory holding initdb, postgres and pg_ctl, or None when not installed."""
-    for cand in (shutil.which("initdb"), "/usr/lib/postgresql/15/bin/initdb"):
-        if cand and Path(cand).exists():
-            bindir = Path(cand).resolve().parent
-            if all((bindir / b).exists() for b in ("postgres", "pg_ctl")):
-                return bindir
-    return None
-
-
 def _port_busy(host: str, port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.settimeout(0.5)
@@ -615,97 +600,20 @@ def _port_busy(host: str, port: int) -> bool:
 
 @contextmanager
 def running_postgres(
-    bindir: Path, host: str = PG_HOST, port: int = PG_PORT, max_connections: int = 20
+    host: str = PG_HOST, port: int = PG_PORT, max_connections: int = 20
 ) -> Iterator[str]:
-    """Start a throw-away PostgreSQL on ``host``:``port`` (default 127.0.30.1:55432); yield a
-    psycopg URL without db name.
+    """A throw-away PostgreSQL on ``host``:``port`` (default 127.0.30.1:55432) for the
+    ``with`` block (``daemons.start_postgres_store``); yields a psycopg URL without db name.
 
-    As root, the server runs as the ``postgres`` user (it refuses to run as root). Raises
-    RuntimeError when the port is taken or the server does not come up.
+    In a test, a server that is not installed or does not come up skips the test with the
+    reason; RuntimeError when the port is already taken (another test server running?).
     """
-    import psycopg
+    import daemons as dm
 
     if _port_busy(host, port):
         raise RuntimeError(f"{host}:{port} is already in use; another test server running?")
-    # Not tmp_path: pytest's base dir is 0700 root-only, and the socket path must stay short.
-    base = Path(tempfile.mkdtemp(prefix="mamori-pg-"))
-    datadir = base / "data"
-    prefix: list[str] = []
-    if os.geteuid() == 0:
-        import pwd
-
-        pw = pwd.getpwnam("postgres")
-        os.chown(base, pw.pw_uid, pw.pw_gid)
-        prefix = ["runuser", "-u", "postgres", "--"]
-    log_path = base / "server.log"
-    proc: subprocess.Popen[bytes] | None = None
-    try:
-        subprocess.run(
-            [
-                *prefix,
-                str(bindir / "initdb"),
-                "-D",
-                str(datadir),
-                "-U",
-                "mamori",
-                "--auth=trust",
-                "-E",
-                "UTF8",
-                "--no-sync",
-            ],
-            check=True,
-            capture_output=True,
-            timeout=120,
-        )
-        with open(log_path, "wb") as log:
-            proc = subprocess.Popen(
-                [
-                    *prefix,
-                    str(bindir / "postgres"),
-                    "-D",
-                    str(datadir),
-                    "-k",
-                    str(base),
-                    "-h",
-                    host,
-                    "-p",
-                    str(port),
-                    "-F",  # no fsync: a test server
-                    "-c",
-                    f"max_connections={max_connections}",
-                    "-c",
-                    "shared_buffers=16MB",
-                ],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        deadline = time.monotonic() + 30
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError("postgres exited early: " + log_path.read_text()[-2000:])
-            try:
-                psycopg.connect(
-                    host=host, port=port, user="mamori", dbname="postgres", connect_timeout=2
-                ).close()
-                break
-            except psycopg.OperationalError:
-                if time.monotonic() > deadline:
-                    raise RuntimeError("postgres did not come up: " + log_path.read_text()[-2000:])
-                time.sleep(0.1)
+    with dm.running(dm.start_postgres_store, host, port, max_connections=max_connections):
         yield f"postgresql+psycopg://mamori@{host}:{port}"
-    finally:
-        if proc is not None:
-            subprocess.run(
-                [*prefix, str(bindir / "pg_ctl"), "stop", "-D", str(datadir), "-m", "immediate"],
-                capture_output=True,
-                timeout=60,
-            )
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        shutil.rmtree(base, ignore_errors=True)
 
 
 def create_pg_database(

@@ -394,11 +394,8 @@ def _healthy(url: str) -> bool:
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     from daemons import running_all, start_redis
-    from store_fixtures import create_pg_database, pg_bindir, running_postgres
+    from store_fixtures import create_pg_database, running_postgres
 
-    bindir = pg_bindir()
-    if bindir is None:
-        pytest.skip("PostgreSQL not installed (scripts/install-test-deps)")
     work = tmp_path_factory.mktemp("celery")
     procs: list[Proc] = []
     with contextlib.ExitStack() as stack:
@@ -408,7 +405,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
             for name, host in (("broker", BROKER_HOST), *((v, v) for v in visitors))
         }))
         targets = {visitor: redises[visitor] for visitor in visitors}
-        base = stack.enter_context(running_postgres(bindir, PG_HOST, PG_PORT,
+        base = stack.enter_context(running_postgres(PG_HOST, PG_PORT,
                                                     max_connections=60))
         db_url = create_pg_database(base, "serve_celery", PG_HOST, PG_PORT)
         port = free_port(WEB_HOST)

@@ -25,7 +25,6 @@ from store_fixtures import (
     exercise_roundtrip,
     listener_roundtrip,
     nul_check_roundtrip,
-    pg_bindir,
     running_postgres,
     store_check_scan,
     store_sample_scan,
@@ -33,17 +32,12 @@ from store_fixtures import (
 
 psycopg = pytest.importorskip("psycopg", reason="psycopg (PostgreSQL driver) is not installed")
 
-_BINDIR = pg_bindir()
-pytestmark = pytest.mark.skipif(
-    _BINDIR is None, reason="PostgreSQL server binaries (initdb, postgres, pg_ctl) not found"
-)
 _names = count()
 
 
 @pytest.fixture(scope="module")
 def pg_server() -> Iterator[str]:
-    assert _BINDIR is not None
-    with running_postgres(_BINDIR) as base_url:
+    with running_postgres() as base_url:
         yield base_url
 
 

@@ -30,7 +30,7 @@ from mamori.store.watch import (
     save_incidents,
     write_batch,
 )
-from store_fixtures import create_pg_database, pg_bindir, running_postgres, store_sample_scan
+from store_fixtures import create_pg_database, running_postgres, store_sample_scan
 
 T0 = datetime(2025, 3, 1, 12, 0, 0, tzinfo=UTC)
 
@@ -177,7 +177,6 @@ def test_upgrade_from_0003_and_back_keeps_scans(tmp_path: Path) -> None:
 
 # -- PostgreSQL -----------------------------------------------------------------------------------
 
-_BINDIR = pg_bindir()
 _names = count()
 PG_HOST, PG_PORT = "127.0.141.30", 55441
 
@@ -185,10 +184,8 @@ PG_HOST, PG_PORT = "127.0.141.30", 55441
 @pytest.fixture(scope="module")
 def pg_server() -> Iterator[str]:
     pytest.importorskip("psycopg", reason="psycopg (PostgreSQL driver) is not installed")
-    if _BINDIR is None:
-        pytest.skip("PostgreSQL server binaries (initdb, postgres, pg_ctl) not found")
     # On core's own address: never collides with test_store_postgres's server.
-    with running_postgres(_BINDIR, host=PG_HOST, port=PG_PORT) as base_url:
+    with running_postgres(host=PG_HOST, port=PG_PORT) as base_url:
         yield base_url
 
 
