@@ -295,7 +295,7 @@ class _Session:
 
 
 def _finish(
-    plain: _LayerResult, inner: _LayerResult | None
+    address: str, port: int, plain: _LayerResult, inner: _LayerResult | None
 ) -> tuple[Service | None, list[ProbeError]]:
     errors = plain.errors + (inner.errors if inner else [])
     if inner is not None and plain.hit is not None:
@@ -314,10 +314,8 @@ def _finish(
         service = Service(name="unknown", confidence="likely", method="",
                           banner=banner_excerpt(plain.unmatched))
         if not plain.hostile:
-            first = errors[0] if errors else None
             errors.append(ProbeError(
-                first.address if first else None, first.port if first else None, Proto.TCP,
-                ErrorKind.GARBAGE,
+                address, port, Proto.TCP, ErrorKind.GARBAGE,
                 f"{plain.unmatched_count} replies matched no known protocol",
                 probe="identify"))
         return service, _keep(errors, found=True)
@@ -365,7 +363,7 @@ async def identify_tcp(
     inner = None
     if plain.hit is not None and plain.hit.matcher.service == "tls":
         inner = await session.run_layer(tls=True)
-    return _finish(plain, inner)
+    return _finish(address, port, plain, inner)
 
 
 def _udp_ordered(port: int, table: ProbeTable) -> list[Probe]:
