@@ -126,6 +126,9 @@ class _Session:
         self.spare: BoundedStream | None = None
         self.head_start = min(_HEAD_START, limits.idle_timeout)
         self.parallel = _PARALLEL
+        # Time spent waiting for a free local port is this machine's shortage, not the
+        # endpoint's: it extends the budget, up to ``limits.local_wait`` in all.
+        self.local_allowance = limits.local_wait
 
     def _limits(self, *, idle: float | None = None) -> Limits | None:
         left = self.ends_at - self.loop.time()
@@ -137,7 +140,13 @@ class _Session:
             idle_timeout=min(idle_timeout, left),
             deadline=min(self.limits.deadline, left),
             connect_timeout=min(self.limits.connect_timeout, left),
+            local_wait=self.limits.local_wait,
         )
+
+    def _credit_local_wait(self, waited: float) -> None:
+        credit = min(waited, self.local_allowance)
+        self.local_allowance -= credit
+        self.ends_at += credit
 
     def _error(self, kind: ErrorKind, detail: str, probe: str) -> ProbeError:
         return ProbeError(self.address, self.port, Proto.TCP, kind, detail,
@@ -161,6 +170,7 @@ class _Session:
                 stream = await BoundedStream.open(
                     self.address, self.port, limits,
                     insecure_tls_context() if tls else None, self.ctx.server_hostname)
+                self._credit_local_wait(stream.local_wait)
                 if tls:
                     result.tls_version = stream.tls_version
             else:

@@ -20,7 +20,8 @@ import time
 from dataclasses import dataclass
 
 from mamori.model import ErrorKind
-from mamori.net.stream import Limits, ProbeFailure
+from mamori.net.limits import RESOURCE_ERRNOS
+from mamori.net.stream import Limits, ProbeFailure, shortage_detail
 
 __all__ = ["DatagramLimits", "DatagramReplies", "ask"]
 
@@ -88,10 +89,10 @@ def _failure(exc: OSError) -> ProbeFailure:
     code = exc.errno
     if isinstance(exc, ConnectionRefusedError) or code == errno.ECONNREFUSED:
         return ProbeFailure(ErrorKind.REFUSED, "ICMP port unreachable: nothing listens on UDP")
-    if code in (errno.EHOSTUNREACH, errno.ENETUNREACH, errno.EADDRNOTAVAIL):
+    if code in (errno.EHOSTUNREACH, errno.ENETUNREACH):
         return ProbeFailure(ErrorKind.UNREACHABLE, f"errno {code}: {exc.strerror}")
-    if code in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
-        return ProbeFailure(ErrorKind.RESOURCE, f"errno {code}: {exc.strerror}")
+    if code in RESOURCE_ERRNOS:  # out of local ports or descriptors: never the target's fault
+        return ProbeFailure(ErrorKind.RESOURCE, shortage_detail(exc))
     return ProbeFailure(ErrorKind.OS, f"errno {code}: {exc.strerror or exc}")
 
 

@@ -16,12 +16,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from mamori.model import ErrorKind
+from mamori.net.limits import RESOURCE_ERRNOS
 
 __all__ = ["BoundedStream", "Limits", "ProbeFailure", "exchange", "insecure_tls_context"]
 
 # asyncio's reader pauses the transport when its buffer passes 2 * limit, so this bounds the
 # memory a flooding peer can make us hold besides what we accumulate ourselves.
 _READER_BUFFER = 16384
+# Back-off while this machine is short of ephemeral ports or descriptors (as the sweep does):
+# first pause, then doubled up to the longest pause.
+_SHORTAGE_FIRST_PAUSE = 0.01
+_SHORTAGE_MAX_PAUSE = 0.5
 
 
 @dataclass(frozen=True)
@@ -32,6 +37,9 @@ class Limits:
     idle_timeout: float = 3.0
     deadline: float = 8.0
     connect_timeout: float = 3.0
+    # Longest wait for a free local port (or descriptor) before a connect gives up with a
+    # RESOURCE failure; not counted in the timeouts above, which are about the peer.
+    local_wait: float = 30.0
 
 
 class ProbeFailure(Exception):
@@ -75,11 +83,19 @@ def _os_failure(exc: OSError) -> ProbeFailure:
         return ProbeFailure(ErrorKind.REFUSED, "connection refused")
     if isinstance(exc, ConnectionResetError | BrokenPipeError) or code == errno.ECONNRESET:
         return ProbeFailure(ErrorKind.RESET, "connection reset by peer")
-    if code in (errno.EHOSTUNREACH, errno.ENETUNREACH, errno.EADDRNOTAVAIL):
+    if code in (errno.EHOSTUNREACH, errno.ENETUNREACH):
         return ProbeFailure(ErrorKind.UNREACHABLE, f"errno {code}: {exc.strerror}")
-    if code in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
-        return ProbeFailure(ErrorKind.RESOURCE, f"errno {code}: {exc.strerror}")
+    if code in RESOURCE_ERRNOS:
+        return ProbeFailure(ErrorKind.RESOURCE, shortage_detail(exc))
     return ProbeFailure(ErrorKind.OS, f"errno {code}: {exc.strerror or exc}")
+
+
+def shortage_detail(exc: OSError) -> str:
+    """Words for a shortage on this machine (never the target's fault): EADDRNOTAVAIL on
+    connect means no free local (ephemeral) port, not an unreachable peer."""
+    what = "no free local port" if exc.errno == errno.EADDRNOTAVAIL else "local shortage"
+    return (f"{what} (errno {exc.errno}: {exc.strerror}): a shortage on this machine, "
+            "the target was not tested")
 
 
 class BoundedStream:
@@ -102,6 +118,8 @@ class BoundedStream:
         self._loop = asyncio.get_running_loop()
         self._deadline_at = self._loop.time() + limits.deadline
         self._closed = False
+        # Seconds ``open`` spent waiting for a free local port (0.0 when there was one).
+        self.local_wait = 0.0
 
     @classmethod
     async def open(
@@ -123,21 +141,36 @@ class BoundedStream:
             # An IP literal is not a valid SNI name; send none rather than a wrong one.
             kwargs["server_hostname"] = server_hostname or ""
             kwargs["ssl_handshake_timeout"] = limits.connect_timeout
-        try:
-            reader, writer = await asyncio.wait_for(
-                asyncio.open_connection(host, port, limit=_READER_BUFFER, **kwargs),  # type: ignore[arg-type]
-                timeout=limits.connect_timeout * (2 if tls is not None else 1),
-            )
-        except TimeoutError:
-            raise ProbeFailure(ErrorKind.TIMEOUT, "connect timed out", stage="connect") from None
-        except ssl.SSLError as exc:
-            detail = f"TLS handshake failed: {exc.reason or exc}"
-            raise ProbeFailure(ErrorKind.TLS, detail, stage="connect") from None
-        except OSError as exc:
-            failure = _os_failure(exc)
-            failure.stage = "connect"
-            raise failure from None
-        return cls(reader, writer, limits)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        pause = _SHORTAGE_FIRST_PAUSE
+        while True:
+            try:
+                reader, writer = await asyncio.wait_for(
+                    asyncio.open_connection(host, port, limit=_READER_BUFFER, **kwargs),  # type: ignore[arg-type]
+                    timeout=limits.connect_timeout * (2 if tls is not None else 1),
+                )
+                break
+            except TimeoutError:
+                detail = "connect timed out"
+                raise ProbeFailure(ErrorKind.TIMEOUT, detail, stage="connect") from None
+            except ssl.SSLError as exc:
+                detail = f"TLS handshake failed: {exc.reason or exc}"
+                raise ProbeFailure(ErrorKind.TLS, detail, stage="connect") from None
+            except OSError as exc:
+                # Out of ephemeral ports or descriptors here: wait for some to come free
+                # (our own connections close) and try again, as the sweep does.
+                waited = loop.time() + pause - started
+                if exc.errno in RESOURCE_ERRNOS and waited <= limits.local_wait:
+                    await asyncio.sleep(pause)
+                    pause = min(pause * 2, _SHORTAGE_MAX_PAUSE)
+                    continue
+                failure = _os_failure(exc)
+                failure.stage = "connect"
+                raise failure from None
+        stream = cls(reader, writer, limits)
+        stream.local_wait = loop.time() - started if pause > _SHORTAGE_FIRST_PAUSE else 0.0
+        return stream
 
     @property
     def ssl_object(self) -> ssl.SSLObject | None:

@@ -233,7 +233,8 @@ class _Runner:
                                  budget=self.plan.identify_budget,
                                  user_agent=self.plan.identify_user_agent,
                                  server_hostname=names.get(r.address)),
-                    timeout=self.plan.identify_budget + 5,
+                    # The engine's own budget, plus what it may wait for free local ports.
+                    timeout=self.plan.identify_budget + self.plan.probe_limits.local_wait + 5,
                 )
             except TimeoutError:
                 svc, errors = None, [ProbeError(r.address, r.port, Proto.TCP, ErrorKind.TIMEOUT,
