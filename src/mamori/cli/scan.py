@@ -56,9 +56,12 @@ def select_ports(
 
 
 def scan(
-    targets: Annotated[list[str], typer.Argument(
+    targets: Annotated[list[str] | None, typer.Argument(
         help="Host names, IPv4/IPv6 addresses, CIDR blocks or ranges (127.0.1.1-20).",
-        show_default=False)],
+        show_default=False)] = None,
+    target_list: Annotated[Path | None, typer.Option(
+        "-iL", "--input-list", help="Read targets from this file (- for stdin; # comments).",
+    )] = None,
     ports: Annotated[str | None, typer.Option(
         "-p", "--ports",
         help="Ports: 22,80,1000-2000, - for all 65,535, T:/U: prefixes.")] = None,
@@ -101,14 +104,30 @@ def scan(
     lang: LangOption = None,
     only_problems: OnlyProblemsOption = False,
     db: DbOption = None,
+    out_normal: Annotated[Path | None, typer.Option(
+        "-oN", "--output-normal", help="Also write the table report to this file.")] = None,
+    out_xml: Annotated[Path | None, typer.Option(
+        "-oX", "--output-xml", help="Also write nmap's XML format (ndiff, nmap importers).",
+    )] = None,
+    out_grepable: Annotated[Path | None, typer.Option(
+        "-oG", "--output-grepable", help="Also write nmap's grepable format.")] = None,
+    out_all: Annotated[Path | None, typer.Option(
+        "-oA", "--output-all", help="All three: BASE.nmap, BASE.xml, BASE.gnmap.")] = None,
 ) -> None:
     """Sweep TARGETS' ports, identify what answers, run the exposure checks, keep the result."""
+    from mamori.cli import scan_io
     from mamori.net.sweep import SweepOptions
     from mamori.ports import PortSpecError
     from mamori.scan.pipeline import ScanPlan
     from mamori.targets import TargetSpecError, expand_targets
 
     try:
+        outputs = scan_io.nmap_outputs(out_normal, out_xml, out_grepable, out_all, output)
+        targets = [*(targets or ()),
+                   *(scan_io.read_target_list(target_list) if target_list else ())]
+        if not targets:
+            raise UsageProblem("give at least one target, or -iL FILE")
+        scan_io.refuse_file_like(targets)
         check_format(fmt)
         lang = report_lang(lang)
         if rate is not None and rate <= 0:
@@ -156,4 +175,10 @@ def scan(
         fail(EXIT_USAGE, str(exc))
     except StoreError as exc:
         fail(EXIT_FAILED, str(exc))
+    if result.record is not None and outputs.files():
+        try:
+            for path in scan_io.write_outputs(result.record, outputs):
+                stderr.print(f"written to {path}", markup=False)
+        except OSError as exc:
+            fail(EXIT_FAILED, f"cannot write output: {exc.strerror or exc}")
     finish(result, fmt, output, threshold, lang=lang, only_problems=only_problems)
