@@ -7,7 +7,7 @@ because a sink could not keep up, a source blocked).
 
 JSON shapes (one object per JSON line, also the webhook body):
 
-* events: ``event_to_dict`` — schema ``mamori.event/1`` (see watch/events.py);
+* events: ``event_to_dict`` — schema ``mamori.event/1`` (see model/watch.py);
 * incidents: :func:`incident_to_dict` — schema ``mamori.incident/1``;
 * notices: :func:`notice_to_dict` — schema ``mamori.notice/1``.
 """
