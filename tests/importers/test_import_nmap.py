@@ -105,7 +105,7 @@ def test_two_imports_diff_clean_and_bad_checks_are_refused(
     assert proc.returncode == 0, proc.stderr
     doc = json.loads(proc.stdout)
     assert doc["old"]["kind"] == "import" and (doc["old"]["id"], doc["new"]["id"]) == (1, 2)
-    assert doc["ports"] == {"opened": [], "closed": []}
+    assert doc["ports"] == {"opened": [], "closed": [], "not_compared": []}
     bad = run_mamori("import", str(nmap_xml), "--checks", "no-such-check", "--db", db)
     assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1
     with Store.open(db) as store:

@@ -63,7 +63,7 @@ def test_a_new_finding_and_opened_ports_make_diff_exit_1(runs: str) -> None:
     proc = reports_cli("diff", "1", "2", "--db", runs, "-f", "json")
     assert proc.returncode == 1, proc.stderr
     doc = json.loads(proc.stdout)
-    assert doc["diff_version"] == "1" and doc["worse"] is True
+    assert doc["diff_version"] == "2" and doc["worse"] is True
     assert (doc["old"]["id"], doc["new"]["id"]) == (1, 2)
     new = {(f["port"], f["check_id"]) for f in doc["findings"]["new"]}
     assert (REDIS, "redis-unauthenticated") in new

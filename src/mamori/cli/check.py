@@ -78,12 +78,17 @@ def check(
 
     from mamori.audit.inside import run_check_job
     from mamori.cli.progress import progress_reporter
+    from mamori.report.coverage import probed_option
     from mamori.scan.job import run_job
     from mamori.store import StoreError, StoreUsageError
 
     job = _check_job(specs, ca_file, probe_bound, excluded)
     options = {"probe_bound": probe_bound, "exclude_ports": exclude_ports,
-               "checks": [c.id for c in specs], "fail_on": fail_on}
+               "checks": [c.id for c in specs], "fail_on": fail_on,
+               # Every listener of the machine is read: all ports but the excluded ones.
+               "probed": probed_option(
+                   (p for p in range(1, 65536) if (Proto.TCP, p) not in excluded),
+                   (p for p in range(1, 65536) if (Proto.UDP, p) not in excluded))}
     try:
         with progress_reporter(stderr) as progress:
             result = asyncio.run(run_job(

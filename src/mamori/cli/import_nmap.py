@@ -8,8 +8,9 @@ failure.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -50,6 +51,18 @@ async def _run_all(run: NmapRun, specs: list[CheckSpec]) -> list[CheckResult]:
     return results
 
 
+def _probed(info: Mapping[str, Any]) -> dict[str, str]:
+    """The ports nmap says it scanned, per protocol (its <scaninfo services="...">), as
+    ``options["probed"]`` (``report.coverage``): what `mamori diff` may call closed."""
+    probed: dict[str, str] = {}
+    scaninfo = info.get("scaninfo")
+    for item in scaninfo if isinstance(scaninfo, list) else []:
+        proto, services = item.get("protocol"), item.get("services")
+        if proto in ("tcp", "udp") and isinstance(services, str):
+            probed[proto] = ",".join(p for p in (probed.get(proto), services) if p)
+    return probed
+
+
 def import_nmap(
     path: Annotated[Path, typer.Argument(help="An nmap XML file (nmap -oX FILE).")],
     checks: Annotated[str | None, typer.Option(
@@ -82,7 +95,7 @@ def import_nmap(
             list(run.targets),
             {"source": "nmap-xml", "file": str(path), "nmap_args": run.args,
              "nmap_version": run.version, "nmap_start": run.start,
-             "checks": [s.id for s in specs]},
+             "checks": [s.id for s in specs], "probed": _probed(run.info)},
         )
         sink = StoreSink(store, scan_id)
         for host in run.hosts:

@@ -118,6 +118,7 @@ def scan(
     from mamori.cli import scan_io
     from mamori.net.sweep import SweepOptions
     from mamori.ports import PortSpecError
+    from mamori.report.coverage import probed_option
     from mamori.scan.pipeline import ScanPlan
     from mamori.targets import TargetSpecError, expand_targets
 
@@ -162,6 +163,7 @@ def scan(
         "exclude_ports": exclude_ports, "rate": rate, "timeout": timeout, "identify": identify,
         "tcp_port_count": len(plan.tcp_ports), "udp_port_count": len(plan.udp_ports),
         "checks": [c.id for c in specs], "fail_on": fail_on,
+        "probed": probed_option(plan.tcp_ports, plan.udp_ports),  # what diff may compare
     }
     from mamori.cli.progress import progress_reporter
     from mamori.scan.job import run_job

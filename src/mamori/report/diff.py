@@ -4,21 +4,26 @@ Pure: ``diff_records`` compares two ``ScanRecord``s; ``mamori.report.render_diff
 result into text. Findings are keyed by (address, proto, port, check id); ports and services by
 (address, proto, port).
 
-JSON shape (``render_diff(diff, "json")``, ``diff_version`` "1")::
+JSON shape (``render_diff(diff, "json")``, ``diff_version`` "2")::
 
-    {"diff_version": "1", "worse": bool,
+    {"diff_version": "2", "worse": bool,
      "old": {"id", "kind", "targets", "started_at"}, "new": {...same...},
-     "findings": {"new": [F], "fixed": [F], "untested": [F],
+     "findings": {"new": [F], "fixed": [F], "not_compared": [F + {"reason"}],
                   "changed": [{"old": F, "new": F, "raised": bool}]},
-     "ports": {"opened": [P], "closed": [P]},
+     "ports": {"opened": [P], "closed": [P], "not_compared": [P]},
      "services": {"changed": [{"address", "proto", "port", "old": S, "new": S}]}}
 
     F = {"address", "proto", "port", "check_id", "severity", "confidence", "title", "summary"}
     P = {"address", "proto", "port", "service": S | null}
     S = {"name", "product", "version"}
 
-"fixed" are findings of the old run that the new run tested and did not find; "untested"
-are findings of the old run the new run could not test (never counted as fixed).
+A claim is made only on what the new run covered (``report.coverage``): a finding is "fixed"
+when the new run ran that check on that endpoint and it passed, or probed the port and found
+it no longer open; a port is "closed" when the new run probed it and found it closed or
+filtered. Every other finding or port of the old run is "not compared", with the reason for a
+finding ("not-tested": the check ran and could not finish; "check-not-run": the port is open
+and the new run did not run that check; "port-not-probed"), and counts as neither better nor
+worse.
 
 Other formats: "table" (plain text), "markdown", "html" (``report.html``), and "sarif": a
 SARIF 2.1.0 log of the new run holding only what got worse (new findings with
@@ -33,10 +38,11 @@ from typing import Any
 
 from mamori.model import CheckResult, CheckStatus, Endpoint, PortState, ScanRecord, Service
 from mamori.report import text as catalog_text
+from mamori.report.coverage import coverage
 from mamori.report.i18n import confidence_name, severity_name, t
 from mamori.report.table import clean
 
-DIFF_VERSION = "1"
+DIFF_VERSION = "2"
 DIFF_FORMATS = ("table", "json", "markdown", "html", "sarif")
 
 _CONF_RANK = {None: 0, "likely": 1, "confirmed": 2}
@@ -58,6 +64,17 @@ class ChangedFinding:
 
 
 @dataclass(frozen=True, slots=True)
+class NotCompared:
+    """A finding of the old run the new run did not cover, and why (``NOT_COMPARED_REASONS``)."""
+
+    finding: CheckResult
+    reason: str
+
+
+NOT_COMPARED_REASONS = ("not-tested", "check-not-run", "port-not-probed")
+
+
+@dataclass(frozen=True, slots=True)
 class ChangedService:
     old: Endpoint
     new: Endpoint
@@ -69,10 +86,11 @@ class ScanDiff:
     new: ScanRecord
     new_findings: tuple[CheckResult, ...]
     fixed: tuple[CheckResult, ...]
-    untested: tuple[CheckResult, ...]
+    not_compared: tuple[NotCompared, ...]
     changed: tuple[ChangedFinding, ...]
     opened: tuple[Endpoint, ...]
     closed: tuple[Endpoint, ...]
+    ports_not_compared: tuple[Endpoint, ...]
     services: tuple[ChangedService, ...]
 
     @property
@@ -82,8 +100,8 @@ class ScanDiff:
 
     @property
     def empty(self) -> bool:
-        return not (self.new_findings or self.fixed or self.untested or self.changed
-                    or self.opened or self.closed or self.services)
+        return not (self.new_findings or self.fixed or self.not_compared or self.changed
+                    or self.opened or self.closed or self.ports_not_compared or self.services)
 
 
 def _open(record: ScanRecord) -> dict[tuple[str, str, int], Endpoint]:
@@ -98,23 +116,38 @@ def _svc_id(svc: Service | None) -> tuple[str | None, str | None, str | None]:
 
 def diff_records(old: ScanRecord, new: ScanRecord) -> ScanDiff:
     """Compare ``old`` with ``new`` (see the module docstring for what each part means)."""
+    cov = coverage(new)
     old_f = {c.key: c for c in old.findings}
     new_all = {c.key: c for c in new.checks}
     new_f = {c.key: c for c in new.findings}
-    fixed, untested, changed = [], [], []
+    fixed: list[CheckResult] = []
+    not_compared: list[NotCompared] = []
+    changed: list[ChangedFinding] = []
     for key, was in old_f.items():
         now = new_all.get(key)
-        if now is not None and now.status is CheckStatus.NOT_TESTED:
-            untested.append(was)
-        elif key not in new_f:
+        if now is None:
+            state = cov.state(key[:3])
+            if state is None:
+                not_compared.append(NotCompared(was, "port-not-probed"))
+            elif state is PortState.OPEN:
+                not_compared.append(NotCompared(was, "check-not-run"))
+            else:
+                fixed.append(was)  # probed, no longer open
+        elif now.status is CheckStatus.NOT_TESTED:
+            not_compared.append(NotCompared(was, "not-tested"))
+        elif now.status is CheckStatus.PASSED:
             fixed.append(was)
-        else:
-            cur = new_f[key]
-            if (cur.severity, cur.confidence, cur.summary) != (
-                was.severity, was.confidence, was.summary
-            ):
-                changed.append(ChangedFinding(was, cur))
+        elif (now.severity, now.confidence, now.summary) != (
+            was.severity, was.confidence, was.summary
+        ):
+            changed.append(ChangedFinding(was, now))
     old_o, new_o = _open(old), _open(new)
+    closed: list[Endpoint] = []
+    ports_nc: list[Endpoint] = []
+    for k, ep in sorted(old_o.items()):
+        if k in new_o:
+            continue
+        (closed if cov.probed(k) else ports_nc).append(ep)
     services = [
         ChangedService(old_o[k], ep)
         for k, ep in new_o.items()
@@ -126,10 +159,11 @@ def diff_records(old: ScanRecord, new: ScanRecord) -> ScanDiff:
         new=new,
         new_findings=tuple(c for k, c in new_f.items() if k not in old_f),
         fixed=tuple(fixed),
-        untested=tuple(untested),
+        not_compared=tuple(not_compared),
         changed=tuple(changed),
         opened=tuple(ep for k, ep in sorted(new_o.items()) if k not in old_o),
-        closed=tuple(ep for k, ep in sorted(old_o.items()) if k not in new_o),
+        closed=tuple(closed),
+        ports_not_compared=tuple(ports_nc),
         services=tuple(sorted(services, key=lambda s: s.new.key)),
     )
 
@@ -172,12 +206,14 @@ def diff_to_dict(diff: ScanDiff) -> dict[str, Any]:
         "findings": {
             "new": [_finding(c) for c in diff.new_findings],
             "fixed": [_finding(c) for c in diff.fixed],
-            "untested": [_finding(c) for c in diff.untested],
+            "not_compared": [{**_finding(n.finding), "reason": n.reason}
+                             for n in diff.not_compared],
             "changed": [{"old": _finding(c.old), "new": _finding(c.new), "raised": c.raised}
                         for c in diff.changed],
         },
         "ports": {"opened": [_port(e) for e in diff.opened],
-                  "closed": [_port(e) for e in diff.closed]},
+                  "closed": [_port(e) for e in diff.closed],
+                  "not_compared": [_port(e) for e in diff.ports_not_compared]},
         "services": {"changed": [
             {"address": s.new.address, "proto": s.new.proto.value, "port": s.new.port,
              "old": _service(s.old.service), "new": _service(s.new.service)}
@@ -196,6 +232,11 @@ def _svc_text(svc: Service | None) -> str:
     if svc is None:
         return "-"
     return " ".join(clean(p, 80) for p in (svc.name, svc.product, svc.version) if p)
+
+
+def reason_text(reason: str, lang: str) -> str:
+    """Why a finding was not compared, in words."""
+    return t(f"diff.reason.{reason}", lang)
 
 
 def _sev(value: str, lang: str) -> str:
@@ -241,11 +282,15 @@ def render_diff_table(diff: ScanDiff, lang: str = "en") -> str:
         for c in diff.changed
     ])
     section("diff.fixed", [f_row("-", c) for c in diff.fixed])
-    section("diff.untested", [f_row("?", c) for c in diff.untested])
+    section("diff.not_compared", [f"{f_row('?', n.finding)} ({reason_text(n.reason, lang)})"
+                                  for n in diff.not_compared])
     section("diff.opened", [f"+ {_where(e.address, e.port, e.proto.value)} "
                             f"{_svc_text(e.service)}" for e in diff.opened])
     section("diff.closed", [f"- {_where(e.address, e.port, e.proto.value)} "
                             f"{_svc_text(e.service)}" for e in diff.closed])
+    section("diff.ports_not_compared", [f"? {_where(e.address, e.port, e.proto.value)} "
+                                        f"{_svc_text(e.service)}"
+                                        for e in diff.ports_not_compared])
     section("diff.services", [
         f"~ {_where(s.new.address, s.new.port, s.new.proto.value)} "
         f"{_svc_text(s.old.service)} -> {_svc_text(s.new.service)}"
@@ -290,8 +335,10 @@ def render_diff_markdown(diff: ScanDiff, lang: str = "en") -> str:
         for c in diff.changed
     ])
     section("diff.fixed", [finding(c) for c in diff.fixed])
-    section("diff.untested", [finding(c) for c in diff.untested])
-    for key, eps in (("diff.opened", diff.opened), ("diff.closed", diff.closed)):
+    section("diff.not_compared", [f"{finding(n.finding)} ({reason_text(n.reason, lang)})"
+                                  for n in diff.not_compared])
+    for key, eps in (("diff.opened", diff.opened), ("diff.closed", diff.closed),
+                     ("diff.ports_not_compared", diff.ports_not_compared)):
         if eps:
             lines.extend(["", f"## {t(key, lang)} ({len(eps)})", "",
                           f"| {t('doc.address_port', lang)} | {t('doc.service', lang)} |",
@@ -323,5 +370,9 @@ def diff_sarif_document(diff: ScanDiff, lang: str = "en") -> dict[str, Any]:
         key = (props["address"], props["proto"], props["port"], result["ruleId"])
         result["baselineState"] = state[key]
     run["automationDetails"]["id"] = f"mamori/diff/{diff.new.kind}/"
-    run["invocations"][0]["properties"]["baselineScanId"] = diff.old.id
+    props = run["invocations"][0]["properties"]
+    props["baselineScanId"] = diff.old.id
+    # What the new run did not cover is neither a result nor fixed: counted, never alerted on.
+    props["notCompared"] = {"findings": len(diff.not_compared),
+                            "ports": len(diff.ports_not_compared)}
     return doc

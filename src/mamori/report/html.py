@@ -42,7 +42,7 @@ from mamori.model import (
 from mamori.report import problems
 from mamori.report import text as catalog_text
 from mamori.report.checklist import exposed, listener_for
-from mamori.report.diff import ScanDiff
+from mamori.report.diff import ScanDiff, reason_text
 from mamori.report.i18n import confidence_name, layer_name, severity_name, t
 from mamori.report.json import duration_s
 from mamori.report.problems import Hidden
@@ -542,16 +542,21 @@ def diff_context(diff: ScanDiff, *, lang: str = "en", prefix: str = "mr") -> dic
         "worse": diff.worse,
         "sections": {
             "new": t("diff.new", lang), "changed": t("diff.changed", lang),
-            "fixed": t("diff.fixed", lang), "untested": t("diff.untested", lang),
+            "fixed": t("diff.fixed", lang), "not_compared": t("diff.not_compared", lang),
             "opened": t("diff.opened", lang), "closed": t("diff.closed", lang),
+            "ports_not_compared": t("diff.ports_not_compared", lang),
             "services": t("diff.services", lang),
         },
         "new_findings": views(diff.new_findings, "new"),
         "changed": changed,
         "fixed": [short(c) for c in worst_first(diff.fixed)],
-        "untested": [short(c) for c in worst_first(diff.untested)],
+        "not_compared": [
+            {**short(n.finding), "reason": reason_text(n.reason, lang)}
+            for n in sorted(diff.not_compared, key=lambda n: (-n.finding.severity.rank,
+                                                              n.finding.key))],
         "opened": ports(diff.opened),
         "closed": ports(diff.closed),
+        "ports_not_compared": ports(diff.ports_not_compared),
         "services": [{"where": _where(s.new.address, s.new.port, s.new.proto.value, lang),
                       "old": _svc_text(s.old), "new": _svc_text(s.new)} for s in diff.services],
         "footer": t("html.generated", lang, version=clean(_version(), 40)),
