@@ -3,8 +3,9 @@
 Certificates are made here with ``cryptography``: a test CA with an intermediate, and leaves
 that are good, expired, not yet valid, self-signed, from an unknown CA, or for another name.
 Servers: ``openssl s_server`` (misconfigured: old versions, weak suites, bad certificates),
-nginx (hardened: TLS 1.2+ only, a good chain), sshd (weak and hardened configs), and a small
-faithful SSLv3 responder (Debian's OpenSSL 3 has SSLv3 compiled out).
+nginx (hardened: TLS 1.2+ only, a good chain), sshd (weak, hardened and post-quantum-only
+configs), tinysshd (open to Terrapin, run by inetd), and a small faithful SSLv3 responder
+(Debian's OpenSSL 3 has SSLv3 compiled out).
 """
 
 from __future__ import annotations
@@ -265,4 +266,23 @@ def start_sshd(workdir: Path, host: str, port: int, settings: str) -> dm.Daemon:
         raise dm.DaemonUnavailable(f"sshd rejects the test config: {check.stderr.strip()}")
     proc, log = dm._spawn([sshd, "-D", "-e", "-f", str(cfg)], workdir, "sshd.log")
     d = dm.Daemon("sshd", host, port, proc, workdir, pid, log)
+    return dm._started(d, lambda: dm.wait_tcp(host, port, proc=proc))
+
+
+def start_tinysshd(workdir: Path, host: str, port: int) -> dm.Daemon:
+    """Debian's tinysshd 20230101 (ChaCha20-Poly1305 only, no strict key exchange: open to
+    Terrapin; curve25519 and sntrup761x25519 key exchange) with its own host keys, run
+    inetd-style by openbsd-inetd in the foreground on host:port only."""
+    tinysshd = dm._need("/usr/sbin/tinysshd")
+    makekey = dm._need("/usr/sbin/tinysshd-makekey")
+    inetd = dm._need("/usr/sbin/inetd")
+    workdir.mkdir(parents=True, exist_ok=True)
+    keys = workdir / "tinyssh-keys"
+    if not keys.exists():
+        subprocess.run([makekey, str(keys)], check=True, capture_output=True)
+    cfg = workdir / "inetd.conf"
+    # -q: tinysshd's log lines would go to the client (inetd hands it the socket as stderr)
+    cfg.write_text(f"{host}:{port} stream tcp nowait root {tinysshd} tinysshd -q {keys}\n")
+    proc, log = dm._spawn([inetd, "-d", str(cfg)], workdir, "inetd.log")
+    d = dm.Daemon("tinysshd", host, port, proc, workdir, None, log)
     return dm._started(d, lambda: dm.wait_tcp(host, port, proc=proc))

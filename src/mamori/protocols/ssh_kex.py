@@ -216,7 +216,7 @@ def parse_ecdh_reply(payload: bytes) -> EcdhReply | None:
         if r.u8() != MSG_KEX_ECDH_REPLY:
             return None
         host_key = _read_string(r, 16384)
-        server_public = _read_string(r, 1024)
+        server_public = _read_string(r, 2048)  # hybrids: KEM ciphertext || X25519 key
         signature = _read_string(r, 16384)
         key_type = _read_string(Reader(host_key), 64).decode("ascii", "replace")
     except Truncated:

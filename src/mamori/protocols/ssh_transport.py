@@ -2,12 +2,15 @@
 exchange hash, key derivation and the packet ciphers a probe needs to reach userauth.
 
 Pure computation over bytes with the ``cryptography`` package; no sockets. Only what modern
-servers accept is implemented: curve25519-sha256 / ecdh-sha2-nistp256 key exchange, and
-aes-gcm or aes-ctr + hmac-sha2 packet protection.
+servers accept is implemented: curve25519-sha256 / ecdh-sha2-nistp256 key exchange, the
+post-quantum hybrids mlkem768x25519-sha256 and sntrup761x25519-sha512 (OpenSSH's PROTOCOL,
+draft-ietf-sshm-mlkem-hybrid-kex, draft-josefsson-ntruprime-ssh; the KEMs are in ``ssh_pq``),
+and aes-gcm or aes-ctr + hmac-sha2 packet protection.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import os
@@ -20,9 +23,21 @@ from cryptography.hazmat.primitives.asymmetric import ec, x25519
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from mamori.protocols import ssh_pq
 from mamori.protocols.ssh_kex import SshError, mpint, packet_length, string, unframe
 
-KEX_ALGORITHMS = ("curve25519-sha256", "curve25519-sha256@libssh.org", "ecdh-sha2-nistp256")
+# Hybrid key exchanges: the KEM of each. The client's share is KEM public key || X25519 public
+# key, the server's is KEM ciphertext || X25519 public key, and the shared secret is
+# HASH(kem_secret || x25519_secret), encoded as a string (not an mpint) wherever K is used.
+HYBRID_KEX = {
+    "mlkem768x25519-sha256": ssh_pq.MLKEM768,
+    "sntrup761x25519-sha512": ssh_pq.SNTRUP761,
+    "sntrup761x25519-sha512@openssh.com": ssh_pq.SNTRUP761,
+}
+# Our order of preference: classical first (cheapest), the hybrids for servers that offer
+# nothing else.
+KEX_ALGORITHMS = ("curve25519-sha256", "curve25519-sha256@libssh.org", "ecdh-sha2-nistp256",
+                  *HYBRID_KEX)
 HOST_KEY_ALGORITHMS = ("ssh-ed25519", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384",
                        "ecdsa-sha2-nistp521", "rsa-sha2-512", "rsa-sha2-256", "ssh-rsa",
                        "ssh-dss")
@@ -36,31 +51,54 @@ _MAC_HASHES: dict[str, Callable[[], hashlib._Hash]] = {
     "hmac-sha2-256": hashlib.sha256, "hmac-sha2-512": hashlib.sha512}
 
 
-class KexAgreement:
-    """Our ephemeral key for one key exchange."""
+def usable_kex_algorithms() -> tuple[str, ...]:
+    """KEX_ALGORITHMS less the hybrids whose KEM this installation lacks."""
+    return tuple(a for a in KEX_ALGORITHMS
+                 if a not in HYBRID_KEX or _kem_available(HYBRID_KEX[a]))
 
-    def __init__(self, algorithm: str) -> None:
+
+@functools.cache
+def _kem_available(name: str) -> bool:
+    return ssh_pq.available(name)
+
+
+class KexAgreement:
+    """Our ephemeral key for one key exchange; ``public`` is our share (Q_C)."""
+
+    def __init__(self, algorithm: str, kem: ssh_pq.Kem | None = None,
+                 x25519_key: x25519.X25519PrivateKey | None = None) -> None:
+        """``kem`` and ``x25519_key`` replace the fresh key pairs (known-answer tests).
+        Raises SshError for an algorithm not implemented or a KEM not installed."""
         if algorithm not in KEX_ALGORITHMS:
             raise SshError(f"unsupported key exchange {algorithm}")
         self.algorithm = algorithm
         self._x: x25519.X25519PrivateKey | None = None
         self._ec: ec.EllipticCurvePrivateKey | None = None
-        if algorithm.startswith("curve25519"):
-            self._x = x25519.X25519PrivateKey.generate()
-            self.public = self._x.public_key().public_bytes(
+        self._kem: ssh_pq.Kem | None = None
+        if algorithm in HYBRID_KEX:
+            try:
+                self._kem = kem or ssh_pq.new_kem(HYBRID_KEX[algorithm])
+            except ssh_pq.KemUnavailable as exc:
+                raise SshError(str(exc)) from None
+        if algorithm.startswith("curve25519") or self._kem is not None:
+            self._x = x25519_key or x25519.X25519PrivateKey.generate()
+            x_public = self._x.public_key().public_bytes(
                 serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+            self.public = (self._kem.public if self._kem else b"") + x_public
         else:
             self._ec = ec.generate_private_key(ec.SECP256R1())
             self.public = self._ec.public_key().public_bytes(
                 serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint)
 
-    def shared_secret(self, server_public: bytes) -> int:
-        """K as an integer. Raises SshError when the server's public value is invalid."""
+    def shared_secret(self, server_public: bytes) -> bytes:
+        """K, encoded as the exchange hash and key derivation take it: an mpint for the
+        classical methods, a string of HASH(kem_secret || x25519_secret) for the hybrids.
+        Raises SshError when the server's share is invalid."""
         try:
+            if self._kem is not None:
+                return string(self.hash(self._hybrid_secret(server_public)))
             if self._x is not None:
-                if len(server_public) != 32:
-                    raise SshError("curve25519 public value is not 32 bytes")
-                raw = self._x.exchange(x25519.X25519PublicKey.from_public_bytes(server_public))
+                raw = self._x25519(server_public)
             else:
                 assert self._ec is not None
                 peer = ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(),
@@ -68,25 +106,43 @@ class KexAgreement:
                 raw = self._ec.exchange(ec.ECDH(), peer)
         except ValueError as exc:
             raise SshError(f"invalid server key share: {exc}") from None
-        return int.from_bytes(raw, "big")
+        return mpint(int.from_bytes(raw, "big"))
+
+    def _hybrid_secret(self, server_public: bytes) -> bytes:
+        assert self._kem is not None
+        size = self._kem.ciphertext_size + 32
+        if len(server_public) != size:
+            raise SshError(f"{self.algorithm} server share is {len(server_public)} bytes, "
+                           f"not {size}")
+        return (self._kem.decapsulate(server_public[:-32])
+                + self._x25519(server_public[-32:]))
+
+    def _x25519(self, server_public: bytes) -> bytes:
+        assert self._x is not None
+        if len(server_public) != 32:
+            raise SshError("curve25519 public value is not 32 bytes")
+        return self._x.exchange(x25519.X25519PublicKey.from_public_bytes(server_public))
 
     def hash(self, data: bytes) -> bytes:
-        return hashlib.sha256(data).digest()  # both supported methods use SHA-256
+        if self.algorithm.startswith("sntrup761x25519-sha512"):
+            return hashlib.sha512(data).digest()
+        return hashlib.sha256(data).digest()
 
 
 def exchange_hash(kex: KexAgreement, v_c: bytes, v_s: bytes, i_c: bytes, i_s: bytes,
-                  k_s: bytes, q_s: bytes, k: int) -> bytes:
-    """H of RFC 5656 4 / RFC 8731 3 over both idents, both KEXINITs, host key, shares, K."""
+                  k_s: bytes, q_s: bytes, k: bytes) -> bytes:
+    """H of RFC 5656 4 / RFC 8731 3 over both idents, both KEXINITs, host key, shares, and
+    K as ``shared_secret`` encoded it."""
     return kex.hash(string(v_c) + string(v_s) + string(i_c) + string(i_s) + string(k_s)
-                    + string(kex.public) + string(q_s) + mpint(k))
+                    + string(kex.public) + string(q_s) + k)
 
 
-def derive(kex: KexAgreement, k: int, h: bytes, session_id: bytes, letter: bytes,
+def derive(kex: KexAgreement, k: bytes, h: bytes, session_id: bytes, letter: bytes,
            size: int) -> bytes:
     """RFC 4253 7.2 key derivation: HASH(K || H || letter || session_id), extended."""
-    out = kex.hash(mpint(k) + h + letter + session_id)
+    out = kex.hash(k + h + letter + session_id)
     while len(out) < size:
-        out += kex.hash(mpint(k) + h + out)
+        out += kex.hash(k + h + out)
     return out[:size]
 
 
@@ -99,7 +155,7 @@ class Keys:
     mac_key: bytes
 
 
-def direction_keys(kex: KexAgreement, k: int, h: bytes, cipher: str, mac: str | None,
+def direction_keys(kex: KexAgreement, k: bytes, h: bytes, cipher: str, mac: str | None,
                    client_to_server: bool) -> Keys:
     """The IV, cipher key and MAC key for one direction (letters A/C/E or B/D/F)."""
     if cipher not in _KEY_SIZES:

@@ -147,11 +147,36 @@ def judge_algorithms(kexinit: wire.KexInit) -> dict[str, str]:
     }
 
 
+STRICT_KEX_SERVER = "kex-strict-s-v00@openssh.com"
+
+
+def judge_terrapin(kexinit: wire.KexInit) -> dict[str, str]:
+    """Fields for the Terrapin prefix truncation (CVE-2023-48795), decided as ssh-audit and
+    the Terrapin paper's scanner do, from the KEXINIT alone: the server offers
+    ChaCha20-Poly1305, or a CBC cipher together with an encrypt-then-MAC MAC, and does not
+    offer the strict key exchange marker. ``terrapin`` is "yes" or "no"; ``terrapin_modes``
+    names the offered modes the attack works on; ``strict_kex`` says whether the marker is
+    offered."""
+    ciphers = dict.fromkeys(kexinit.ciphers_c2s + kexinit.ciphers_s2c)
+    macs = dict.fromkeys(kexinit.macs_c2s + kexinit.macs_s2c)
+    chacha = [c for c in ciphers if c.startswith("chacha20-poly1305")]
+    cbc = [c for c in ciphers if c.endswith("-cbc") or "-cbc@" in c]
+    etm = [m for m in macs if m.endswith("-etm@openssh.com")]
+    modes = chacha + ([f"{'/'.join(cbc)} with {'/'.join(etm)}"] if cbc and etm else [])
+    strict = STRICT_KEX_SERVER in kexinit.kex
+    return {
+        "terrapin": "yes" if modes and not strict else "no",
+        "terrapin_modes": "; ".join(modes)[:_LIST_CAP] or "none",
+        "strict_kex": "yes" if strict else "no",
+    }
+
+
 async def ssh_kexinit(ctx: ProbeContext, params: Params) -> Observation:
     """Exchange identification lines and read the server's KEXINIT (no crypto needed).
 
     Fields: software (the server's identification), kex, host_key, ciphers, macs,
-    weak_count, weak ("kind name (reasons); ..."), legacy. Raises ProbeFailure when the
+    weak_count, weak ("kind name (reasons); ..."), legacy, and the Terrapin fields of
+    ``judge_terrapin``. Raises ProbeFailure when the
     peer is not an SSH-2 server or sends a malformed KEXINIT.
     """
     del params
@@ -161,7 +186,7 @@ async def ssh_kexinit(ctx: ProbeContext, params: Params) -> Observation:
         payload, kexinit = await _server_kexinit(session)
     finally:
         await session.stream.close()
-    fields = judge_algorithms(kexinit)
+    fields = judge_algorithms(kexinit) | judge_terrapin(kexinit)
     fields["software"] = ident.decode("ascii", "replace")[:128]
     return Observation(
         test="exchanged SSH identification lines and read the algorithms the server offers "
@@ -175,12 +200,16 @@ async def ssh_kexinit(ctx: ProbeContext, params: Params) -> Observation:
 # --- login methods ----------------------------------------------------------------------------
 
 
-async def _key_exchange(session: _Session, server_kexinit: bytes, kexinit: wire.KexInit) -> None:
-    """Run curve25519/nistp256 ECDH to NEWKEYS and switch both directions to the new keys.
+async def _key_exchange(session: _Session, server_kexinit: bytes,
+                        kexinit: wire.KexInit) -> tuple[str, str]:
+    """Run the key exchange (curve25519/nistp256 ECDH, or a post-quantum hybrid when the
+    server offers nothing else) to NEWKEYS and switch both directions to the new keys.
+    Returns the key exchange method and the server's host key type.
 
     Raises ProbeFailure when no algorithm is shared or the server's reply is malformed.
     """
-    kex_name = wire.choose(crypto.KEX_ALGORITHMS, kexinit.kex)
+    kex_algorithms = crypto.usable_kex_algorithms()
+    kex_name = wire.choose(kex_algorithms, kexinit.kex)
     host_key = wire.choose(crypto.HOST_KEY_ALGORITHMS, kexinit.host_key)
     c2s = wire.choose(crypto.CIPHERS, kexinit.ciphers_c2s)
     s2c = wire.choose(crypto.CIPHERS, kexinit.ciphers_s2c)
@@ -193,10 +222,13 @@ async def _key_exchange(session: _Session, server_kexinit: bytes, kexinit: wire.
     if (mac_c2s is None and not crypto.is_aead(c2s)) or (
             mac_s2c is None and not crypto.is_aead(s2c)):
         raise ProbeFailure(ErrorKind.PROTOCOL, "no MAC in common with this server")
-    ours = wire.build_kexinit(os.urandom(16), crypto.KEX_ALGORITHMS, crypto.HOST_KEY_ALGORITHMS,
+    ours = wire.build_kexinit(os.urandom(16), kex_algorithms, crypto.HOST_KEY_ALGORITHMS,
                               crypto.CIPHERS, crypto.MACS)
     await session.send(ours)
-    agreement = crypto.KexAgreement(kex_name)
+    try:
+        agreement = crypto.KexAgreement(kex_name)
+    except wire.SshError as exc:
+        raise ProbeFailure(ErrorKind.PROTOCOL, str(exc)) from None
     await session.send(wire.build_ecdh_init(agreement.public))
     reply_payload = await session.receive_skipping({wire.MSG_KEX_ECDH_REPLY})
     reply = wire.parse_ecdh_reply(reply_payload)
@@ -216,6 +248,7 @@ async def _key_exchange(session: _Session, server_kexinit: bytes, kexinit: wire.
     session.opener = crypto.PacketOpener(
         crypto.direction_keys(agreement, k, h, s2c, mac_s2c, client_to_server=False),
         session.recv_seq)
+    return kex_name, reply.host_key_type[:64]
 
 
 async def ssh_auth_methods(ctx: ProbeContext, params: Params) -> Observation:
@@ -224,14 +257,15 @@ async def ssh_auth_methods(ctx: ProbeContext, params: Params) -> Observation:
 
     Fields: user, methods (comma list), password ("yes"/"no": password or
     keyboard-interactive offered), none_accepted ("yes" when "none" itself logged in),
-    software. Raises ProbeFailure when the key exchange or userauth cannot be completed.
+    software, kex (the key exchange completed), host_key_type. Raises ProbeFailure when the
+    key exchange or userauth cannot be completed.
     """
     user = params.text("user", "mamori-probe")
     session = await _open(ctx)
     try:
         ident = await session.identify()
         server_kexinit, kexinit = await _server_kexinit(session)
-        await _key_exchange(session, server_kexinit, kexinit)
+        kex_name, host_key_type = await _key_exchange(session, server_kexinit, kexinit)
         await session.send(wire.build_service_request("ssh-userauth"))
         await session.receive_skipping({wire.MSG_SERVICE_ACCEPT})
         await session.send(wire.build_userauth_none(user))
@@ -251,10 +285,13 @@ async def ssh_auth_methods(ctx: ProbeContext, params: Params) -> Observation:
         "password_methods": ",".join(sorted(password)) or "none",
         "none_accepted": "yes" if answer.success else "no",
         "software": ident.decode("ascii", "replace")[:128],
+        "kex": kex_name,
+        "host_key_type": host_key_type,
     }
     return Observation(
-        test=(f"completed an SSH key exchange, then sent a userauth request with method "
-              f"\"none\" for user {user!r} to learn which login methods the server offers"),
+        test=(f"completed an SSH key exchange ({kex_name}, host key {host_key_type}), then "
+              f"sent a userauth request with method \"none\" for user {user!r} to learn "
+              "which login methods the server offers"),
         fields=fields,
         request=f"SSH_MSG_USERAUTH_REQUEST user={user} service=ssh-connection method=none",
         reply=(f"{ident.decode('ascii', 'replace')[:128]} ... SSH_MSG_USERAUTH_"
