@@ -216,11 +216,46 @@ def exposure_results(
                              f"{where} is reachable from the network: {decision.reason}",
                              decision.backend)
         results.append(note_result(note, host=lst.address, port=lst.port, proto=lst.proto))
-    if any(d is not None and d.verdict is Verdict.NO_FIREWALL for _, d in decisions):
-        results.append(note_result(AuditNote(
-            "firewall-inactive", False, "no inbound firewall rules are loaded (nftables, "
-            "iptables, ufw, firewalld all empty or absent)", "firewall")))
+    inactive = firewall_inactive_detail(decisions)
+    if inactive is not None:
+        results.append(note_result(AuditNote("firewall-inactive", False, inactive, "firewall")))
     return results
+
+
+def firewall_inactive_detail(
+    decisions: Sequence[tuple[Listener, FirewallDecision | None]],
+) -> str | None:
+    """Which address family nothing filters, read from the listeners' own verdicts (the same
+    reading): None when every family a listener was decided for has inbound rules.
+
+    "IPv6 has no inbound rules (no ruleset loaded); IPv4 is filtered by iptables"."""
+    open_reasons: dict[int, list[str]] = {}
+    filtered: dict[int, str] = {}
+    backends: set[str] = set()
+    for lst, d in decisions:
+        if d is None:
+            continue
+        if d.verdict is Verdict.NO_FIREWALL:
+            why = d.reason.removeprefix(f"IPv{lst.family}: ")
+            open_reasons.setdefault(lst.family, [])
+            if why not in open_reasons[lst.family]:
+                open_reasons[lst.family].append(why)
+            backends.add(d.backend)
+        elif d.verdict is not Verdict.UNDETERMINED:
+            filtered.setdefault(lst.family, d.backend)
+    if not open_reasons:
+        return None
+    families = sorted(open_reasons)
+    names = " and ".join(f"IPv{f}" for f in families)
+    reasons = sorted({r for f in families for r in open_reasons[f]})
+    verb = "have" if len(families) > 1 else "has"
+    text = f"{names} {verb} no inbound rules ({'; '.join(reasons)})"
+    if backends == {"none"} and not filtered:
+        text += ": nftables, iptables, ufw and firewalld are all empty or absent"
+    for family, backend in sorted(filtered.items()):
+        if family not in open_reasons:
+            text += f"; IPv{family} is filtered by {backend}"
+    return text
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from mamori.audit.firewall.evaluate import Ruleset, decide_ruleset, merge
+from mamori.audit.firewall.evaluate import Rule, Ruleset, decide_ruleset, merge
 from mamori.audit.firewall.firewalld import (
     FirewalldState,
     decide_firewalld,
@@ -19,6 +19,7 @@ from mamori.audit.firewall.firewalld import (
 )
 from mamori.audit.firewall.iptables import IptablesParseError, parse_iptables_save, save_info
 from mamori.audit.firewall.nftables import NftParseError, parse_nft_json
+from mamori.audit.firewall.tables import beyond_iptables, nft_family, split_save
 from mamori.audit.firewall.ufw import UfwStatus, has_ufw_chains, parse_ufw_status
 from mamori.audit.runner import CommandResult, CommandRunner
 from mamori.model import Proto
@@ -74,7 +75,8 @@ def detect(runner: CommandRunner) -> FirewallState:
 
     firewalld, when running, is decided from its zones. Otherwise the nftables ruleset and
     the iptables (and ip6tables) rules are read together, since the kernel runs both: tables
-    that iptables-nft manages are taken from iptables-save, the rest from `nft -j`.
+    that iptables-nft manages are taken from iptables-save, the rest from `nft -j`, and so
+    are iptables' own tables that hold what iptables-save cannot show (tables.py).
     """
     ran: list[str] = []
     fwd = _firewalld(runner, ran)
@@ -85,22 +87,31 @@ def detect(runner: CommandRunner) -> FirewallState:
     ufw_res = runner.run(["ufw", "status", "verbose"])
     ran.append("ufw status verbose")
     ufw = parse_ufw_status(ufw_res.stdout) if ufw_res.ok else None
-    readable, skip, saves = _read_iptables(runner, ran, problems)
-    for family, text in saves:
-        backend = "ufw" if ufw is not None and ufw.active and has_ufw_chains(text) else "iptables"
+    readable, owned, saves = _read_iptables(runner, ran, problems)
+    nft = runner.run(["nft", "-j", "list", "ruleset"])
+    ran.append("nft -j list ruleset")
+    # Tables iptables-save cannot show faithfully are read from nft (see tables.py).
+    native = {
+        (nft_family(family), t) for family, text in saves for t in save_info(text).incompatible
+    } | (beyond_iptables(nft.stdout, owned) if nft.ok else set())
+    xt_rules: dict[tuple[str, str, str], tuple[Rule, ...]] = {}
+    for family, saved in saves:
+        backend = "ufw" if ufw is not None and ufw.active and has_ufw_chains(saved) else "iptables"
+        variant = save_info(saved).variant
+        text = saved
+        if variant == "nf_tables" and nft.ok:
+            text, moved = split_save(saved, (t for f, t in native if f == nft_family(family)))
+            xt_rules.update(_saved_chains(moved, family))
         try:
             rs = parse_iptables_save(text, family, backend)
         except IptablesParseError as exc:
             problems.append(f"iptables-save (IPv{family}): {exc}")
             continue
-        tag = "legacy " if save_info(text).variant == "legacy" else ""
-        parts.append(_retag(rs, tag) if tag else rs)
-    nft = runner.run(["nft", "-j", "list", "ruleset"])
-    ran.append("nft -j list ruleset")
+        parts.append(_retag(rs, "legacy ") if variant == "legacy" else rs)
     if nft.ok:
         readable += 1
         try:
-            parts.insert(0, parse_nft_json(nft.stdout, skip))
+            parts.insert(0, parse_nft_json(nft.stdout, owned - native, xt_rules))
         except NftParseError as exc:
             problems.append(f"nft -j list ruleset: {exc}")
     elif not nft.missing:
@@ -122,12 +133,26 @@ def detect(runner: CommandRunner) -> FirewallState:
     return FirewallState(rs.backend, rs, None, ufw, tuple(ran))
 
 
+def _saved_chains(text: str, family: int) -> dict[tuple[str, str, str], tuple[Rule, ...]]:
+    """The rules of iptables-save `text` by (nft family, table, chain); {} when unparsable."""
+    try:
+        rs = parse_iptables_save(text, family)
+    except IptablesParseError:
+        return {}
+    prefix = "ip6tables " if family == 6 else "iptables "
+    return {
+        (nft_family(family), table.removeprefix(prefix), name): chain.rules
+        for table, chains in rs.chains.items()
+        for name, chain in chains.items()
+    }
+
+
 def _read_iptables(
     runner: CommandRunner, ran: list[str], problems: list[str]
-) -> tuple[int, list[tuple[str, str]], list[tuple[int, str]]]:
+) -> tuple[int, set[tuple[str, str]], list[tuple[int, str]]]:
     """Run the iptables-save family: (how many answered, nft tables they own, their texts)."""
     readable = 0
-    skip: list[tuple[str, str]] = []
+    skip: set[tuple[str, str]] = set()
     saves: list[tuple[int, str]] = []
     plain: dict[int, str] = {}  # family -> variant of the plain iptables-save
     for family, argv in (
@@ -154,7 +179,7 @@ def _read_iptables(
         if not info.tables:
             continue
         if info.variant == "nf_tables":
-            skip += [("ip6" if family == 6 else "ip", t) for t in info.tables]
+            skip |= {(nft_family(family), t) for t in info.tables}
         saves.append((family, res.stdout))
     return readable, skip, saves
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -44,12 +44,19 @@ class NftParseError(ValueError):
     """The text is not `nft -j` output."""
 
 
-def parse_nft_json(text: str, skip_tables: Iterable[tuple[str, str]] = ()) -> Ruleset:
+def parse_nft_json(
+    text: str,
+    skip_tables: Iterable[tuple[str, str]] = (),
+    xt_rules: Mapping[tuple[str, str, str], Sequence[Rule]] | None = None,
+) -> Ruleset:
     """Parse `nft -j list ruleset` output into a Ruleset (backend "nftables").
 
     `skip_tables` lists (family, name) pairs to leave out (tables iptables-nft manages, which
-    iptables-save reads better). Chains of type nat are left out (they rewrite, not filter).
-    Raises NftParseError when `text` is not nft JSON.
+    iptables-save reads better). `xt_rules` maps (family, table, chain) to that chain's rules
+    as iptables-save showed them: a rule nft shows only as an opaque "xt" match or target is
+    taken from there (same position), when the chain holds as many rules in both. Chains of
+    type nat are left out (they rewrite, not filter). Raises NftParseError when `text` is not
+    nft JSON.
     """
     try:
         doc = json.loads(text) if text.strip() else {"nftables": []}
@@ -64,6 +71,7 @@ def parse_nft_json(text: str, skip_tables: Iterable[tuple[str, str]] = ()) -> Ru
     heads: list[dict[str, Json]] = []
     rules: dict[tuple[str, str], dict[str, list[Rule]]] = {}
     notes: list[str] = []
+    saved = _SavedRules(items, xt_rules or {})
     for item in items:
         if not isinstance(item, dict) or len(item) != 1:
             continue
@@ -87,8 +95,18 @@ def parse_nft_json(text: str, skip_tables: Iterable[tuple[str, str]] = ()) -> Ru
             where = f"{tkey[0]} {tkey[1]} {name}: "
             chain = rules.setdefault(tkey, {}).setdefault(name, [])
             exprs = body.get("expr", [])
-            for r in _rule(ctx, exprs if isinstance(exprs, list) else []):
+            exprs = exprs if isinstance(exprs, list) else []
+            from_save = saved.take(tkey, name, exprs)
+            for r in [from_save] if from_save else _rule(ctx, exprs):
                 chain.append(replace(r, text=where + r.text))
+    chains = {
+        " ".join(t): {n: Chain(n, tuple(r)) for n, r in cs.items()} for t, cs in rules.items()
+    }
+    return Ruleset("nftables", _base_chains(heads, notes), chains, tuple(notes))
+
+
+def _base_chains(heads: list[dict[str, Json]], notes: list[str]) -> tuple[BaseChain, ...]:
+    """The chains hooked on the inbound path; nat chains only noted (appended to `notes`)."""
     base: list[BaseChain] = []
     for head in heads:
         tkey = (str(head.get("family")), str(head.get("table")))
@@ -105,10 +123,32 @@ def parse_nft_json(text: str, skip_tables: Iterable[tuple[str, str]] = ()) -> Ru
                 " ".join(tkey), str(head.get("name")), stage, _int(head.get("prio")), policy, fams
             )
         )
-    chains = {
-        " ".join(t): {n: Chain(n, tuple(r)) for n, r in cs.items()} for t, cs in rules.items()
-    }
-    return Ruleset("nftables", tuple(base), chains, tuple(notes))
+    return tuple(base)
+
+
+class _SavedRules:
+    """iptables-save's rules for the "xt" rules of chains read from nft, by position."""
+
+    def __init__(self, items: list[Json], saved: Mapping[tuple[str, str, str], Sequence[Rule]]):
+        self.saved = saved
+        self.counts: dict[tuple[str, str, str], int] = {}
+        self.seen: dict[tuple[str, str, str], int] = {}
+        for item in items if saved else []:
+            body = item.get("rule") if isinstance(item, dict) else None
+            if isinstance(body, dict):
+                key = (str(body.get("family")), str(body.get("table")), str(body.get("chain")))
+                self.counts[key] = self.counts.get(key, 0) + 1
+
+    def take(self, table: tuple[str, str], chain: str, exprs: list[Json]) -> Rule | None:
+        key = (*table, chain)
+        index = self.seen.get(key, 0)
+        self.seen[key] = index + 1
+        rules = self.saved.get(key)
+        if rules is None or len(rules) != self.counts.get(key) or not any(
+            isinstance(e, dict) and "xt" in e for e in exprs
+        ):
+            return None
+        return rules[index]
 
 
 def _int(v: Json) -> int:
