@@ -8,12 +8,16 @@ the same ``StoreSink`` the CLI uses.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+import socket
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
 
+from conftest import run_mamori
 from fake_servers import tcp_server
 from mamori.model import ErrorKind, Proto, ScanRecord, Target
 from mamori.net.stream import Limits
@@ -167,3 +171,123 @@ def test_ephemeral_port_shortage_backs_off_and_never_blames_the_target() -> None
     # Backing off let every endpoint be identified once ports came free.
     assert {int(p): name for p, name in data["services"].items()} == dict.fromkeys(
         ports, "memcached")
+
+
+# ---- item 15: an overall bound per host, and what it cut reported as not tested -------------
+
+class _Tarpit:
+    """Listeners that never accept: the kernel completes every handshake (up to the backlog)
+    and nothing ever answers; no thread, no task, bounded by the backlog."""
+
+    def __init__(self, host: str, ports: range) -> None:
+        self.socks = []
+        for port in ports:
+            s = socket.socket()
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind((host, port))
+            s.listen(1024)
+            self.socks.append(s)
+
+    def __enter__(self) -> _Tarpit:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for s in self.socks:
+            s.close()
+
+
+TARPIT_PORTS = range(21700, 21760)
+
+
+def _cut_errors(errors: object, port: int) -> list[str]:
+    return [e.detail for e in errors  # type: ignore[attr-defined]
+            if e.port == port and e.probe == "host-timeout"]
+
+
+def test_host_timeout_cuts_identification_and_reports_what_was_cut(tmp_path: Path) -> None:
+    plan = ScanPlan(targets=(Target(TARPIT_HOST),), tcp_ports=tuple(TARPIT_PORTS),
+                    sweep=SweepOptions(max_timeout=1.0), identify_concurrency=8,
+                    host_timeout=3.0)
+    with _Tarpit(TARPIT_HOST, TARPIT_PORTS):
+        t0 = time.monotonic()
+        record = _scan_into_store(tmp_path / "m.db", plan, [], None)
+        elapsed = time.monotonic() - t0
+    # 60 tarpit ports at the default 15 s identification budget would take ~2 minutes.
+    assert elapsed < 3.0 + 2.5, elapsed
+    (host,) = record.hosts
+    open_ports = [e.port for e in host.endpoints if e.state.value == "open"]
+    assert open_ports == list(TARPIT_PORTS)
+    for ep in host.endpoints:
+        assert ep.service is None  # nothing answered: never a guessed name
+        cut = _cut_errors(record.errors, ep.port)
+        assert len(cut) == 1, (ep.port, record.errors)
+        assert "host timeout" in cut[0] and "not identified" in cut[0]
+        assert "checks not run" in cut[0]
+    assert not [c for c in record.checks if c.status.value == "passed"]
+
+
+def test_default_identification_budget_per_host_cuts_too(tmp_path: Path) -> None:
+    # No --host-timeout: the per-host identification budget still bounds the host.
+    plan = ScanPlan(targets=(Target(TARPIT_HOST),), tcp_ports=tuple(TARPIT_PORTS),
+                    sweep=SweepOptions(max_timeout=1.0), identify_concurrency=8,
+                    identify_host_budget=2.0)
+    assert ScanPlan(targets=(), tcp_ports=()).identify_host_budget == 300.0
+    with _Tarpit(TARPIT_HOST, TARPIT_PORTS):
+        t0 = time.monotonic()
+        record = _scan_into_store(tmp_path / "m.db", plan, [], None)
+        elapsed = time.monotonic() - t0
+    assert elapsed < 2.0 + 3.0, elapsed
+    cut = [e for e in record.errors if e.probe == "host-timeout"]
+    assert {e.port for e in cut} == set(TARPIT_PORTS)
+    assert all("identification budget" in e.detail for e in cut)
+
+
+def test_cli_host_timeout_bounds_the_command_and_the_report_says_what_was_cut(
+    tmp_path: Path,
+) -> None:
+    ports = f"{TARPIT_PORTS.start}-{TARPIT_PORTS.stop - 1}"
+    with _Tarpit(TARPIT_HOST, TARPIT_PORTS):
+        t0 = time.monotonic()
+        out = run_mamori("scan", TARPIT_HOST, "-p", ports, "--host-timeout", "3s",
+                         "--format", "json", "--db", f"sqlite:///{tmp_path / 'm.db'}",
+                         timeout=60)
+        elapsed = time.monotonic() - t0
+    assert out.returncode == 0, out.stderr
+    assert elapsed < 3.0 + 8.0, elapsed  # the bound, plus the interpreter's start-up
+    report = json.loads(out.stdout)
+    cut = [e for e in report["errors"] if e["probe"] == "host-timeout"]
+    assert {e["port"] for e in cut} == set(TARPIT_PORTS)
+    assert all(e["address"] == TARPIT_HOST and "host timeout" in e["detail"] for e in cut)
+    assert report["scan"]["options"]["host_timeout"] == 3.0
+
+
+def test_cli_host_timeout_refuses_bad_values(tmp_path: Path) -> None:
+    for bad in ("abc", "-1", "5x", "nan", "inf"):
+        out = run_mamori("scan", TARPIT_HOST, "-p", "1", "--host-timeout", bad,
+                         "--db", f"sqlite:///{tmp_path / 'm.db'}")
+        assert out.returncode == 2, (bad, out.stderr)
+        assert out.stderr.startswith("mamori: error: ") and out.stderr.count("\n") == 1, bad
+    assert not (tmp_path / "m.db").exists()
+
+
+def test_host_timeout_stops_the_sweep_and_counts_the_ports_it_never_probed(
+    tmp_path: Path,
+) -> None:
+    # --rate 2000 makes a full sweep last ~30 s; the host timeout stops it after 1.5 s.
+    ports = tuple(p for p in range(1, 65536) if p != 2024)
+    plan = ScanPlan(targets=(Target("127.0.167.4"),), tcp_ports=ports,
+                    sweep=SweepOptions(max_timeout=1.0, rate=2000), identify=False,
+                    host_timeout=1.5)
+    t0 = time.monotonic()
+    record = _scan_into_store(tmp_path / "m.db", plan, [], None)
+    assert time.monotonic() - t0 < 1.5 + 2.5
+    (cut,) = [e for e in record.errors if e.probe == "host-timeout"]
+    assert (cut.address, cut.port, cut.proto) == ("127.0.167.4", None, Proto.TCP)
+    not_probed = int(cut.detail.split("s): ", 1)[1].split(" of ", 1)[0])
+    (host,) = record.hosts
+    closed = host.not_shown.get("tcp", {}).get("closed", 0)
+    assert 0 < not_probed < len(ports) and closed > 0
+    # Every port is either counted closed or named as not probed: none silently dropped,
+    # none of the unprobed counted as closed.
+    assert closed + len(host.endpoints) + not_probed == len(ports), cut.detail
+    assert "not tested, not closed" in cut.detail

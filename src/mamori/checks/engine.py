@@ -154,11 +154,13 @@ async def run_checks(
     hostname: str | None = None,
     options: CheckOptions | None = None,
     budget: float = ENDPOINT_BUDGET,
+    cut_reason: str | None = None,
 ) -> list[CheckResult]:
     """Run every applicable check against ``endpoint``; one result per applicable check.
 
     Checks that share a probe (same primitive and parameters) share one observation. Once
-    ``budget`` seconds are spent, the remaining checks are "not tested", never skipped.
+    ``budget`` seconds are spent, the remaining checks are "not tested" (with ``cut_reason``
+    when the caller's bound, e.g. a host timeout, set the budget), never skipped.
     """
     loop = asyncio.get_running_loop()
     deadline = loop.time() + budget
@@ -174,7 +176,7 @@ async def run_checks(
             left = deadline - loop.time()
             seen[key] = (
                 await _observe(spec, ctx, min(CHECK_BUDGET, left)) if left > 1
-                else f"timeout: this endpoint's {budget:.0f} s check budget was spent"
+                else cut_reason or f"timeout: this endpoint's {budget:.0f} s check budget was spent"
             )
         obs = seen[key]
         results.append(

@@ -55,6 +55,28 @@ def select_ports(
     return tuple(tcp), tuple(udp_ports)
 
 
+_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_host_timeout(text: str | None) -> float | None:
+    """nmap's --host-timeout: seconds, or a number with ms/s/m/h; 0 (or none) means no limit.
+
+    Returns seconds or None. Raises UsageProblem for anything else (negative, nan, inf).
+    """
+    if text is None:
+        return None
+    raw = text.strip().lower()
+    unit = next((u for u in ("ms", "s", "m", "h") if raw.endswith(u)), "")
+    try:
+        value = float(raw[: len(raw) - len(unit)]) * _DURATION_UNITS.get(unit, 1.0)
+    except ValueError:
+        value = float("nan")
+    if not 0 <= value < float("inf"):  # nan fails both comparisons
+        raise UsageProblem(
+            f"--host-timeout must be a duration such as 90, 30s, 5m or 1h, not {text!r}")
+    return value or None
+
+
 def scan(
     targets: Annotated[list[str] | None, typer.Argument(
         help="Host names, IPv4/IPv6 addresses, CIDR blocks or ranges (127.0.1.1-20).",
@@ -77,6 +99,9 @@ def scan(
         "--rate", help="At most this many probes per second.")] = None,
     timeout: Annotated[float, typer.Option(
         "--timeout", help="Longest wait for one probe, in seconds.")] = 1.5,
+    host_timeout: Annotated[str | None, typer.Option(
+        "--host-timeout", help="Give up on a host after this long (30s, 5m, 1h; 0: no limit); "
+        "what was cut is reported as not tested.")] = None,
     identify: Annotated[bool, typer.Option(
         "--identify/--no-identify", help="Identify the services that answer.")] = True,
     no_checks: Annotated[bool, typer.Option(
@@ -135,6 +160,7 @@ def scan(
             raise UsageProblem("--rate must be a positive number of probes per second")
         if not 0 < timeout <= 60:
             raise UsageProblem("--timeout must be between 0 and 60 seconds")
+        host_limit = parse_host_timeout(host_timeout)
         if top_ports is not None and not 0 < top_ports <= 65535:
             raise UsageProblem("--top-ports must be between 1 and 65535")
         exclude_ports = exclusions(exclude_ports)
@@ -153,6 +179,7 @@ def scan(
         udp_ports=tuple(udp_ports),
         sweep=SweepOptions(max_timeout=timeout, rate=rate, parent_lane=False),
         identify=identify,
+        host_timeout=host_limit,
         checks=tuple(specs),
         check_options=check_options(
             ca_file, proxy_url, proxy_pattern, smtp_canary_domain, smtp_canary_inbox
@@ -163,6 +190,7 @@ def scan(
         "exclude_ports": exclude_ports, "rate": rate, "timeout": timeout, "identify": identify,
         "tcp_port_count": len(plan.tcp_ports), "udp_port_count": len(plan.udp_ports),
         "checks": [c.id for c in specs], "fail_on": fail_on,
+        "host_timeout": host_limit,
         "probed": probed_option(plan.tcp_ports, plan.udp_ports),  # what diff may compare
     }
     from mamori.cli.progress import progress_reporter

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
@@ -41,6 +42,16 @@ MAX_UDP_REPROBE = 64
 # everything would otherwise fill the report with 65,535 rows (nmap collapses them too).
 MAX_LISTED_FILTERED = 100
 
+# How long identification and checks of one host may take in all, counted from its first
+# identification, when no --host-timeout says otherwise: a host with 320 tarpit ports costs
+# ~2 minutes at the per-endpoint budget, one with 65,535 would cost hours.
+DEFAULT_IDENTIFY_HOST_BUDGET = 300.0
+# Endpoints cut by a host timeout are listed one by one up to this many per host; the rest
+# are counted in one line.
+MAX_LISTED_CUT = 100
+# The error ``probe`` of what a host timeout cut: "not tested", never closed or passed.
+HOST_TIMEOUT_PROBE = "host-timeout"
+
 
 @dataclass(frozen=True)
 class ScanPlan:
@@ -58,6 +69,12 @@ class ScanPlan:
     checks: tuple[CheckSpec, ...] = ()
     check_options: CheckOptions | None = None
     probe_limits: Limits = field(default_factory=Limits)
+    # nmap's --host-timeout: seconds from the scan's start after which a host's remaining
+    # work (sweep, identification, checks) is cut and reported as not tested; None: no limit.
+    host_timeout: float | None = None
+    # Seconds identification and checks of one host may take in all (from its first
+    # identification): the bound a scan has even without --host-timeout.
+    identify_host_budget: float = DEFAULT_IDENTIFY_HOST_BUDGET
 
     @property
     def total_probes(self) -> int:
@@ -100,6 +117,13 @@ class _Runner:
         self.udp_replies: list[PortResult] = []
         self.filtered: dict[tuple[str, str], list[PortResult]] = {}
         self.not_shown: dict[str, dict[str, dict[str, int]]] = {}
+        # Per-host bounds (time.monotonic(): the sweep thread reads the sweep's deadline).
+        self.started = time.monotonic()
+        self.sweep_deadline = (
+            None if plan.host_timeout is None else self.started + plan.host_timeout)
+        self.identify_started: dict[str, float] = {}
+        self.sweep_error_ports: dict[tuple[str, str], int] = {}
+        self.cut: dict[str, tuple[int, str]] = {}  # address -> (endpoints cut, why)
 
     # -- called from the sweep thread: hop onto the loop thread ------------------------------
     def _from_thread(self, fn: Callable[[], None]) -> None:
@@ -109,12 +133,62 @@ class _Runner:
         self._from_thread(lambda: self._record(r))
 
     def _on_error(self, e: ProbeError) -> None:
-        self._from_thread(lambda: self.sink.on_error(e))
+        self._from_thread(lambda: self._record_error(e))
+
+    def _should_stop(self) -> bool:
+        """The sweep's stop signal: Ctrl-C, or --host-timeout passed (all hosts are swept
+        together, so their deadline is one)."""
+        return self.stop.is_set() or (
+            self.sweep_deadline is not None and time.monotonic() >= self.sweep_deadline)
 
     def _on_progress(self, n: int) -> None:
         self._from_thread(lambda: self.progress(advance=n))
 
     # -- loop thread -----------------------------------------------------------------------
+    def _record_error(self, e: ProbeError) -> None:
+        if e.address is not None and e.port is not None and e.proto is not None:
+            key = (e.address, e.proto.value)
+            self.sweep_error_ports[key] = self.sweep_error_ports.get(key, 0) + 1
+        self.sink.on_error(e)
+
+    def _host_deadline(self, address: str) -> tuple[float, str]:
+        """When ``address``'s remaining work is cut, and the words for why: the earlier of
+        --host-timeout and its identification budget (counted from its first identification).
+        """
+        first = self.identify_started.setdefault(address, time.monotonic())
+        when = first + self.plan.identify_host_budget
+        budget = self.plan.identify_host_budget
+        why = f"host timeout (identification budget per host, {budget:g} s)"
+        if self.sweep_deadline is not None and self.sweep_deadline <= when:
+            when = self.sweep_deadline
+            why = f"host timeout (--host-timeout {self.plan.host_timeout:g} s)"
+        return when, why
+
+    def _cut_endpoint(self, r: PortResult, why: str) -> None:
+        """Report an endpoint whose identification (and so its checks) a host timeout cut."""
+        n, _ = self.cut.get(r.address, (0, why))
+        self.cut[r.address] = (n + 1, why)
+        if n < MAX_LISTED_CUT:
+            self.sink.on_error(ProbeError(
+                r.address, r.port, r.proto, ErrorKind.TIMEOUT,
+                f"{why}: service not identified, checks not run", HOST_TIMEOUT_PROBE))
+
+    def _report_unswept(self, stats: SweepStats, proto: Proto, planned: int) -> None:
+        """After a sweep stopped by --host-timeout: how many ports of each host got no state
+        (not tested, never counted as closed)."""
+        if not stats.stopped or self.stop.is_set():
+            return
+        for target in self.plan.targets:
+            address = target.address
+            seen = sum(stats.counts.get(address, {}).values())
+            seen += self.sweep_error_ports.get((address, proto.value), 0)
+            if seen < planned:
+                self.sink.on_error(ProbeError(
+                    address, None, proto, ErrorKind.TIMEOUT,
+                    f"host timeout (--host-timeout {self.plan.host_timeout:g} s): "
+                    f"{planned - seen} of {planned} {proto.value.upper()} ports not probed "
+                    "(not tested, not closed)", HOST_TIMEOUT_PROBE))
+
     def _record(self, r: PortResult) -> None:
         if r.state is PortState.FILTERED or r.state is PortState.OPEN_FILTERED:
             bucket = self.filtered.setdefault((r.address, r.proto.value), [])
@@ -147,10 +221,11 @@ class _Runner:
                 stats = await asyncio.to_thread(
                     tcp_sweep, addresses, list(self.plan.tcp_ports), self.plan.sweep,
                     on_result=self._on_result, on_error=self._on_error,
-                    on_progress=self._on_progress, should_stop=self.stop.is_set,
+                    on_progress=self._on_progress, should_stop=self._should_stop,
                 )
                 await asyncio.sleep(0)  # let queued call_soon_threadsafe callbacks run first
                 self._merge_stats(stats, Proto.TCP)
+                self._report_unswept(stats, Proto.TCP, len(self.plan.tcp_ports))
             if self.plan.udp_ports:
                 from mamori.identify.engine import udp_payload
 
@@ -158,11 +233,12 @@ class _Runner:
                 stats = await asyncio.to_thread(
                     udp_sweep, addresses, list(self.plan.udp_ports), self.plan.sweep,
                     on_result=self._on_result, on_error=self._on_error,
-                    on_progress=self._on_progress, should_stop=self.stop.is_set,
+                    on_progress=self._on_progress, should_stop=self._should_stop,
                     payload_for=udp_payload,
                 )
                 await asyncio.sleep(0)
                 self._merge_stats(stats, Proto.UDP)
+                self._report_unswept(stats, Proto.UDP, len(self.plan.udp_ports))
                 await self._reprobe_silent_udp()
         finally:
             for _ in range(self.plan.identify_concurrency):
@@ -193,7 +269,7 @@ class _Runner:
         async def one(address: str, ports: list[int], payload: bytes) -> None:
             await asyncio.to_thread(
                 udp_sweep, [address], ports, self.plan.sweep, on_result=keep,
-                on_error=self._on_error, should_stop=self.stop.is_set,
+                on_error=self._on_error, should_stop=self._should_stop,
                 payload_for=lambda _port: payload,
             )
 
@@ -227,16 +303,27 @@ class _Runner:
             from mamori.identify.engine import identify_tcp
 
             self.progress(total=1)
+            deadline, why = self._host_deadline(r.address)
+            # The engine's own budget, plus what it may wait for free local ports.
+            cap = self.plan.identify_budget + self.plan.probe_limits.local_wait + 5
+            left = deadline - time.monotonic()
+            if left <= 0:
+                self._cut_endpoint(r, why)
+                self.progress(advance=1)
+                continue
             try:
                 svc, errors = await asyncio.wait_for(
                     identify_tcp(r.address, r.port, limits=self.plan.probe_limits,
                                  budget=self.plan.identify_budget,
                                  user_agent=self.plan.identify_user_agent,
                                  server_hostname=names.get(r.address)),
-                    # The engine's own budget, plus what it may wait for free local ports.
-                    timeout=self.plan.identify_budget + self.plan.probe_limits.local_wait + 5,
+                    timeout=min(cap, left),
                 )
             except TimeoutError:
+                if left < cap:
+                    self._cut_endpoint(r, why)
+                    self.progress(advance=1)
+                    continue
                 svc, errors = None, [ProbeError(r.address, r.port, Proto.TCP, ErrorKind.TIMEOUT,
                                                 "identification exceeded its budget", "identify")]
             for e in errors:
@@ -249,10 +336,16 @@ class _Runner:
     async def _check(self, endpoint: Endpoint, svc: Service, hostname: str | None) -> None:
         if not self.plan.checks:
             return
-        from mamori.checks.engine import run_checks
+        from mamori.checks.engine import ENDPOINT_BUDGET, run_checks
 
+        # Checks share the host's bound: what it cuts is "not tested: host timeout".
+        deadline, why = self._host_deadline(endpoint.address)
+        left = max(0.0, deadline - time.monotonic())
         for result in await run_checks(self.plan.checks, endpoint, svc, hostname=hostname,
-                                       options=self.plan.check_options):
+                                       options=self.plan.check_options,
+                                       budget=min(ENDPOINT_BUDGET, left),
+                                       cut_reason=f"{why}: check not run"
+                                       if left < ENDPOINT_BUDGET else None):
             self.sink.on_check(result)
 
     async def run(self) -> None:
@@ -279,6 +372,12 @@ class _Runner:
                 await self._check(_endpoint(r), svc, names.get(r.address))
         for address, counts in self.not_shown.items():
             self.sink.on_not_shown(address, counts)
+        for address, (n, why) in self.cut.items():
+            if n > MAX_LISTED_CUT:
+                self.sink.on_error(ProbeError(
+                    address, None, Proto.TCP, ErrorKind.TIMEOUT,
+                    f"{why}: {n - MAX_LISTED_CUT} more open TCP ports not identified, "
+                    "checks not run", HOST_TIMEOUT_PROBE))
 
 
 async def run_scan(plan: ScanPlan, sink: ScanSink, progress: ProgressFn = _no_progress) -> None:
