@@ -144,6 +144,7 @@ def test_frame_split_round_trip() -> None:
 @pytest.mark.parametrize("cipher,mac", [
     ("aes128-gcm@openssh.com", None), ("aes256-gcm@openssh.com", None),
     ("aes128-ctr", "hmac-sha2-256"), ("aes256-ctr", "hmac-sha2-512"),
+    ("chacha20-poly1305@openssh.com", None),
 ])
 def test_sealed_packets_open_and_tampering_is_caught(cipher: str, mac: str | None) -> None:
     kex = crypto.KexAgreement("curve25519-sha256")

@@ -6,12 +6,14 @@
   even with ChaCha20 and CBC + EtM turned on, and must stay clean; so must an sshd with the
   catalog's stop-gap lines (ChaCha20 and EtM MACs removed).
 - sshd with ``KexAlgorithms sntrup761x25519-sha512@openssh.com`` only: the login checks must
-  complete a key exchange and pass or find, never "not tested". (mlkem768x25519-sha256 needs
-  OpenSSH 9.9, which Debian 12 lacks: tests/protocols/test_ssh_hybrid_kex.py covers it.)
+  complete a key exchange and pass or find, never "not tested". tinysshd (its own sntrup761
+  code) completes one too, under chacha20-poly1305, its only cipher. (mlkem768x25519-sha256
+  needs OpenSSH 9.9, which Debian 12 lacks: tests/protocols/test_ssh_hybrid_kex.py covers it.)
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 
 import pytest
@@ -19,8 +21,11 @@ import pytest
 import daemons as dm
 import fixtures_crypto as fc
 from checks_helpers import assert_finding, assert_passed, run_check
+from mamori.checks.observation import CheckOptions
+from mamori.checks.probes import ssh
 from mamori.checks.probes.ssh import judge_terrapin
 from mamori.model import CheckStatus, Confidence
+from mamori.net.stream import BoundedStream
 from mamori.protocols import ssh_kex as wire
 
 TINY = ("127.0.66.33", 16433)
@@ -159,3 +164,38 @@ def test_sntrup_only_keys_only_sshd_passes(lab: dm.Lab) -> None:
         assert result.evidence is not None
         assert result.evidence.facts["methods"] == "publickey"
         assert result.evidence.facts["kex"] == "sntrup761x25519-sha512@openssh.com"
+
+
+@pytest.mark.daemon
+def test_tinysshd_login_checks_run_under_chacha20_poly1305(lab: dm.Lab) -> None:
+    # tinysshd offers chacha20-poly1305@openssh.com and nothing else: before it was
+    # implemented these were "not tested".
+    lab.need("tinysshd")
+    result = run_check("ssh-password-authentication", *TINY, "ssh")
+    assert_passed(result)
+    assert result.evidence is not None and result.evidence.facts["methods"] == "publickey"
+
+
+@pytest.mark.daemon
+def test_sntrup761_key_exchange_with_tinysshd(lab: dm.Lab) -> None:
+    """A second, independent sntrup761x25519 server: offering only that method, the
+    server's SERVICE_ACCEPT must arrive under the keys both sides derived from it."""
+    lab.need("tinysshd")
+
+    async def handshake() -> tuple[str, str, bytes]:
+        stream = await BoundedStream.open(*TINY, CheckOptions().limits)
+        session = ssh._Session(stream)
+        try:
+            await session.identify()
+            raw, kexinit = await ssh._server_kexinit(session)
+            kex, host_key = await ssh.key_exchange(
+                session, raw, kexinit, ("sntrup761x25519-sha512@openssh.com",))
+            await session.send(wire.build_service_request("ssh-userauth"))
+            accept = await session.receive_skipping({wire.MSG_SERVICE_ACCEPT})
+        finally:
+            await session.stream.close()
+        return kex, host_key, accept
+
+    kex, host_key, accept = asyncio.run(handshake())
+    assert (kex, host_key) == ("sntrup761x25519-sha512@openssh.com", "ssh-ed25519")
+    assert accept == bytes([wire.MSG_SERVICE_ACCEPT]) + wire.string(b"ssh-userauth")

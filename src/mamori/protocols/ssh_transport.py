@@ -5,7 +5,7 @@ Pure computation over bytes with the ``cryptography`` package; no sockets. Only 
 servers accept is implemented: curve25519-sha256 / ecdh-sha2-nistp256 key exchange, the
 post-quantum hybrids mlkem768x25519-sha256 and sntrup761x25519-sha512 (OpenSSH's PROTOCOL,
 draft-ietf-sshm-mlkem-hybrid-kex, draft-josefsson-ntruprime-ssh; the KEMs are in ``ssh_pq``),
-and aes-gcm or aes-ctr + hmac-sha2 packet protection.
+and aes-gcm, chacha20-poly1305 (``ssh_chachapoly``) or aes-ctr + hmac-sha2 packet protection.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, x25519
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from mamori.protocols import ssh_pq
+from mamori.protocols import ssh_chachapoly, ssh_pq
 from mamori.protocols.ssh_kex import SshError, mpint, packet_length, string, unframe
 
 # Hybrid key exchanges: the KEM of each. The client's share is KEM public key || X25519 public
@@ -42,11 +42,11 @@ HOST_KEY_ALGORITHMS = ("ssh-ed25519", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp38
                        "ecdsa-sha2-nistp521", "rsa-sha2-512", "rsa-sha2-256", "ssh-rsa",
                        "ssh-dss")
 CIPHERS = ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com", "aes128-ctr", "aes192-ctr",
-           "aes256-ctr")
+           "aes256-ctr", ssh_chachapoly.NAME)
 MACS = ("hmac-sha2-256", "hmac-sha2-512")
 
 _KEY_SIZES = {"aes128-gcm@openssh.com": 16, "aes256-gcm@openssh.com": 32, "aes128-ctr": 16,
-              "aes192-ctr": 24, "aes256-ctr": 32}
+              "aes192-ctr": 24, "aes256-ctr": 32, ssh_chachapoly.NAME: ssh_chachapoly.KEY_SIZE}
 _MAC_HASHES: dict[str, Callable[[], hashlib._Hash]] = {
     "hmac-sha2-256": hashlib.sha256, "hmac-sha2-512": hashlib.sha512}
 
@@ -161,7 +161,8 @@ def direction_keys(kex: KexAgreement, k: bytes, h: bytes, cipher: str, mac: str 
     if cipher not in _KEY_SIZES:
         raise SshError(f"unsupported cipher {cipher}")
     iv_l, key_l, mac_l = (b"A", b"C", b"E") if client_to_server else (b"B", b"D", b"F")
-    iv = derive(kex, k, h, h, iv_l, 12 if cipher.endswith("gcm@openssh.com") else 16)
+    iv_size = 12 if cipher.endswith("gcm@openssh.com") else 16
+    iv = derive(kex, k, h, h, iv_l, 0 if cipher == ssh_chachapoly.NAME else iv_size)
     key = derive(kex, k, h, h, key_l, _KEY_SIZES[cipher])
     mac_key = b""
     if mac is not None:
@@ -170,7 +171,8 @@ def direction_keys(kex: KexAgreement, k: bytes, h: bytes, cipher: str, mac: str 
 
 
 def is_aead(cipher: str) -> bool:
-    return cipher.endswith("gcm@openssh.com")
+    """The cipher authenticates by itself: no MAC is negotiated for it."""
+    return cipher.endswith("gcm@openssh.com") or cipher == ssh_chachapoly.NAME
 
 
 class PacketSealer:
@@ -184,7 +186,9 @@ class PacketSealer:
 
     def seal(self, payload: bytes) -> bytes:
         block = 16
-        if is_aead(self.keys.cipher):
+        if self.keys.cipher == ssh_chachapoly.NAME:
+            out = ssh_chachapoly.seal(self.keys.key, self.seq, payload)
+        elif is_aead(self.keys.cipher):
             pad = block - (1 + len(payload)) % block
             pad += block if pad < 4 else 0
             body = bytes([pad]) + payload + os.urandom(pad)
@@ -220,6 +224,11 @@ class PacketOpener:
         Raises SshError when the length is out of range or the tag does not verify (the
         peer did not derive the same keys: not a real key exchange).
         """
+        if self.keys.cipher == ssh_chachapoly.NAME:
+            got = ssh_chachapoly.open_packet(self.keys.key, self.seq, buf)
+            if got is not None:
+                self.seq = (self.seq + 1) & 0xFFFFFFFF
+            return got
         if is_aead(self.keys.cipher):
             return self._open_gcm(buf)
         return self._open_ctr(buf)

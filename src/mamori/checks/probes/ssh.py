@@ -200,15 +200,16 @@ async def ssh_kexinit(ctx: ProbeContext, params: Params) -> Observation:
 # --- login methods ----------------------------------------------------------------------------
 
 
-async def _key_exchange(session: _Session, server_kexinit: bytes,
-                        kexinit: wire.KexInit) -> tuple[str, str]:
+async def key_exchange(session: _Session, server_kexinit: bytes, kexinit: wire.KexInit,
+                       kex_algorithms: tuple[str, ...] | None = None) -> tuple[str, str]:
     """Run the key exchange (curve25519/nistp256 ECDH, or a post-quantum hybrid when the
     server offers nothing else) to NEWKEYS and switch both directions to the new keys.
+    ``kex_algorithms`` narrows what we offer (default: every one this installation has).
     Returns the key exchange method and the server's host key type.
 
     Raises ProbeFailure when no algorithm is shared or the server's reply is malformed.
     """
-    kex_algorithms = crypto.usable_kex_algorithms()
+    kex_algorithms = kex_algorithms or crypto.usable_kex_algorithms()
     kex_name = wire.choose(kex_algorithms, kexinit.kex)
     host_key = wire.choose(crypto.HOST_KEY_ALGORITHMS, kexinit.host_key)
     c2s = wire.choose(crypto.CIPHERS, kexinit.ciphers_c2s)
@@ -265,7 +266,7 @@ async def ssh_auth_methods(ctx: ProbeContext, params: Params) -> Observation:
     try:
         ident = await session.identify()
         server_kexinit, kexinit = await _server_kexinit(session)
-        kex_name, host_key_type = await _key_exchange(session, server_kexinit, kexinit)
+        kex_name, host_key_type = await key_exchange(session, server_kexinit, kexinit)
         await session.send(wire.build_service_request("ssh-userauth"))
         await session.receive_skipping({wire.MSG_SERVICE_ACCEPT})
         await session.send(wire.build_userauth_none(user))
