@@ -21,7 +21,7 @@ from checks_helpers import assert_finding, assert_passed, run_check
 from mamori.checks.catalog import default_catalog
 from mamori.checks.engine import run_checks
 from mamori.checks.observation import CheckOptions
-from mamori.checks.probes.tls import judge_certificate
+from mamori.checks.probes.tls_chain import judge_certificate
 from mamori.model import (
     CheckResult,
     CheckStatus,

@@ -1,0 +1,231 @@
+"""Certificate trust as a real client judges it: nginx serving chains a verifier rejects
+(clientAuth-only leaf, a broken name constraint, a broken pathLen), weak chains (RSA-1024
+leaf, SHA-1 signature), and their hardened twin, which must stay clean."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.x509.oid import ExtendedKeyUsageOID
+
+import daemons as dm
+import fixtures_chains as fch
+from checks_helpers import assert_finding, assert_passed, run_check
+from mamori.checks.catalog import default_catalog
+from mamori.checks.engine import run_checks
+from mamori.checks.observation import CheckOptions
+from mamori.checks.probes.tls_chain import judge_certificate, trust_anchors
+from mamori.model import CheckResult, CheckStatus, Endpoint, PortState, Proto, Reason, Service
+
+TLS_CHECKS = sorted(c for c in default_catalog() if c.startswith("tls-"))
+
+SERVERS = {
+    "good": ("127.0.67.1", 16701),
+    "client-auth": ("127.0.67.2", 16702),
+    "name-constraints": ("127.0.67.3", 16703),
+    "path-length": ("127.0.67.4", 16704),
+    "rsa-1024": ("127.0.67.5", 16705),
+    "sha1": ("127.0.67.6", 16706),
+}
+
+
+@pytest.fixture(scope="module")
+def chains(tmp_path_factory: pytest.TempPathFactory) -> Iterator[fch.Chains]:
+    work = tmp_path_factory.mktemp("chains")
+    made = fch.make_chains(work / "pki", {n: h for n, (h, _) in SERVERS.items()})
+    with dm.running(fch.start_nginx_chains, work / "nginx", SERVERS, made) as nginx:
+        assert not dm.listeners_on_wildcard([nginx.proc.pid])
+        yield made
+
+
+def _run_all(name: str, options: CheckOptions, hostname: str | None) -> dict[str, CheckResult]:
+    host, port = SERVERS[name]
+    specs = [default_catalog()[c] for c in TLS_CHECKS]
+    ep = Endpoint(host, port, Proto.TCP, PortState.OPEN, Reason.SYN_ACK)
+    results = asyncio.run(run_checks(specs, ep, Service("https", tls=True), hostname=hostname,
+                                     options=options))
+    return {r.check_id: r for r in results}
+
+
+# Each chain breaks one rule: exactly one finding, with the reason a person can act on, and
+# every other TLS check passes (so none of them fires on a neighbour's fault).
+@pytest.mark.daemon
+@pytest.mark.parametrize("hostname", ["mamori.test", None])
+@pytest.mark.parametrize("name,check_id,reason,words", [
+    ("good", None, "none", ""),
+    ("client-auth", "tls-certificate-untrusted", "eku", "clientAuth"),
+    ("name-constraints", "tls-certificate-untrusted", "name-constraints", "example.org"),
+    ("path-length", "tls-certificate-untrusted", "path-length", "pathLenConstraint 0"),
+    ("rsa-1024", "tls-certificate-weak-key", "none", "RSA 1024"),
+    ("sha1", "tls-certificate-weak-signature", "weak-signature", "SHA-1"),
+])
+def test_each_chain_is_judged_as_a_verifier_does(
+    chains: fch.Chains, name: str, check_id: str | None, reason: str, words: str,
+    hostname: str | None,
+) -> None:
+    results = _run_all(name, CheckOptions(ca_file=str(chains.ca_file)), hostname)
+    assert set(results) == set(TLS_CHECKS)
+    findings = {c for c, r in results.items() if r.status is CheckStatus.FINDING}
+    expected = {check_id} if check_id else set()
+    assert findings == expected, {c: results[c].summary for c in findings ^ expected}
+    for other in set(TLS_CHECKS) - expected:
+        assert_passed(results[other])
+    cert = results["tls-certificate-untrusted"]
+    assert cert.evidence is not None
+    if check_id is None:
+        return
+    result = results[check_id]
+    assert_finding(result)
+    assert result.evidence is not None
+    facts = result.evidence.facts
+    assert words in result.summary, result.summary
+    if check_id == "tls-certificate-untrusted":
+        assert facts["trust_reason"] == reason
+        assert words in facts["trust_detail"]
+
+
+@pytest.mark.daemon
+def test_findings_state_evidence_and_test(chains: fch.Chains) -> None:
+    options = CheckOptions(ca_file=str(chains.ca_file))
+    eku = run_check("tls-certificate-untrusted", *SERVERS["client-auth"], "https", tls=True,
+                    options=options, hostname="mamori.test")
+    assert eku.evidence is not None
+    assert "verifier" in eku.evidence.test and "system store" in eku.evidence.test
+    key = run_check("tls-certificate-weak-key", *SERVERS["rsa-1024"], "https", tls=True,
+                    options=options)
+    assert key.evidence is not None and key.evidence.facts["key"] == "RSA 1024 bits"
+    sig = run_check("tls-certificate-weak-signature", *SERVERS["sha1"], "https", tls=True,
+                    options=options)
+    assert sig.evidence is not None
+    assert "sha1WithRSAEncryption" in sig.evidence.facts["weak_signatures"]
+    assert "mamori.test" in sig.evidence.facts["weak_signatures"]
+
+
+@pytest.mark.daemon
+def test_store_is_system_roots_plus_ca_file(chains: fch.Chains) -> None:
+    # Without --ca-file the hardened twin's root is unknown: untrusted, and the reason says so.
+    without = run_check("tls-certificate-untrusted", *SERVERS["good"], "https", tls=True,
+                        hostname="mamori.test")
+    assert_finding(without)
+    assert without.evidence is not None
+    assert without.evidence.facts["trust_reason"] == "unknown-issuer"
+    assert "mamori chain-test root" in without.evidence.facts["trust_detail"]
+    # --ca-file adds to the system roots, it does not replace them.
+    system = trust_anchors(None)
+    with_file = trust_anchors(str(chains.ca_file))
+    assert len(system) > 20 and with_file[: len(system)] == system
+    assert [c.subject.rfc4514_string() for c in with_file[len(system):]] == [
+        "CN=mamori chain-test root"]
+
+
+# --- pure parts: the reasons, the weak-key and weak-signature tables -------------------------
+
+NOW = datetime.now(UTC)
+
+
+def _judge(chain: list[x509.Certificate], anchors: list[x509.Certificate],
+           target: str = "mamori.test") -> dict[str, str]:
+    return judge_certificate(chain, anchors, target, NOW)
+
+
+def test_good_chain_is_trusted_with_no_reason() -> None:
+    root = fch.make_ca("r")
+    inter = fch.make_ca("i", root)
+    leaf, _ = fch.make_leaf(["mamori.test"], inter)
+    fields = _judge([leaf, inter[0]], [root[0]])
+    assert fields["trusted"] == "yes" and fields["trust_reason"] == "none"
+    assert fields["weak_key"] == "no" and fields["weak_signature"] == "no"
+    assert fields["key"] == "EC secp256r1 (256 bits)"
+
+
+@pytest.mark.parametrize("eku,trusted", [
+    ((ExtendedKeyUsageOID.CLIENT_AUTH,), "no"),
+    ((ExtendedKeyUsageOID.CLIENT_AUTH, ExtendedKeyUsageOID.SERVER_AUTH), "yes"),
+    ((ExtendedKeyUsageOID.CODE_SIGNING,), "no"),
+])
+def test_eku_verdict(eku: tuple[x509.ObjectIdentifier, ...], trusted: str) -> None:
+    root = fch.make_ca("r")
+    leaf, _ = fch.make_leaf(["mamori.test"], root, eku=eku)
+    fields = _judge([leaf], [root[0]])
+    assert fields["trusted"] == trusted
+    assert fields["trust_reason"] == ("eku" if trusted == "no" else "none")
+
+
+def test_unknown_issuer_and_self_signed_reasons() -> None:
+    root = fch.make_ca("r")
+    stranger = fch.make_ca("stranger")
+    leaf, _ = fch.make_leaf(["mamori.test"], stranger)
+    fields = _judge([leaf, stranger[0]], [root[0]])
+    assert fields["trust_reason"] == "unknown-issuer", fields["trust_detail"]
+    assert "stranger" in fields["trust_detail"]
+    missing_inter = fch.make_ca("i", root)
+    leaf, _ = fch.make_leaf(["mamori.test"], missing_inter)
+    fields = _judge([leaf], [root[0]])  # the server forgot its intermediate
+    assert fields["trust_reason"] == "unknown-issuer" and "CN=i" in fields["trust_detail"]
+
+
+def test_expired_and_name_mismatch_reasons_do_not_make_the_chain_untrusted() -> None:
+    # Dates and names have their own checks: the chain is trusted, the reason is specific.
+    root = fch.make_ca("r")
+    leaf, _ = fch.make_leaf(["other.test"], root)
+    fields = _judge([leaf], [root[0]])
+    assert fields["trusted"] == "yes" and fields["trust_reason"] == "name-mismatch"
+    fields = judge_certificate([leaf], [root[0]], "other.test", NOW + timedelta(days=200))
+    assert fields["trusted"] == "yes" and fields["trust_reason"] == "expired"
+    fields = judge_certificate([leaf], [root[0]], "other.test", NOW - timedelta(days=20))
+    assert fields["trust_reason"] == "not-yet-valid"
+
+
+@pytest.mark.parametrize("make_key,label,weak", [
+    (lambda: rsa.generate_private_key(public_exponent=65537, key_size=1024), "RSA 1024 bits",
+     "yes"),
+    (lambda: rsa.generate_private_key(public_exponent=65537, key_size=2048), "RSA 2048 bits",
+     "no"),
+    (lambda: ec.generate_private_key(ec.SECP224R1()), "EC secp224r1 (224 bits)", "yes"),
+    (lambda: ec.generate_private_key(ec.SECP384R1()), "EC secp384r1 (384 bits)", "no"),
+])
+def test_weak_leaf_keys(make_key, label: str, weak: str) -> None:  # type: ignore[no-untyped-def]
+    root = fch.make_ca("r")
+    leaf, _ = fch.make_leaf(["mamori.test"], root, key=make_key())
+    fields = _judge([leaf], [root[0]])
+    assert fields["key"] == label and fields["weak_key"] == weak
+
+
+@pytest.mark.parametrize("algorithm,label", [("sha1", "SHA-1"), ("md5", "MD5")])
+def test_weak_signatures_on_the_chain(algorithm: str, label: str) -> None:
+    root = fch.make_ca("r", key=rsa.generate_private_key(public_exponent=65537, key_size=2048))
+    leaf, _ = fch.make_leaf(["mamori.test"], root)
+    assert isinstance(root[1], rsa.RSAPrivateKey)
+    weak_leaf = fch.resign_rsa(leaf, root[1], algorithm)
+    fields = _judge([weak_leaf], [root[0]])
+    assert fields["weak_signature"] == "yes" and label in fields["weak_signatures"]
+    assert fields["trusted"] == "no" and fields["trust_reason"] == "weak-signature"
+
+
+def test_self_signed_roots_own_sha1_signature_is_not_counted() -> None:
+    # Nobody verifies a root's signature on itself: a server that sends its SHA-1 root
+    # along with a SHA-256 chain has no weak signature that matters.
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    root = fch.make_ca("old root", key=key)
+    old_root = fch.resign_rsa(root[0], key, "sha1")
+    leaf, _ = fch.make_leaf(["mamori.test"], root)
+    fields = _judge([leaf, old_root], [old_root])
+    assert fields["weak_signature"] == "no", fields["weak_signatures"]
+    assert fields["trusted"] == "yes"
+
+
+def test_leaf_without_subject_alt_name_is_untrusted() -> None:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, "mamori.test")])
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(1)
+            .not_valid_before(NOW - timedelta(days=1)).not_valid_after(NOW + timedelta(days=1))
+            .sign(key, hashes.SHA256()))
+    fields = _judge([cert], [cert])
+    assert fields["trusted"] == "no" and fields["trust_reason"] == "no-subject-alt-name"
