@@ -11,6 +11,7 @@ Exit codes: 0 done, 1 findings at or above --fail-on (diff: something got worse)
 
 from __future__ import annotations
 
+import errno
 import os
 import sys
 from typing import Annotated
@@ -35,7 +36,7 @@ from mamori.cli import (
     watch,
     worker,
 )
-from mamori.cli.common import EXIT_OK, EXIT_USAGE
+from mamori.cli.common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, quiet_stdout, write_stdout
 
 COMMANDS = (scan, check, show, checks, firewall, diff, import_nmap, watch, serve, worker, canary)
 
@@ -55,12 +56,16 @@ def _root(
     version: Annotated[bool, typer.Option("--version", help="Print the version and exit.")] = False,
 ) -> None:
     if version:
-        sys.stdout.write(f"mamori {__version__}\n")
+        write_stdout(f"mamori {__version__}\n")
         raise typer.Exit(EXIT_OK)
 
 
 for _command in COMMANDS:
     _command.register(app)
+
+
+# Failures of writing output that are the place's, not mamori's: one line, never a traceback.
+_WRITE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO})
 
 
 def main() -> None:
@@ -72,20 +77,40 @@ def main() -> None:
 
     try:
         rc = app(standalone_mode=False)
-        sys.exit(rc if isinstance(rc, int) else EXIT_OK)
+        code = rc if isinstance(rc, int) else EXIT_OK
     except click_exc.NoArgsIsHelpError as exc:
         sys.stdout.write((exc.ctx.get_help() if exc.ctx else "") + "\n")
-        sys.exit(EXIT_OK)
+        code = EXIT_OK
     except click_exc.UsageError as exc:
         message = " ".join(exc.format_message().split())
         sys.stderr.write(f"mamori: error: {message} (see mamori --help)\n")
-        sys.exit(EXIT_USAGE)
+        code = EXIT_USAGE
     except typer.Exit as exc:
-        sys.exit(exc.exit_code)
+        code = exc.exit_code
     except (typer.Abort, KeyboardInterrupt):
         sys.stderr.write("mamori: aborted\n")
-        sys.exit(130)
+        code = 130
     except BrokenPipeError:  # `mamori ... | head`: not an error worth a traceback
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        sys.exit(EXIT_OK)
+        quiet_stdout()
+        code = EXIT_OK
+    except OSError as exc:  # help or a table printed straight to a full disk (> /dev/full)
+        if exc.errno not in _WRITE_ERRNOS:
+            raise
+        quiet_stdout()
+        sys.stderr.write(f"mamori: error: cannot write: {exc.strerror or exc}\n")
+        code = EXIT_FAILED
+    sys.exit(_flushed(code))
+
+
+def _flushed(code: int) -> int:
+    """Flush what is still buffered for stdout (``--version``, help) before exit: a reader
+    that has gone ends quietly, any other failure is one line and exit 3."""
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        quiet_stdout()
+    except OSError as exc:
+        quiet_stdout()
+        sys.stderr.write(f"mamori: error: cannot write to stdout: {exc.strerror or exc}\n")
+        return EXIT_FAILED
+    return code

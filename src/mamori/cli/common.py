@@ -4,6 +4,7 @@ ending a scan or check run with the right exit code."""
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
@@ -30,12 +31,35 @@ def fail(code: int, message: str) -> NoReturn:
     raise typer.Exit(code)
 
 
+def quiet_stdout() -> None:
+    """Point stdout at /dev/null, so what is still buffered for a reader that has gone (or a
+    full disk) cannot fail again at exit."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, sys.stdout.fileno())
+    finally:
+        os.close(devnull)
+
+
+def write_stdout(text: str) -> None:
+    """Write ``text`` to stdout and flush. A reader that has gone (``| head -1``): the rest is
+    dropped quietly and the command ends as it would have; any other failure (``> /dev/full``)
+    is exit 3 with one line."""
+    try:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        quiet_stdout()
+    except OSError as exc:
+        quiet_stdout()
+        fail(EXIT_FAILED, f"cannot write to stdout: {exc.strerror or exc}")
+
+
 def emit(text: str, output: Path | None = None) -> None:
     """Write a rendered report to --output, or stdout. Only the report goes to stdout."""
     text = text if text.endswith("\n") else text + "\n"
     if output is None:
-        sys.stdout.write(text)
-        sys.stdout.flush()
+        write_stdout(text)
         return
     try:
         output.write_text(text, encoding="utf-8")

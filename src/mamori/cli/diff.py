@@ -13,7 +13,7 @@ import typer
 
 from mamori.cli.common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, emit, fail, open_store
 from mamori.cli.common import EXIT_FINDINGS as EXIT_WORSE
-from mamori.cli.options import DbOption
+from mamori.cli.options import MAX_SCAN_ID, DbOption
 
 if TYPE_CHECKING:
     from mamori.store import Store
@@ -83,8 +83,8 @@ def diff(
     except ValueError as exc:
         fail(EXIT_USAGE, f"--lang: {exc}")
     for value in (old_id, new_id):
-        if value is not None and value < 1:
-            fail(EXIT_USAGE, f"bad scan id {value}")
+        if value is not None and not 1 <= value <= MAX_SCAN_ID:
+            fail(EXIT_USAGE, f"bad scan id {value} (ids run from 1 to {MAX_SCAN_ID})")
     if old_id is not None and old_id == new_id:
         fail(EXIT_USAGE, "give two different scan ids")
     store = open_store(db)

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from mamori.checks.spec import CheckSpec
 
 FORMATS = ("table", "json", "markdown", "html", "sarif")
+MAX_SCAN_ID = 2**63 - 1  # the largest id SQLite (and PostgreSQL's bigint) can hold
 
 DbOption = Annotated[
     str | None,
@@ -44,6 +45,13 @@ def check_format(fmt: str) -> str:
     return fmt
 
 
+def check_scan_id(value: int) -> int:
+    """``value`` when it can be a stored run's id (1 to 2**63-1); raises UsageProblem."""
+    if not 1 <= value <= MAX_SCAN_ID:
+        raise UsageProblem(f"bad scan id {value} (ids run from 1 to {MAX_SCAN_ID})")
+    return value
+
+
 def report_lang(value: str | None) -> str:
     """--lang checked, or the locale's language (LC_ALL, LC_MESSAGES, LANG); UsageProblem."""
     from mamori.report.i18n import resolve_lang
@@ -69,14 +77,46 @@ def check_canary_inputs(
     smtp_domain: str | None, smtp_inbox: Path | None,
 ) -> None:
     """Raise UsageProblem for check options that cannot work."""
-    if ca_file is not None and not ca_file.is_file():
-        raise UsageProblem(f"--ca-file {ca_file} is not a readable file")
+    if ca_file is not None:
+        check_ca_file(ca_file)
     if (proxy_url is None) != (proxy_pattern is None):
         raise UsageProblem("--proxy-url and --proxy-pattern go together")
+    if proxy_url is not None:
+        check_proxy_url(proxy_url)
     if (smtp_domain is None) != (smtp_inbox is None):
         raise UsageProblem("--smtp-canary-domain and --smtp-canary-inbox go together")
     if smtp_inbox is not None and not smtp_inbox.is_dir():
         raise UsageProblem(f"--smtp-canary-inbox {smtp_inbox} is not a directory")
+
+
+def check_ca_file(ca_file: Path) -> None:
+    """Raise UsageProblem unless ``ca_file`` holds at least one PEM certificate (what the TLS
+    checks load; anything else would only fail later, on every TLS endpoint)."""
+    from cryptography import x509
+
+    if not ca_file.is_file():
+        raise UsageProblem(f"--ca-file {ca_file} is not a readable file")
+    try:
+        x509.load_pem_x509_certificates(ca_file.read_bytes())
+    except OSError as exc:
+        raise UsageProblem(f"--ca-file {ca_file}: cannot read it ({exc.strerror})") from None
+    except ValueError:
+        raise UsageProblem(f"--ca-file {ca_file} holds no PEM certificate "
+                           "(-----BEGIN CERTIFICATE-----)") from None
+
+
+def check_proxy_url(url: str) -> None:
+    """Raise UsageProblem unless ``url`` is an http:// or https:// URL with a host."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+        ok = parts.scheme in ("http", "https") and bool(parts.hostname)
+        _ = parts.port  # ValueError for a port that is not a number in 0..65535
+    except ValueError:
+        ok = False
+    if not ok:
+        raise UsageProblem(f"--proxy-url {url!r} is not an http:// or https:// URL with a host")
 
 
 def fail_on_severity(name: str | None) -> Severity | None:

@@ -156,7 +156,7 @@ def scan(
         scan_io.refuse_file_like(targets)
         check_format(fmt)
         lang = report_lang(lang)
-        if rate is not None and rate <= 0:
+        if rate is not None and not 0 < rate < float("inf"):  # nan fails both comparisons
             raise UsageProblem("--rate must be a positive number of probes per second")
         if not 0 < timeout <= 60:
             raise UsageProblem("--timeout must be between 0 and 60 seconds")

@@ -14,6 +14,7 @@ from mamori.cli.options import (
     OnlyProblemsOption,
     OutputOption,
     check_format,
+    check_scan_id,
     report_lang,
 )
 
@@ -25,7 +26,7 @@ def register(app: typer.Typer) -> None:
 
 def history(
     limit: Annotated[int, typer.Option("--limit", "-n", help="How many scans to list.")] = 50,
-    fmt: FormatOption = "table",
+    fmt: Annotated[str, typer.Option("--format", "-f", help="table or json.")] = "table",
     db: DbOption = None,
 ) -> None:
     """List past scans, newest first."""
@@ -54,6 +55,7 @@ def show(
 ) -> None:
     """Print one stored scan again."""
     try:
+        check_scan_id(scan_id)
         check_format(fmt)
         lang = report_lang(lang)
     except UsageProblem as exc:

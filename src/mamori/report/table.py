@@ -32,6 +32,7 @@ from mamori.model import (
 )
 from mamori.report import problems
 from mamori.report import text as catalog_text
+from mamori.report.accepted import accepted_text
 from mamori.report.i18n import confidence_name, t
 from mamori.report.json import duration_s
 from mamori.report.problems import Hidden
@@ -237,6 +238,8 @@ def _finding_renderables(c: CheckResult, lang: str = "en") -> list[RenderableTyp
         f"  {clean(catalog_text.title(c, lang), 160)} [{clean(c.check_id, 64)}]"
     )
     lines = [clean(catalog_text.summary(c, lang), 300)]
+    if c.accepted is not None:
+        lines.append(clean(accepted_text(c, lang), 600))
     exposure = catalog_text.exposure(c, lang)
     if exposure:
         lines.append(f"{t('exposure.label', lang)}: {clean(exposure, 200)}")
@@ -431,6 +434,14 @@ def render_table(
     return _finish(buf)
 
 
+def targets_cell(targets: Sequence[str], shown: int = 2) -> str:
+    """A run's targets for one table cell: the first ``shown`` and how many more (an import
+    of 3,285 hosts is one row, not 1,640 lines); JSON keeps them all."""
+    first = ", ".join(clean(t, 60) for t in targets[:shown])
+    rest = len(targets) - shown
+    return f"{first}, … (+{rest:,} more)" if rest > 0 else first
+
+
 def render_history_table(
     summaries: Sequence[ScanSummary], *, width: int | None = None, color: bool = False
 ) -> str:
@@ -454,7 +465,7 @@ def render_history_table(
             Text(s.status.value, style=_STATUS_STYLE.get(s.status, "")),
             format_time(s.started_at),
             format_duration(duration_s(s.started_at, s.finished_at)),
-            ", ".join(clean(t, 60) for t in s.targets),
+            targets_cell(s.targets),
             str(s.open_ports),
             str(s.error_count),
         )

@@ -65,7 +65,7 @@ class _FileSection(PydanticBaseSettingsSource):
 
 class ServeSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="MAMORI_SERVE_", extra="forbid",
-                                      frozen=True)
+                                      frozen=True, allow_inf_nan=False)
 
     # -- where and who ----------------------------------------------------------------------
     bind: str = "127.0.0.1"
@@ -131,6 +131,15 @@ class ServeSettings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         return (init_settings, env_settings, _FileSection(settings_cls))
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_public_url(cls, data: Any) -> Any:
+        # Unless told otherwise, visitors reach the page where it listens: `--port 9000`
+        # alone must not announce (and name in probes) the default port 8080.
+        if isinstance(data, dict) and "public_url" not in data:
+            return {**data, "public_url": _listening_url(data.get("bind"), data.get("port"))}
+        return data
 
     @field_validator("bind")
     @classmethod
@@ -241,6 +250,20 @@ class ServeSettings(BaseSettings):
             allow_networks=parse_networks(self.allow_networks),
             deny_networks=parse_networks(self.deny_networks),
         )
+
+
+def _listening_url(bind: object, port: object) -> str:
+    """http://BIND:PORT from raw (unvalidated) settings; a wildcard bind is named by its
+    loopback address, and what does not parse keeps the default (validation reports it)."""
+    try:
+        ip = ipaddress.ip_address(str(bind if bind is not None else "127.0.0.1"))
+        number = int(str(port if port is not None else 8080))
+    except ValueError:
+        return "http://127.0.0.1:8080"
+    if ip.is_unspecified:
+        ip = ipaddress.ip_address("::1" if ip.version == 6 else "127.0.0.1")
+    host = f"[{ip}]" if ip.version == 6 else str(ip)
+    return f"http://{host}:{number}"
 
 
 def _file_section(path: Path | None) -> dict[str, Any]:
