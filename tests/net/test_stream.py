@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 import struct
+import subprocess
 import time
 
 import pytest
@@ -12,6 +14,7 @@ import pytest
 from fake_servers import tcp_server
 from mamori.model import ErrorKind
 from mamori.net.stream import BoundedStream, Limits, ProbeFailure, exchange
+from sweep_fixtures import netns_available, run_python
 
 HOST = "127.0.21.1"
 FAST = Limits(read_cap=4096, idle_timeout=0.5, deadline=1.5, connect_timeout=1.0)
@@ -135,3 +138,53 @@ def test_read_some_respects_max_and_cap() -> None:
     sizes = _run(21008, _flood, go)
     assert all(0 < s <= 100 for s in sizes[:3])
     assert sizes[3] <= 10
+
+
+# ---- out of local ports: a shortage here, waited out within a bound, never the target's ----
+
+_ONE_LOCAL_PORT = """
+import asyncio, json, socket, struct, time
+from mamori.net.stream import BoundedStream, Limits, ProbeFailure
+
+async def main():
+    listener = socket.socket(); listener.bind(("127.0.0.1", 8080)); listener.listen(16)
+    held = socket.socket(); held.connect(("127.0.0.1", 8080))  # takes the only local port
+    # Closed with a reset: no TIME_WAIT keeps the port after close.
+    held.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    limits = Limits(idle_timeout=0.5, deadline=1.0, connect_timeout=1.0, local_wait=1.0)
+    out = {}
+    t0 = time.monotonic()
+    try:
+        await BoundedStream.open("127.0.0.1", 8080, limits)
+    except ProbeFailure as exc:
+        out["stuck"] = [exc.kind.value, exc.detail, exc.stage, time.monotonic() - t0]
+    # The port comes free 0.3 s into the next wait: the connect then succeeds.
+    asyncio.get_running_loop().call_later(0.3, held.close)
+    stream = await BoundedStream.open("127.0.0.1", 8080, limits)
+    out["waited"] = stream.local_wait
+    await stream.close()
+    print(json.dumps(out))
+
+asyncio.run(main())
+"""
+
+
+@pytest.mark.root
+def test_connect_waits_out_a_local_port_shortage_and_names_it_when_it_lasts() -> None:
+    why = netns_available()
+    if why is not None:
+        pytest.skip(why)
+    ns = f"mamori-onep{os.getpid() % 100000}"
+    subprocess.run(["ip", "netns", "add", ns], check=True, capture_output=True)
+    try:
+        subprocess.run(["ip", "-n", ns, "link", "set", "lo", "up"], check=True)
+        subprocess.run(["ip", "netns", "exec", ns, "sysctl", "-q", "-w",
+                        "net.ipv4.ip_local_port_range=40000 40000"], check=True)
+        data = run_python(_ONE_LOCAL_PORT, netns=ns)
+    finally:
+        subprocess.run(["ip", "netns", "del", ns], capture_output=True, check=False)
+    kind, detail, stage, elapsed = data["stuck"]
+    assert (kind, stage) == ("resource", "connect")
+    assert "no free local port" in detail and "shortage on this machine" in detail
+    assert 0.9 <= elapsed < 2.0  # waited local_wait (1 s), no longer
+    assert 0.25 <= data["waited"] < 1.0

@@ -291,3 +291,32 @@ def test_host_timeout_stops_the_sweep_and_counts_the_ports_it_never_probed(
     # none of the unprobed counted as closed.
     assert closed + len(host.endpoints) + not_probed == len(ports), cut.detail
     assert "not tested, not closed" in cut.detail
+
+
+async def ssh_banner_then_stall(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    # Named at once by its banner; every check then waits for a key exchange that never comes.
+    writer.write(b"SSH-2.0-OpenSSH_9.6p1 Debian-4\r\n")
+    await writer.drain()
+    while await reader.read(4096):
+        pass
+
+
+def test_host_timeout_cuts_checks_and_they_say_not_tested(tmp_path: Path) -> None:
+    from mamori.checks.catalog import default_catalog
+
+    port = 21790
+    specs = tuple(s for s in default_catalog().values() if s.id.startswith("ssh-"))
+    assert specs
+    plan = ScanPlan(targets=(Target(TARPIT_HOST),), tcp_ports=(port,),
+                    sweep=SweepOptions(max_timeout=1.0), checks=specs, host_timeout=3.0)
+    t0 = time.monotonic()
+    record = _scan_into_store(tmp_path / "m.db", plan, [(TARPIT_HOST, port)],
+                              ssh_banner_then_stall)
+    assert time.monotonic() - t0 < 3.0 + 2.5
+    (host,) = record.hosts
+    (ep,) = host.endpoints
+    assert ep.service is not None and ep.service.name == "ssh"
+    assert record.checks
+    for result in record.checks:
+        assert result.status.value == "not-tested", result
+        assert "host timeout (--host-timeout 3 s)" in result.summary, result.summary

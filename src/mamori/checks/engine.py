@@ -134,14 +134,16 @@ def not_tested(spec: CheckSpec, ctx: ProbeContext, reason: str) -> CheckResult:
                    evidence=None)
 
 
-async def _observe(spec: CheckSpec, ctx: ProbeContext, budget: float) -> Observation | str:
+async def _observe(
+    spec: CheckSpec, ctx: ProbeContext, budget: float, cut_reason: str | None = None
+) -> Observation | str:
     primitive = PRIMITIVES[spec.probe.primitive]
     try:
         return await asyncio.wait_for(primitive(ctx, Params(spec.probe.params)), budget)
     except ProbeFailure as exc:
         return f"{exc.kind.value}: {exc.detail}"
     except TimeoutError:
-        return f"timeout: no complete answer within {budget:.0f} s"
+        return cut_reason or f"timeout: no complete answer within {budget:.0f} s"
     except ParamError as exc:
         return f"internal: check file error: {exc}"
 
@@ -174,8 +176,10 @@ async def run_checks(
         key = (spec.probe.primitive, repr(sorted(spec.probe.params.items())))
         if key not in seen:
             left = deadline - loop.time()
+            # A check stopped by the caller's bound (not its own) says so.
+            cut = cut_reason if left < CHECK_BUDGET else None
             seen[key] = (
-                await _observe(spec, ctx, min(CHECK_BUDGET, left)) if left > 1
+                await _observe(spec, ctx, min(CHECK_BUDGET, left), cut) if left > 1
                 else cut_reason or f"timeout: this endpoint's {budget:.0f} s check budget was spent"
             )
         obs = seen[key]

@@ -160,9 +160,9 @@ class BoundedStream:
             except OSError as exc:
                 # Out of ephemeral ports or descriptors here: wait for some to come free
                 # (our own connections close) and try again, as the sweep does.
-                waited = loop.time() + pause - started
-                if exc.errno in RESOURCE_ERRNOS and waited <= limits.local_wait:
-                    await asyncio.sleep(pause)
+                remaining = limits.local_wait - (loop.time() - started)
+                if exc.errno in RESOURCE_ERRNOS and remaining > 0:
+                    await asyncio.sleep(min(pause, remaining))
                     pause = min(pause * 2, _SHORTAGE_MAX_PAUSE)
                     continue
                 failure = _os_failure(exc)
