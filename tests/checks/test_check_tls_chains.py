@@ -20,7 +20,8 @@ from checks_helpers import assert_finding, assert_passed, run_check
 from mamori.checks.catalog import default_catalog
 from mamori.checks.engine import run_checks
 from mamori.checks.observation import CheckOptions
-from mamori.checks.probes.tls_chain import judge_certificate, trust_anchors
+from mamori.checks.probes.tls_certs import trust_anchors
+from mamori.checks.probes.tls_chain import judge_certificate
 from mamori.model import CheckResult, CheckStatus, Endpoint, PortState, Proto, Reason, Service
 
 TLS_CHECKS = sorted(c for c in default_catalog() if c.startswith("tls-"))

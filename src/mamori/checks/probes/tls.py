@@ -19,7 +19,8 @@ from cryptography import x509
 from mamori.checks.observation import Observation, ProbeContext, excerpt
 from mamori.checks.params import Params
 from mamori.checks.primitive import Primitive
-from mamori.checks.probes.tls_chain import judge_certificate, looks_ip, trust_anchors
+from mamori.checks.probes.tls_certs import looks_ip, trust_anchors
+from mamori.checks.probes.tls_chain import judge_certificate
 from mamori.model import ErrorKind
 from mamori.net.stream import BoundedStream, ProbeFailure, exchange, insecure_tls_context
 from mamori.protocols import tls as proto

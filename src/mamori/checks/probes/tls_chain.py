@@ -15,38 +15,28 @@ full verdict (now, the scanned name).
 from __future__ import annotations
 
 import ipaddress
-import os
-import ssl
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from functools import cache
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, padding, rsa
 from cryptography.x509 import verification as xv
-from cryptography.x509.oid import ExtendedKeyUsageOID, ExtensionOID, NameOID
+from cryptography.x509.oid import ExtendedKeyUsageOID, ExtensionOID
 
-from mamori.model import ErrorKind
-from mamori.net.stream import ProbeFailure
+from mamori.checks.probes.tls_certs import (
+    MAX_NAMES,
+    basic_constraints,
+    describe_key,
+    is_ca,
+    issued_by,
+    name_matches,
+    san_names,
+    self_signed,
+    subject_words,
+    weak_signature,
+)
 
 _MAX_CHAIN = 10  # certificates judged from one server; more is a misbehaving peer
-_MAX_NAMES = 50  # subjectAltName entries kept
-_MIN_BITS = {"RSA": 2048, "DSA": 2048, "EC": 256}  # below these a key is weak (NIST SP 800-57)
-
-# Signature algorithms whose hash allows forged certificates (collisions), by OID.
-WEAK_SIGNATURES: dict[str, tuple[str, str]] = {
-    "1.2.840.113549.1.1.2": ("md2WithRSAEncryption", "MD2"),
-    "1.2.840.113549.1.1.3": ("md4WithRSAEncryption", "MD4"),
-    "1.2.840.113549.1.1.4": ("md5WithRSAEncryption", "MD5"),
-    "1.2.840.113549.1.1.5": ("sha1WithRSAEncryption", "SHA-1"),
-    "1.3.14.3.2.29": ("sha1WithRSASignature", "SHA-1"),
-    "1.2.840.10045.4.1": ("ecdsa-with-SHA1", "SHA-1"),
-    "1.2.840.10040.4.3": ("dsa-with-sha1", "SHA-1"),
-}
 
 # Reasons, most fundamental first: the first that applies is the one shown.
 STRUCTURAL = ("self-signed", "unknown-issuer", "not-a-ca", "no-subject-alt-name", "eku",
@@ -60,10 +50,6 @@ class Problem:
     reason: str  # one of STRUCTURAL, WEAK, DATES_AND_NAME
     detail: str
     leaf_only: bool = False  # about the leaf alone: a date or name the own checks report
-
-
-def _subj(cert: x509.Certificate) -> str:
-    return cert.subject.rfc4514_string()[:128] or "(empty subject)"
 
 
 # --- the verdict ------------------------------------------------------------------------------
@@ -120,61 +106,6 @@ def _neutral_name(target: str, matched: bool, names: list[str]) -> str:
 # --- the reasons ------------------------------------------------------------------------------
 
 
-def issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
-    """Does ``issuer``'s name and key sign ``cert``?"""
-    if cert.issuer != issuer.subject:
-        return False
-    try:
-        cert.verify_directly_issued_by(issuer)
-    except ValueError:
-        # cryptography no longer verifies MD5/SHA-1 certificate signatures; the chain must
-        # still be followed to say that this is what is wrong with it.
-        return _legacy_signature_valid(cert, issuer)
-    except (TypeError, InvalidSignature, UnsupportedAlgorithm):
-        return False
-    return True
-
-
-def _legacy_signature_valid(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
-    """Check a signature made with a hash of WEAK_SIGNATURES by hand (PKCS#1 v1.5, ECDSA,
-    DSA): it proves who signed; how weak that proof is, is weak_signature()'s finding."""
-    if cert.signature_algorithm_oid.dotted_string not in WEAK_SIGNATURES:
-        return False
-    try:
-        digest = cert.signature_hash_algorithm
-        key = issuer.public_key()
-        if digest is None:
-            return False
-        if isinstance(key, rsa.RSAPublicKey):
-            key.verify(cert.signature, cert.tbs_certificate_bytes, padding.PKCS1v15(), digest)
-        elif isinstance(key, ec.EllipticCurvePublicKey):
-            key.verify(cert.signature, cert.tbs_certificate_bytes, ec.ECDSA(digest))
-        elif isinstance(key, dsa.DSAPublicKey):
-            key.verify(cert.signature, cert.tbs_certificate_bytes, digest)
-        else:
-            return False
-    except (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm):
-        return False
-    return True
-
-
-def self_signed(cert: x509.Certificate) -> bool:
-    return cert.issuer == cert.subject and issued_by(cert, cert)
-
-
-def _basic_constraints(cert: x509.Certificate) -> x509.BasicConstraints | None:
-    try:
-        value = cert.extensions.get_extension_for_oid(ExtensionOID.BASIC_CONSTRAINTS).value
-    except (x509.ExtensionNotFound, ValueError):
-        return None
-    return value if isinstance(value, x509.BasicConstraints) else None
-
-
-def _is_ca(cert: x509.Certificate) -> bool:
-    bc = _basic_constraints(cert)
-    return bc is not None and bc.ca
-
-
 def walk(leaf: x509.Certificate, presented: Sequence[x509.Certificate],
          anchors: Sequence[x509.Certificate]) -> tuple[list[x509.Certificate], bool]:
     """Follow issuer names and signatures from the leaf through the presented certificates to
@@ -190,7 +121,7 @@ def walk(leaf: x509.Certificate, presented: Sequence[x509.Certificate],
         if anchor is not None:
             return [*path, anchor], True
         issuers = [c for c in presented if c not in path and issued_by(current, c)]
-        issuers.sort(key=lambda c: not _is_ca(c))
+        issuers.sort(key=lambda c: not is_ca(c))
         if not issuers:
             return path, False
         path.append(issuers[0])
@@ -200,14 +131,15 @@ def walk(leaf: x509.Certificate, presented: Sequence[x509.Certificate],
 def _unanchored(path: list[x509.Certificate]) -> Problem:
     last = path[-1]
     if len(path) == 1 and self_signed(last):
-        return Problem("self-signed", f"{_subj(last)} is signed by its own key and no trusted "
-                                      "store holds it")
+        return Problem("self-signed", f"{subject_words(last)} is signed by its own key and "
+                                      "no trusted store holds it")
     if self_signed(last):
-        return Problem("unknown-issuer", f"the chain ends at {_subj(last)}, a root no trusted "
-                                         "store holds")
+        return Problem("unknown-issuer", f"the chain ends at {subject_words(last)}, a root "
+                                         "no trusted store holds")
     return Problem("unknown-issuer", (
-        f"no trusted issuer for {_subj(last)} (issuer {last.issuer.rfc4514_string()[:128]}): "
-        "the CA is unknown here, or the server does not send its intermediate certificate"))
+        f"no trusted issuer for {subject_words(last)} "
+        f"(issuer {last.issuer.rfc4514_string()[:128]}): the CA is unknown here, or the "
+        "server does not send its intermediate certificate"))
 
 
 def _eku_problem(leaf: x509.Certificate) -> Problem | None:
@@ -227,22 +159,23 @@ def _ca_problems(path: list[x509.Certificate]) -> list[Problem]:
     out: list[Problem] = []
     for depth, ca in enumerate(path[1:], start=1):
         child = path[depth - 1]
-        bc = _basic_constraints(ca)
+        bc = basic_constraints(ca)
         if bc is None or not bc.ca:
-            out.append(Problem("not-a-ca", f"{_subj(ca)} signed {_subj(child)} but is not a "
-                                           "CA (no basicConstraints CA:TRUE)"))
+            out.append(Problem("not-a-ca", f"{subject_words(ca)} signed {subject_words(child)} "
+                                           "but is not a CA (no basicConstraints CA:TRUE)"))
             continue
         try:
             usage = ca.extensions.get_extension_for_oid(ExtensionOID.KEY_USAGE).value
         except (x509.ExtensionNotFound, ValueError):
             usage = None
         if isinstance(usage, x509.KeyUsage) and not usage.key_cert_sign:
-            out.append(Problem("not-a-ca", f"{_subj(ca)} signed {_subj(child)} but its key "
-                                           "usage does not allow signing certificates"))
+            out.append(Problem("not-a-ca", f"{subject_words(ca)} signed {subject_words(child)} "
+                                           "but its key usage does not allow signing "
+                                           "certificates"))
         below = sum(1 for c in path[1:depth] if c.issuer != c.subject)
         if bc.path_length is not None and below > bc.path_length:
             out.append(Problem("path-length", (
-                f"{_subj(ca)} has pathLenConstraint {bc.path_length}: it may have "
+                f"{subject_words(ca)} has pathLenConstraint {bc.path_length}: it may have "
                 f"{bc.path_length} CA(s) below it, the chain puts {below} there")))
     return out
 
@@ -268,7 +201,7 @@ def _within(general: x509.GeneralName, subtree: x509.GeneralName) -> bool | None
 
 
 def _constraint_problems(path: list[x509.Certificate]) -> list[Problem]:
-    leaf_names = _san(path[0])
+    leaf_names = san_names(path[0])
     out: list[Problem] = []
     for ca in path[1:]:
         try:
@@ -281,7 +214,7 @@ def _constraint_problems(path: list[x509.Certificate]) -> list[Problem]:
             excluded = [s for s in nc.excluded_subtrees or [] if _within(name, s)]
             if excluded:
                 out.append(Problem("name-constraints", (
-                    f"{name.value} is excluded by the name constraints of {_subj(ca)} "
+                    f"{name.value} is excluded by the name constraints of {subject_words(ca)} "
                     f"({excluded[0].value})")))
                 continue
             permitted = nc.permitted_subtrees or []
@@ -289,7 +222,7 @@ def _constraint_problems(path: list[x509.Certificate]) -> list[Problem]:
             if any(v is not None for v in verdicts) and not any(verdicts):
                 allowed = ", ".join(str(s.value) for s in permitted)[:200]
                 out.append(Problem("name-constraints", (
-                    f"{name.value} is outside the names {_subj(ca)} may issue for "
+                    f"{name.value} is outside the names {subject_words(ca)} may issue for "
                     f"(permitted: {allowed})")))
     return out
 
@@ -298,11 +231,11 @@ def _date_problems(path: list[x509.Certificate], now: datetime) -> list[Problem]
     out: list[Problem] = []
     for depth, cert in enumerate(path):
         if now > cert.not_valid_after_utc:
-            out.append(Problem("expired", f"{_subj(cert)} expired on "
+            out.append(Problem("expired", f"{subject_words(cert)} expired on "
                                           f"{cert.not_valid_after_utc.date().isoformat()}",
                                leaf_only=depth == 0))
         elif now < cert.not_valid_before_utc:
-            out.append(Problem("not-yet-valid", f"{_subj(cert)} is not valid before "
+            out.append(Problem("not-yet-valid", f"{subject_words(cert)} is not valid before "
                                                 f"{cert.not_valid_before_utc.date().isoformat()}",
                                leaf_only=depth == 0))
     return out
@@ -311,54 +244,18 @@ def _date_problems(path: list[x509.Certificate], now: datetime) -> list[Problem]
 # --- key and signature strength ---------------------------------------------------------------
 
 
-def describe_key(cert: x509.Certificate) -> tuple[str, bool]:
-    """The certificate's public key in words ("RSA 2048 bits") and whether it is weak."""
-    try:
-        key = cert.public_key()
-    except (ValueError, UnsupportedAlgorithm):
-        return "unsupported key", False
-    if isinstance(key, rsa.RSAPublicKey):
-        return f"RSA {key.key_size} bits", key.key_size < _MIN_BITS["RSA"]
-    if isinstance(key, dsa.DSAPublicKey):
-        return f"DSA {key.key_size} bits", key.key_size < _MIN_BITS["DSA"]
-    if isinstance(key, ec.EllipticCurvePublicKey):
-        return (f"EC {key.curve.name} ({key.curve.key_size} bits)",
-                key.curve.key_size < _MIN_BITS["EC"])
-    if isinstance(key, ed25519.Ed25519PublicKey):
-        return "Ed25519", False
-    if isinstance(key, ed448.Ed448PublicKey):
-        return "Ed448", False
-    return type(key).__name__, False
-
-
-def weak_signature(cert: x509.Certificate) -> str | None:
-    """"sha1WithRSAEncryption (SHA-1)" when the certificate's signature uses a broken hash."""
-    oid = cert.signature_algorithm_oid.dotted_string
-    if oid in WEAK_SIGNATURES:
-        name, digest = WEAK_SIGNATURES[oid]
-        return f"{name} ({digest})"
-    try:
-        digest_alg = cert.signature_hash_algorithm
-    except UnsupportedAlgorithm:
-        return None
-    if isinstance(digest_alg, hashes.SHA1 | hashes.MD5):
-        label = "SHA-1" if isinstance(digest_alg, hashes.SHA1) else "MD5"
-        return f"{cert.signature_algorithm_oid._name} ({label})"
-    return None
-
-
 def _strength(path: list[x509.Certificate], anchored: bool) -> tuple[list[str], list[str]]:
     """Weak signatures and weak keys on the path. Every key counts (a weak root key lets
     anyone who breaks it sign); a signature counts unless nobody verifies it: a trust
     anchor's and a self-signed certificate's own."""
     signed = path[:-1] if anchored and len(path) > 1 else path
-    sigs = [f"{_subj(c)}: {w}" for c in signed
+    sigs = [f"{subject_words(c)}: {w}" for c in signed
             if not self_signed(c) and (w := weak_signature(c)) is not None]
     keys: list[str] = []
     for cert in path:
         words, weak = describe_key(cert)
         if weak:
-            keys.append(f"{_subj(cert)}: {words}")
+            keys.append(f"{subject_words(cert)}: {words}")
     return sigs, keys
 
 
@@ -370,7 +267,7 @@ def _problems(path: list[x509.Certificate], anchored: bool, now: datetime,
     """Every problem found on the chain, most fundamental first."""
     leaf = path[0]
     found: list[Problem] = [] if anchored else [_unanchored(path)]
-    if not _san(leaf):
+    if not san_names(leaf):
         found.append(Problem("no-subject-alt-name", (
             "the certificate has no subjectAltName; clients no longer read the subject CN")))
     eku = _eku_problem(leaf)
@@ -396,7 +293,7 @@ def judge_certificate(
     ``target`` at ``now``, with ``anchors`` as the trust store. Returns string fields."""
     chain = list(chain[:_MAX_CHAIN])
     leaf = chain[0]
-    names = [str(n.value) for n in _san(leaf)][:_MAX_NAMES]
+    names = [str(n.value) for n in san_names(leaf)][:MAX_NAMES]
     match = name_matches(target, leaf, names)
     verified, why_not = _verify(chain, anchors, target, now)
     trusted_path = verified
@@ -431,7 +328,7 @@ def judge_certificate(
     if verified:
         fields.update(trust_reason="none",
                       trust_detail=f"a verifier accepts the chain up to the trusted root "
-                                   f"{_subj(verified[-1])}")
+                                   f"{subject_words(verified[-1])}")
         return fields
     name_problem = None if match else Problem(
         "name-mismatch", f"the certificate names {fields['names'][:200]}, not {target[:128]}",
@@ -448,91 +345,3 @@ def judge_certificate(
                                                  f"a verifier rejects the chain: {why_not}")
     fields.update(trust_reason=first.reason, trust_detail=first.detail[:512])
     return fields
-
-
-# --- names ------------------------------------------------------------------------------------
-
-
-def _san(cert: x509.Certificate) -> list[x509.DNSName | x509.IPAddress]:
-    """The subjectAltName DNS names, then its IP addresses (at most _MAX_NAMES)."""
-    try:
-        san = cert.extensions.get_extension_for_oid(ExtensionOID.SUBJECT_ALTERNATIVE_NAME).value
-    except (x509.ExtensionNotFound, ValueError):
-        return []
-    if not isinstance(san, x509.SubjectAlternativeName):
-        return []
-    dns: list[x509.DNSName | x509.IPAddress] = [n for n in san if isinstance(n, x509.DNSName)]
-    ips = [n for n in san if isinstance(n, x509.IPAddress)]
-    return [*dns, *ips][:_MAX_NAMES]
-
-
-def name_matches(target: str, cert: x509.Certificate, names: list[str]) -> bool:
-    """RFC 6125 matching on subjectAltName; the subject CN only when there is no SAN at all
-    (as OpenSSL does; browsers no longer do). Wildcards only as the whole leftmost label."""
-    try:
-        ip = ipaddress.ip_address(target)
-    except ValueError:
-        ip = None
-    if ip is not None:
-        return any(_same_ip(ip, n) for n in names)
-    candidates = [n for n in names if not looks_ip(n)]
-    if not names:
-        candidates = [str(a.value) for a in cert.subject.get_attributes_for_oid(
-            NameOID.COMMON_NAME)]
-    host = target.rstrip(".").lower()
-    return any(_dns_match(host, c.rstrip(".").lower()) for c in candidates)
-
-
-def looks_ip(name: str) -> bool:
-    try:
-        ipaddress.ip_address(name)
-    except ValueError:
-        return False
-    return True
-
-
-def _same_ip(ip: ipaddress.IPv4Address | ipaddress.IPv6Address, name: str) -> bool:
-    try:
-        return ipaddress.ip_address(name) == ip
-    except ValueError:
-        return False
-
-
-def _dns_match(host: str, pattern: str) -> bool:
-    if pattern.startswith("*."):
-        head, _, rest = host.partition(".")
-        return bool(head) and rest == pattern[2:] and "." in rest
-    return host == pattern
-
-
-# --- the trust store --------------------------------------------------------------------------
-
-
-@cache
-def _system_anchors() -> tuple[x509.Certificate, ...]:
-    paths = ssl.get_default_verify_paths()
-    for path in (paths.cafile, paths.openssl_cafile, "/etc/ssl/certs/ca-certificates.crt",
-                 "/etc/ssl/cert.pem"):
-        if path and os.path.isfile(path):
-            try:
-                with open(path, "rb") as fh, warnings.catch_warnings():
-                    # Some system roots carry non-positive serials; cryptography warns, and
-                    # that is not the owner's concern here.
-                    warnings.simplefilter("ignore")
-                    return tuple(x509.load_pem_x509_certificates(fh.read()))
-            except (OSError, ValueError):
-                continue
-    return ()
-
-
-def trust_anchors(ca_file: str | None) -> list[x509.Certificate]:
-    """The system roots plus the user's CA file (``--ca-file``), in that order.
-    Raises ProbeFailure when the CA file cannot be read or holds no PEM certificate."""
-    anchors = list(_system_anchors())
-    if ca_file:
-        try:
-            with open(ca_file, "rb") as fh:
-                anchors.extend(x509.load_pem_x509_certificates(fh.read()))
-        except (OSError, ValueError) as exc:
-            raise ProbeFailure(ErrorKind.OS, f"cannot read CA file {ca_file}: {exc}") from None
-    return anchors
