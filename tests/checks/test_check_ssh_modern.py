@@ -14,6 +14,8 @@
 from __future__ import annotations
 
 import asyncio
+import re
+import socket
 from collections.abc import Iterator
 
 import pytest
@@ -27,12 +29,14 @@ from mamori.checks.probes.ssh import judge_terrapin
 from mamori.model import CheckStatus, Confidence
 from mamori.net.stream import BoundedStream
 from mamori.protocols import ssh_kex as wire
+from threaded_server import ThreadedServer
 
 TINY = ("127.0.66.33", 16433)
 STRICT = ("127.0.66.34", 16434)
 STOPGAP = ("127.0.66.35", 16435)
 PQ_PASSWORD = ("127.0.66.36", 16436)
 PQ_KEYS = ("127.0.66.37", 16437)
+LIAR = ("127.0.21.50", 16450)
 
 SNTRUP_ONLY = "KexAlgorithms sntrup761x25519-sha512@openssh.com\n"
 SSHD_TERRAPIN_MODES = (fc.SSHD_HARDENED + "Ciphers chacha20-poly1305@openssh.com,aes128-cbc\n"
@@ -199,3 +203,36 @@ def test_sntrup761_key_exchange_with_tinysshd(lab: dm.Lab) -> None:
     kex, host_key, accept = asyncio.run(handshake())
     assert (kex, host_key) == ("sntrup761x25519-sha512@openssh.com", "ssh-ed25519")
     assert accept == bytes([wire.MSG_SERVICE_ACCEPT]) + wire.string(b"ssh-userauth")
+
+
+def _lying_sshd(share: bytes) -> ThreadedServer:
+    """Offers only sntrup761x25519, answers the client's share with ``share`` and a made-up
+    host key and signature, then NEWKEYS and bytes that no key exchange produced."""
+
+    def handle(conn: socket.socket) -> None:
+        conn.sendall(b"SSH-2.0-Liar_1.0\r\n" + wire.frame(wire.build_kexinit(
+            b"c" * 16, ("sntrup761x25519-sha512@openssh.com",), ("ssh-ed25519",),
+            ("aes128-ctr",), ("hmac-sha2-256",))))
+        got = b""
+        while len(got) < 1158 + 32 and (chunk := conn.recv(4096)):
+            got += chunk
+        host_key = wire.string(b"ssh-ed25519") + wire.string(b"k" * 32)
+        reply = (bytes([wire.MSG_KEX_ECDH_REPLY]) + wire.string(host_key) + wire.string(share)
+                 + wire.string(b"signature"))
+        conn.sendall(wire.frame(reply) + wire.frame(bytes([wire.MSG_NEWKEYS])) + b"\x5a" * 96)
+        conn.recv(4096)
+
+    return ThreadedServer(*LIAR, handle)
+
+
+@pytest.mark.parametrize("share,why", [
+    (b"\x01" * 10, "server share is 10 bytes, not 1071"),
+    # Well-sized garbage: our keys are not the server's, so what follows NEWKEYS fails
+    # (a length out of range or a MAC that does not verify), never "passed".
+    (b"\x01" * (1039 + 32), r"packet length \d+ out of range|packet failed"),
+], ids=["short-share", "garbage-share"])
+def test_lying_pq_server_is_a_bounded_error(share: bytes, why: str) -> None:
+    with _lying_sshd(share):
+        result = run_check("ssh-password-authentication", *LIAR, "ssh")
+    assert result.status is CheckStatus.NOT_TESTED
+    assert re.search(why, result.summary), result.summary
