@@ -8,9 +8,13 @@ from dataclasses import dataclass
 from mamori.protocols._wire import Reader, Truncated
 
 TYPE_A, TYPE_PTR, TYPE_TXT = 1, 12, 16
+TYPE_NS, TYPE_CNAME = 2, 5
 CLASS_IN, CLASS_CH = 1, 3
 _MAX_RECORDS = 64
 _MAX_POINTERS = 16
+_MAX_NAME = 255  # RFC 1035 3.1: a name is at most 255 bytes in wire form
+# Record types whose rdata is one domain name, which servers compress (RFC 1035 4.1.4).
+_NAME_TYPES = frozenset({TYPE_NS, TYPE_CNAME, TYPE_PTR})
 
 
 def encode_name(name: str) -> bytes:
@@ -55,7 +59,7 @@ class Record:
     rclass: int
     ttl: int
     data: bytes
-    text: tuple[str, ...] = ()  # TXT strings, or a PTR target as one item
+    text: tuple[str, ...] = ()  # TXT strings, or a PTR/CNAME/NS target as one item
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,33 +74,41 @@ class Message:
 
 
 def _name(data: bytes, r: Reader) -> str:
+    """The (possibly compressed) name at ``r.pos``; ``r`` moves past it.
+
+    Bounded: every pointer must point strictly backwards (so no loop and nothing out of
+    range), at most ``_MAX_POINTERS`` of them, and at most 255 bytes of name. Raises
+    Truncated for anything else."""
     labels: list[str] = []
     pos = r.pos
-    jumped = False
-    for _ in range(_MAX_POINTERS + 128):
+    jumps = 0
+    size = 1
+    while True:
         if pos >= len(data):
             raise Truncated("name runs off the end")
         length = data[pos]
         if length == 0:
-            if not jumped:
+            if not jumps:
                 r.pos = pos + 1
             return ".".join(labels)
         if (length & 0xC0) == 0xC0:
             if pos + 1 >= len(data):
                 raise Truncated("cut pointer")
-            if not jumped:
+            if not jumps:
                 r.pos = pos + 2
-            jumped = True
+            jumps += 1
             target = ((length & 0x3F) << 8) | data[pos + 1]
-            if target >= pos:
-                raise Truncated("forward pointer")
+            if target >= pos or jumps > _MAX_POINTERS:
+                raise Truncated("pointer forward, to itself or too many")
             pos = target
             continue
         if length > 63 or pos + 1 + length > len(data):
             raise Truncated("bad label")
+        size += 1 + length
+        if size > _MAX_NAME:
+            raise Truncated("name too long")
         labels.append(data[pos + 1 : pos + 1 + length].decode("ascii", "replace"))
         pos += 1 + length
-    raise Truncated("name too long")
 
 
 def _txt(rdata: bytes) -> tuple[str, ...]:
@@ -136,7 +148,8 @@ def _parse(data: bytes) -> Message:
         text: tuple[str, ...] = ()
         if rtype == TYPE_TXT:
             text = _txt(rdata)
-        elif rtype == TYPE_PTR:
+        elif rtype in _NAME_TYPES:
+            # The name may point anywhere before it in the message: decode against it all.
             text = (_name(data, Reader(data, start)),)
         answers.append(Record(name, rtype, rclass & 0x7FFF, ttl, rdata, text))
     return Message(

@@ -54,10 +54,8 @@ def answer_addresses(msg: Message, name: str) -> tuple[str, ...]:
     for _ in range(8):
         before = len(wanted)
         for rec in msg.answers:
-            if rec.rtype == TYPE_CNAME and rec.name.rstrip(".").lower() in wanted:
-                target = _cname_target(rec.data)
-                if target:
-                    wanted.add(target.rstrip(".").lower())
+            if rec.rtype == TYPE_CNAME and rec.name.rstrip(".").lower() in wanted and rec.text:
+                wanted.add(rec.text[0].rstrip(".").lower())
         if len(wanted) == before:
             break
     out: list[str] = []
@@ -69,23 +67,6 @@ def answer_addresses(msg: Message, name: str) -> tuple[str, ...]:
         elif rec.rtype == TYPE_AAAA and len(rec.data) == 16:
             out.append(str(ipaddress.IPv6Address(rec.data)))
     return tuple(out)
-
-
-def _cname_target(rdata: bytes) -> str | None:
-    # dns.Record keeps CNAME rdata raw and compression pointers need the whole message,
-    # which Message does not keep: only uncompressed targets are followed (a compressed
-    # chain gives no address, so at worst a finding is missed, never invented).
-    labels: list[str] = []
-    i = 0
-    while i < len(rdata):
-        length = rdata[i]
-        if length == 0:
-            return ".".join(labels)
-        if length > 63 or i + 1 + length > len(rdata):
-            return None
-        labels.append(rdata[i + 1 : i + 1 + length].decode("ascii", "replace"))
-        i += 1 + length
-    return None
 
 
 def question_matches(msg: Message, name: str, qtype: int) -> bool:
