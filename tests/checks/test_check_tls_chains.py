@@ -5,6 +5,7 @@ leaf, SHA-1 signature), and their hardened twin, which must stay clean."""
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
@@ -13,6 +14,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import daemons as dm
 import fixtures_chains as fch
@@ -21,7 +24,7 @@ from mamori.checks.catalog import default_catalog
 from mamori.checks.engine import run_checks
 from mamori.checks.observation import CheckOptions
 from mamori.checks.probes.tls_certs import trust_anchors
-from mamori.checks.probes.tls_chain import judge_certificate
+from mamori.checks.probes.tls_chain import DATES_AND_NAME, STRUCTURAL, WEAK, judge_certificate
 from mamori.model import CheckResult, CheckStatus, Endpoint, PortState, Proto, Reason, Service
 
 TLS_CHECKS = sorted(c for c in default_catalog() if c.startswith("tls-"))
@@ -230,3 +233,92 @@ def test_leaf_without_subject_alt_name_is_untrusted() -> None:
             .sign(key, hashes.SHA256()))
     fields = _judge([cert], [cert])
     assert fields["trusted"] == "no" and fields["trust_reason"] == "no-subject-alt-name"
+
+
+def test_a_leaf_that_signs_another_is_not_a_ca() -> None:
+    root = fch.make_ca("r")
+    signer = fch.make_leaf(["signer.test"], root)
+    leaf, _ = fch.make_leaf(["mamori.test"], signer)  # type: ignore[arg-type]
+    fields = _judge([leaf, signer[0]], [root[0]])
+    assert fields["trusted"] == "no" and fields["trust_reason"] == "not-a-ca"
+    assert "CN=signer.test" in fields["trust_detail"]
+
+
+def test_excluded_and_ip_name_constraints() -> None:
+    root = fch.make_ca("r")
+    constraints = x509.NameConstraints(
+        permitted_subtrees=[x509.IPAddress(ipaddress.ip_network("10.0.0.0/8"))],
+        excluded_subtrees=[x509.DNSName("mamori.test")])
+    fenced, key = _bare_ca("fenced", root, None)
+    fenced = x509.CertificateBuilder(
+        fenced.issuer, fenced.subject, fenced.public_key(), fenced.serial_number,
+        fenced.not_valid_before_utc, fenced.not_valid_after_utc,
+        [*fenced.extensions, x509.Extension(constraints.oid, True, constraints)],
+    ).sign(root[1], hashes.SHA256())
+    excluded, _ = fch.make_leaf(["www.mamori.test"], (fenced, key))
+    fields = _judge([excluded, fenced], [root[0]], "www.mamori.test")
+    assert fields["trust_reason"] == "name-constraints"
+    assert "excluded" in fields["trust_detail"]
+    outside, _ = fch.make_leaf(["other.test", "192.0.2.7"], (fenced, key))
+    fields = _judge([outside, fenced], [root[0]], "other.test")
+    assert fields["trust_reason"] == "name-constraints"
+    assert "192.0.2.7 is outside" in fields["trust_detail"]
+    inside, _ = fch.make_leaf(["other.test", "10.1.2.3"], (fenced, key))
+    verdict = _judge([inside, fenced], [root[0]], "other.test")
+    assert verdict["trusted"] == "yes", verdict["trust_detail"]
+
+
+_ROOT = fch.make_ca("pool root")
+_INTER = fch.make_ca("pool intermediate", _ROOT)
+_POOL = [
+    fch.make_leaf(["mamori.test"], _INTER)[0],
+    fch.make_leaf(["mamori.test"], _INTER, eku=(ExtendedKeyUsageOID.CLIENT_AUTH,))[0],
+    fch.make_leaf(["mamori.test"], _ROOT)[0],
+    _INTER[0],
+    _ROOT[0],
+    fch.make_ca("pool stranger")[0],
+]
+REASONS = {"none", "rejected", *STRUCTURAL, *WEAK, *DATES_AND_NAME}
+
+
+@given(st.lists(st.sampled_from(_POOL), min_size=1, max_size=6),
+       st.sampled_from(["mamori.test", "other.test", "127.0.0.1", "bad name!"]),
+       st.lists(st.sampled_from(_POOL), max_size=3),
+       st.integers(min_value=-400, max_value=400))
+@settings(max_examples=150, deadline=None)
+def test_any_chain_gets_one_known_reason(chain: list[x509.Certificate], target: str,
+                                         anchors: list[x509.Certificate], days: int) -> None:
+    # Whatever a server sends (duplicates, wrong order, loops, strangers), the verdict is one
+    # of the named reasons and never an exception; an accepted chain has no reason.
+    fields = judge_certificate(chain, anchors, target, NOW + timedelta(days=days))
+    assert fields["trust_reason"] in REASONS, fields["trust_detail"]
+    assert (fields["verified"] == "yes") == (fields["trust_reason"] == "none")
+    if fields["verified"] == "yes":
+        assert fields["trusted"] == "yes"
+
+
+def _bare_ca(cn: str, root: fch.Issuer, usage: x509.KeyUsage | None) -> fch.Issuer:
+    key = ec.generate_private_key(ec.SECP256R1())
+    builder = (x509.CertificateBuilder().subject_name(fch._name(cn))
+               .issuer_name(root[0].subject).public_key(key.public_key())
+               .serial_number(x509.random_serial_number())
+               .not_valid_before(NOW - timedelta(days=1)).not_valid_after(NOW + timedelta(days=9))
+               .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True))
+    if usage is not None:
+        builder = builder.add_extension(usage, critical=True)
+    return builder.sign(root[1], hashes.SHA256()), key
+
+
+def test_ca_key_usage_is_optional_but_must_allow_cert_signing() -> None:
+    # `openssl req -x509` with OpenSSL's default config makes CAs without keyUsage: browsers
+    # and OpenSSL accept them, so mamori does too; a keyUsage without keyCertSign is refused.
+    root = fch.make_ca("r")
+    plain = _bare_ca("no key usage", root, None)
+    leaf, _ = fch.make_leaf(["mamori.test"], plain)
+    assert _judge([leaf, plain[0]], [root[0]])["trusted"] == "yes"
+    signing_only = _bare_ca("signing only", root, x509.KeyUsage(
+        True, False, False, False, False, False, False, False, False))
+    leaf, _ = fch.make_leaf(["mamori.test"], signing_only)
+    fields = _judge([leaf, signing_only[0]], [root[0]])
+    assert fields["trusted"] == "no" and fields["trust_reason"] == "not-a-ca"
+    assert "key usage" in fields["trust_detail"]

@@ -2,8 +2,8 @@
 
 The verdict is ``cryptography``'s X.509 verifier (``cryptography.x509.verification``: RFC 5280
 path building and the CA/Browser Forum rules browsers enforce: EKU, name constraints, path
-length, key and signature strength). One relaxation: it does not demand an
-authorityKeyIdentifier, which no browser requires and many private CAs and appliances omit.
+length, key and signature strength). Relaxed only where browsers are: an authorityKeyIdentifier
+and a CA's keyUsage may be absent (many private CAs and appliances omit them).
 
 Why the verifier said no is mamori's own reading of the chain, done afterwards, so that the
 reason shown is specific ("the leaf is for clientAuth only", not "validation failed"). Dates and
@@ -55,11 +55,23 @@ class Problem:
 # --- the verdict ------------------------------------------------------------------------------
 
 
+def _ca_key_usage(_policy: xv.Policy, cert: x509.Certificate,
+                  usage: x509.KeyUsage | None) -> None:
+    """A CA's keyUsage, when present, must allow signing certificates (RFC 5280 4.2.1.3)."""
+    if usage is not None and not usage.key_cert_sign:
+        raise ValueError(f"{subject_words(cert)}: keyUsage lacks keyCertSign")
+
+
 def _policies() -> tuple[xv.ExtensionPolicy, xv.ExtensionPolicy]:
+    """The WebPKI profile with what browsers do not demand made optional: an
+    authorityKeyIdentifier, and a CA's keyUsage (`openssl req -x509` with OpenSSL's default
+    config makes roots without one)."""
     aki = x509.AuthorityKeyIdentifier
-    lenient = xv.Criticality.NON_CRITICAL
-    return (xv.ExtensionPolicy.webpki_defaults_ca().may_be_present(aki, lenient, None),
-            xv.ExtensionPolicy.webpki_defaults_ee().may_be_present(aki, lenient, None))
+    return (xv.ExtensionPolicy.webpki_defaults_ca()
+            .may_be_present(aki, xv.Criticality.NON_CRITICAL, None)
+            .may_be_present(x509.KeyUsage, xv.Criticality.AGNOSTIC, _ca_key_usage),
+            xv.ExtensionPolicy.webpki_defaults_ee()
+            .may_be_present(aki, xv.Criticality.NON_CRITICAL, None))
 
 
 def _subject(name: str) -> xv.Subject:
