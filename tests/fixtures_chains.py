@@ -152,7 +152,7 @@ def make_chains(workdir: Path, addresses: dict[str, str]) -> Chains:
     ca_file.write_bytes(root[0].public_bytes(serialization.Encoding.PEM))
 
     def names(server: str) -> list[str]:
-        return ["mamori.test", addresses[server]]
+        return ["mamori.test", *([addresses[server]] if server in addresses else [])]
 
     built: dict[str, tuple[list[x509.Certificate], PrivateKey]] = {}
     leaf, key = make_leaf(names("good"), inter)
