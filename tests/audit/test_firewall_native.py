@@ -327,3 +327,16 @@ def test_beyond_iptables_sees_sets_not_xt() -> None:
     owned = {("ip", "filter"), ("ip", "mangle"), ("ip", "raw")}
     assert beyond_iptables(doc, owned) == {("ip", "filter"), ("ip", "raw")}
     assert beyond_iptables("not json", owned) == set()
+
+
+def test_incompatible_table_without_nft_is_undetermined_not_open() -> None:
+    """iptables-save's empty INPUT ACCEPT for a table it cannot show is no reading at all:
+    without nft to read the table, every verdict is undetermined, with the reason."""
+    from mamori.audit.runner import ReplayRunner
+
+    runner = ReplayRunner({"iptables-save": {"stdout": INCOMPATIBLE_SAVE},
+                           "ip6tables-save": {"stdout": ""}})  # nft not installed
+    state = detect(runner)
+    d = decide(state, TCP, 8080, 4)
+    assert d.verdict is Verdict.UNDETERMINED, d
+    assert "filter" in d.reason and "nft" in d.reason, d

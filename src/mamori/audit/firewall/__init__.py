@@ -94,6 +94,11 @@ def detect(runner: CommandRunner) -> FirewallState:
     native = {
         (nft_family(family), t) for family, text in saves for t in save_info(text).incompatible
     } | (beyond_iptables(nft.stdout, owned) if nft.ok else set())
+    if native and not nft.ok:  # what iptables-save prints for them is made up: no reading
+        why = "not installed" if nft.missing else _failed(nft)
+        tables = ", ".join(" ".join(t) for t in sorted(native))
+        problems.append(f"iptables-save cannot show table {tables} and nft could not read "
+                        f"it ({why})")
     xt_rules: dict[tuple[str, str, str], tuple[Rule, ...]] = {}
     for family, saved in saves:
         backend = "ufw" if ufw is not None and ufw.active and has_ufw_chains(saved) else "iptables"
