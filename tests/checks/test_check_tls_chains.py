@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID
 from hypothesis import given, settings
@@ -23,9 +23,20 @@ from checks_helpers import assert_finding, assert_passed, run_check
 from mamori.checks.catalog import default_catalog
 from mamori.checks.engine import run_checks
 from mamori.checks.observation import CheckOptions
-from mamori.checks.probes.tls_certs import trust_anchors
+from mamori.checks.probes.tls import _load_chain
+from mamori.checks.probes.tls_certs import trust_anchors, unreadable
 from mamori.checks.probes.tls_chain import DATES_AND_NAME, STRUCTURAL, WEAK, judge_certificate
-from mamori.model import CheckResult, CheckStatus, Endpoint, PortState, Proto, Reason, Service
+from mamori.model import (
+    CheckResult,
+    CheckStatus,
+    Endpoint,
+    ErrorKind,
+    PortState,
+    Proto,
+    Reason,
+    Service,
+)
+from mamori.net.stream import ProbeFailure
 
 TLS_CHECKS = sorted(c for c in default_catalog() if c.startswith("tls-"))
 
@@ -322,3 +333,42 @@ def test_ca_key_usage_is_optional_but_must_allow_cert_signing() -> None:
     fields = _judge([leaf, signing_only[0]], [root[0]])
     assert fields["trusted"] == "no" and fields["trust_reason"] == "not-a-ca"
     assert "key usage" in fields["trust_detail"]
+
+
+_DER = [c.public_bytes(serialization.Encoding.DER) for c in _POOL[:4]]
+
+
+@given(st.integers(min_value=0, max_value=3), st.lists(
+    st.tuples(st.integers(min_value=0, max_value=2000), st.integers(min_value=0, max_value=255)),
+    min_size=1, max_size=4))
+@settings(max_examples=400, deadline=None)
+def test_a_hostile_certificate_never_raises(which: int, edits: list[tuple[int, int]]) -> None:
+    # A server can send any bytes that still parse as a certificate (bad extensions, names,
+    # keys, signatures): the judgement is made, never an exception that would end the scan.
+    der = bytearray(_DER[which])
+    for pos, value in edits:
+        der[pos % len(der)] = value
+    try:
+        cert = x509.load_der_x509_certificate(bytes(der))
+    except ValueError:
+        return
+    if unreadable(cert) is not None:  # the probe stops there: "not tested", with why
+        return
+    fields = judge_certificate([cert, _INTER[0]], [_ROOT[0]], "mamori.test", NOW)
+    assert fields["trust_reason"] in REASONS
+
+
+@pytest.mark.parametrize("mangle,words", [
+    (lambda der: der.replace(bytes.fromhex("a003020102"), bytes.fromhex("a003020121"), 1),
+     "InvalidVersion"),
+    (lambda der: der[:-40], "ShortData"),
+    (lambda der: der.replace(b"mamori.test", b"mamori\xfftest"), "does not decode"),
+])
+def test_an_undecodable_certificate_is_a_protocol_error(mangle, words: str) -> None:  # type: ignore[no-untyped-def]
+    # What the probe does with the bytes a server sent: a certificate it cannot read ends the
+    # probe with a named protocol error ("not tested: ..."), never an exception.
+    good = _DER[0]
+    with pytest.raises(ProbeFailure) as failure:
+        _load_chain([mangle(good), _DER[3]])
+    assert failure.value.kind is ErrorKind.PROTOCOL and words in str(failure.value)
+    assert _load_chain([good, _DER[3]])[0].subject == _POOL[0].subject

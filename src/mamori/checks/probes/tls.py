@@ -11,15 +11,17 @@ from __future__ import annotations
 
 import os
 import ssl
+import warnings
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from cryptography import x509
+from cryptography.utils import CryptographyDeprecationWarning
 
 from mamori.checks.observation import Observation, ProbeContext, excerpt
 from mamori.checks.params import Params
 from mamori.checks.primitive import Primitive
-from mamori.checks.probes.tls_certs import looks_ip, trust_anchors
+from mamori.checks.probes.tls_certs import UNDECODABLE, looks_ip, trust_anchors, unreadable
 from mamori.checks.probes.tls_chain import judge_certificate
 from mamori.model import ErrorKind
 from mamori.net.stream import BoundedStream, ProbeFailure, exchange, insecure_tls_context
@@ -115,10 +117,7 @@ async def tls_certificate(ctx: ProbeContext, params: Params) -> Observation:
         await stream.close()
     if not ders:
         raise ProbeFailure(ErrorKind.TLS, "server sent no certificate")
-    try:
-        chain = [x509.load_der_x509_certificate(d) for d in ders[:_MAX_CHAIN]]
-    except ValueError as exc:
-        raise ProbeFailure(ErrorKind.PROTOCOL, f"unparsable certificate: {exc}") from None
+    chain = _load_chain(ders)
     anchors = trust_anchors(ctx.options.ca_file)
     target = ctx.hostname or ctx.address
     fields = judge_certificate(chain, anchors, target, datetime.now(UTC))
@@ -137,6 +136,26 @@ async def tls_certificate(ctx: ProbeContext, params: Params) -> Observation:
                       f"notBefore={fields['not_before']} notAfter={fields['not_after']} "
                       f"names={fields['names']} serial={leaf.serial_number:x}", 512),
     )
+
+
+def _load_chain(ders: list[bytes]) -> list[x509.Certificate]:
+    """The certificates, every part the judgement reads decoded once. Raises ProbeFailure
+    (protocol) for one that does not decode: a server may send any bytes."""
+    chain: list[x509.Certificate] = []
+    with warnings.catch_warnings():
+        # A non-positive serial only draws a deprecation warning: nothing for the user.
+        warnings.simplefilter("ignore", CryptographyDeprecationWarning)
+        for number, der in enumerate(ders[:_MAX_CHAIN], start=1):
+            try:
+                cert = x509.load_der_x509_certificate(der)
+                why = unreadable(cert)
+            except UNDECODABLE as exc:
+                why = f"{type(exc).__name__}: {exc}"[:200]
+            if why is not None:
+                raise ProbeFailure(ErrorKind.PROTOCOL, f"certificate {number} of "
+                                   f"{len(ders[:_MAX_CHAIN])} does not decode: {why}")
+            chain.append(cert)
+    return chain
 
 
 def _peer_chain(stream: BoundedStream) -> list[bytes]:

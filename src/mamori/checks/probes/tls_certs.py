@@ -40,6 +40,27 @@ def subject_words(cert: x509.Certificate) -> str:
     return cert.subject.rfc4514_string()[:128] or "(empty subject)"
 
 
+# What cryptography raises for a certificate that loads but whose parts do not decode.
+UNDECODABLE = (ValueError, KeyError, TypeError, UnicodeError, UnsupportedAlgorithm,
+               x509.InvalidVersion, x509.DuplicateExtension, x509.UnsupportedGeneralNameType)
+
+
+def unreadable(cert: x509.Certificate) -> str | None:
+    """Why a certificate that loaded cannot be judged (a name, date or extension that does
+    not decode), or None. ``cryptography`` parses lazily: every part the judgement reads is
+    read here once, so that a hostile certificate is an error, not an exception later."""
+    try:
+        cert.subject.rfc4514_string()
+        cert.issuer.rfc4514_string()
+        _ = (cert.not_valid_before_utc, cert.not_valid_after_utc, cert.serial_number,
+             cert.signature_algorithm_oid, cert.tbs_certificate_bytes, cert.signature)
+        for ext in cert.extensions:
+            _ = ext.value
+    except UNDECODABLE as exc:
+        return f"{type(exc).__name__}: {exc}"[:200]
+    return None
+
+
 def issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
     """Does ``issuer``'s name and key sign ``cert``?"""
     if cert.issuer != issuer.subject:

@@ -302,7 +302,8 @@ def judge_certificate(
     now: datetime,
 ) -> dict[str, str]:
     """Pure verdicts on a server's certificate chain (leaf first) for the name or address
-    ``target`` at ``now``, with ``anchors`` as the trust store. Returns string fields."""
+    ``target`` at ``now``, with ``anchors`` as the trust store. Returns string fields.
+    Every certificate must have passed ``tls_certs.unreadable`` (the probe sees to it)."""
     chain = list(chain[:_MAX_CHAIN])
     leaf = chain[0]
     names = [str(n.value) for n in san_names(leaf)][:MAX_NAMES]
