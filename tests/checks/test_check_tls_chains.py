@@ -8,6 +8,7 @@ import asyncio
 import ipaddress
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from cryptography import x509
@@ -19,6 +20,7 @@ from hypothesis import strategies as st
 
 import daemons as dm
 import fixtures_chains as fch
+import fixtures_crypto as fc
 from checks_helpers import assert_finding, assert_passed, run_check
 from mamori.checks.catalog import default_catalog
 from mamori.checks.engine import run_checks
@@ -372,3 +374,23 @@ def test_an_undecodable_certificate_is_a_protocol_error(mangle, words: str) -> N
         _load_chain([mangle(good), _DER[3]])
     assert failure.value.kind is ErrorKind.PROTOCOL and words in str(failure.value)
     assert _load_chain([good, _DER[3]])[0].subject == _POOL[0].subject
+
+
+def test_dates_that_do_not_overlap(tmp_path: Path) -> None:
+    # fixtures_crypto's expired leaf ended before its intermediate began: no single moment
+    # sets the dates aside, yet the chain itself is sound; only the leaf's date is wrong.
+    pki = fc.make_pki(tmp_path, [])
+    root = x509.load_pem_x509_certificate(pki.ca_file.read_bytes())
+    expired = x509.load_pem_x509_certificates(pki.expired.fullchain.read_bytes())
+    fields = _judge(expired, [root])
+    assert fields["trusted"] == "yes" and fields["trust_reason"] == "expired"
+    # An intermediate that has expired while the leaf is still valid breaks the chain: that
+    # is the untrusted check's to report (the expiry check judges the leaf only).
+    root2 = fch.make_ca("r")
+    short = _bare_ca("short-lived intermediate", root2, None)  # valid for 9 days
+    leaf, _ = fch.make_leaf(["mamori.test"], short)  # valid for 90 days
+    fields = judge_certificate([leaf, short[0]], [root2[0]], "mamori.test",
+                               NOW + timedelta(days=20))
+    assert fields["expired"] == "no"
+    assert fields["trusted"] == "no" and fields["trust_reason"] == "expired"
+    assert "short-lived intermediate" in fields["trust_detail"]

@@ -7,9 +7,9 @@ and a CA's keyUsage may be absent (many private CAs and appliances omit them).
 
 Why the verifier said no is mamori's own reading of the chain, done afterwards, so that the
 reason shown is specific ("the leaf is for clientAuth only", not "validation failed"). Dates and
-names have their own checks: ``trusted`` judges the chain with both set aside (a moment inside
-the leaf's validity, a name the leaf holds), ``trust_reason`` names the first problem of the
-full verdict (now, the scanned name).
+names have their own checks: ``trusted`` judges the chain with the leaf's dates and name set
+aside (a moment inside the leaf's validity, a name the leaf holds), ``trust_reason`` names the
+first problem of the full verdict (now, the scanned name).
 """
 
 from __future__ import annotations
@@ -96,14 +96,12 @@ def _verify(chain: Sequence[x509.Certificate], anchors: Sequence[x509.Certificat
         return [], str(exc).split(" (encountered processing")[0][:200]
 
 
-def _neutral_time(chain: Sequence[x509.Certificate], now: datetime) -> datetime:
-    """``now`` moved inside the certificates' validity (all of them if they overlap, else the
-    leaf's): dates are judged by their own checks, not by the trust verdict."""
-    start = max(c.not_valid_before_utc for c in chain)
-    end = min(c.not_valid_after_utc for c in chain)
-    if start > end:
-        start, end = chain[0].not_valid_before_utc, chain[0].not_valid_after_utc
-    return min(max(now, start + timedelta(seconds=1)), end - timedelta(seconds=1))
+def _neutral_time(leaf: x509.Certificate, now: datetime) -> datetime:
+    """``now`` moved inside the leaf's validity: the leaf's dates are judged by their own
+    checks, not by the trust verdict (an intermediate's dates are the verdict's)."""
+    start = leaf.not_valid_before_utc + timedelta(seconds=1)
+    end = leaf.not_valid_after_utc - timedelta(seconds=1)
+    return max(min(now, end), start)
 
 
 def _neutral_name(target: str, matched: bool, names: list[str]) -> str:
@@ -312,7 +310,7 @@ def judge_certificate(
     trusted_path = verified
     if not verified:
         trusted_path, _ = _verify(chain, anchors, _neutral_name(target, match, names),
-                                  _neutral_time(chain, now))
+                                  _neutral_time(leaf, now))
     walked, anchored = walk(leaf, chain[1:], anchors)
     path = trusted_path or walked
     sigs, keys = _strength(path, bool(trusted_path) or anchored)
