@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
+import subprocess
 import threading
 import time
 
@@ -13,6 +15,7 @@ import fixtures_dns as fd
 from mamori.model import ErrorKind
 from mamori.net.datagram import DatagramLimits, ask
 from mamori.net.stream import Limits, ProbeFailure
+from sweep_fixtures import netns_available, run_python
 
 HOST = "127.0.61.80"
 FAST = DatagramLimits(timeout=0.5, tries=2, settle=0.2, window=3.0)
@@ -128,3 +131,50 @@ def test_limits_follow_a_check_runs_stream_limits() -> None:
                                         settle=0.3, tries=3)
     assert (limits.timeout, limits.window, limits.settle, limits.tries) == (1.5, 4.0, 0.3, 3)
     assert limits.read_cap == 65536 * 4
+
+
+_ONE_LOCAL_UDP_PORT = """
+import asyncio, json, socket, time
+from mamori.net.datagram import DatagramLimits, ask
+from mamori.net.stream import ProbeFailure
+
+async def main():
+    echo = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); echo.bind(("127.0.0.1", 9999))
+    loop = asyncio.get_running_loop()
+    loop.add_reader(echo, lambda: echo.sendto(*echo.recvfrom(2048)))
+    held = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    held.connect(("127.0.0.1", 9999))  # takes the only local port
+    limits = DatagramLimits(timeout=0.5, tries=1, settle=0.1, window=1.0, local_wait=1.0)
+    out = {}
+    t0 = time.monotonic()
+    try:
+        await ask("127.0.0.1", 9999, b"ping", limits)
+    except ProbeFailure as exc:
+        out["stuck"] = [exc.kind.value, exc.detail, time.monotonic() - t0]
+    loop.call_later(0.3, held.close)  # the port comes free during the next wait
+    got = await ask("127.0.0.1", 9999, b"ping", limits)
+    out["replies"] = [r.decode() for r in got.replies]
+    print(json.dumps(out))
+
+asyncio.run(main())
+"""
+
+
+@pytest.mark.root
+def test_udp_waits_out_a_local_port_shortage_and_names_it_when_it_lasts() -> None:
+    why = netns_available()
+    if why is not None:
+        pytest.skip(why)
+    ns = f"mamori-oneu{os.getpid() % 100000}"
+    subprocess.run(["ip", "netns", "add", ns], check=True, capture_output=True)
+    try:
+        subprocess.run(["ip", "-n", ns, "link", "set", "lo", "up"], check=True)
+        subprocess.run(["ip", "netns", "exec", ns, "sysctl", "-q", "-w",
+                        "net.ipv4.ip_local_port_range=40000 40000"], check=True)
+        data = run_python(_ONE_LOCAL_UDP_PORT, netns=ns)
+    finally:
+        subprocess.run(["ip", "netns", "del", ns], capture_output=True, check=False)
+    kind, detail, elapsed = data["stuck"]
+    assert kind == "resource" and "shortage on this machine" in detail, detail
+    assert 0.9 <= elapsed < 2.0
+    assert data["replies"] == ["ping"]

@@ -45,6 +45,8 @@ class DatagramLimits:
     window: float = 6.0
     read_cap: int = 262144
     max_datagrams: int = 512
+    # Longest wait for a free local port or descriptor before giving up with RESOURCE.
+    local_wait: float = 30.0
 
     @classmethod
     def from_limits(cls, limits: Limits, *, tries: int = 2, settle: float = 0.4) -> DatagramLimits:
@@ -55,6 +57,7 @@ class DatagramLimits:
             tries=tries,
             settle=settle,
             window=limits.deadline,
+            local_wait=limits.local_wait,
             read_cap=max(limits.read_cap, 65536) * 4,
         )
 
@@ -106,6 +109,30 @@ async def _recv(loop: asyncio.AbstractEventLoop, sock: socket.socket, wait: floa
         return None
 
 
+async def _connected(host: str, port: int, local_wait: float) -> socket.socket:
+    """A non-blocking UDP socket connected to host:port. Out of local ports or descriptors
+    (EAGAIN from the automatic bind, EMFILE...): wait with growing pauses for up to
+    ``local_wait`` seconds, as the sweep does. Raises ``ProbeFailure``."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    started = time.monotonic()
+    pause = 0.01
+    while True:
+        sock: socket.socket | None = None
+        try:
+            sock = socket.socket(family, socket.SOCK_DGRAM)
+            sock.setblocking(False)
+            sock.connect((host, port))
+            return sock
+        except OSError as exc:
+            if sock is not None:
+                sock.close()
+            remaining = local_wait - (time.monotonic() - started)
+            if exc.errno not in RESOURCE_ERRNOS or remaining <= 0:
+                raise _failure(exc) from None
+            await asyncio.sleep(min(pause, remaining))
+            pause = min(pause * 2, 0.5)
+
+
 async def ask(host: str, port: int, payload: bytes, limits: DatagramLimits) -> DatagramReplies:
     """Send ``payload`` to host:port and collect every reply datagram within the limits.
 
@@ -114,19 +141,13 @@ async def ask(host: str, port: int, payload: bytes, limits: DatagramLimits) -> D
     port-unreachable, UNREACHABLE, RESOURCE or OS for other socket errors.
     """
     loop = asyncio.get_running_loop()
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    try:
-        sock = socket.socket(family, socket.SOCK_DGRAM)
-    except OSError as exc:
-        raise _failure(exc) from None
+    sock = await _connected(host, port, limits.local_wait)
     replies: list[bytes] = []
     total = 0
     sent = 0
     truncated = False
     start = time.monotonic()
     try:
-        sock.setblocking(False)
-        sock.connect((host, port))
         window_end = start + limits.window
         for _ in range(max(1, limits.tries)):
             sock.send(payload)
