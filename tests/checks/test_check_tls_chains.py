@@ -93,8 +93,8 @@ def test_each_chain_is_judged_as_a_verifier_does(
     assert findings == expected, {c: results[c].summary for c in findings ^ expected}
     for other in set(TLS_CHECKS) - expected:
         assert_passed(results[other])
-    cert = results["tls-certificate-untrusted"]
-    assert cert.evidence is not None
+    trust = results["tls-certificate-untrusted"].evidence
+    assert trust is not None and trust.facts["trust_reason"] == reason, trust.facts
     if check_id is None:
         return
     result = results[check_id]
