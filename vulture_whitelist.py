@@ -77,6 +77,8 @@ _.StartDoctypeDeclHandler  # unused attribute (src/mamori/importers/nmap_xml.py:
 _.EntityDeclHandler  # unused attribute (src/mamori/importers/nmap_xml.py:109)
 _.UnparsedEntityDeclHandler  # unused attribute (src/mamori/importers/nmap_xml.py:110)
 _.ExternalEntityRefHandler  # unused attribute (src/mamori/importers/nmap_xml.py:111)
+_.StartElementHandler  # expat calls it (src/mamori/importers/nmap_xml.py, the stream)
+_.EndElementHandler  # expat calls it (src/mamori/importers/nmap_xml.py, the stream)
 requires  # unused variable (src/mamori/serve/celery_app.py:304)
 __getattr__  # unused function (src/mamori/store/__init__.py:19)
 _.connection_made  # unused method (src/mamori/watch/decoys/server.py:372)

@@ -19,8 +19,9 @@ from mamori.cli.options import DbOption
 
 if TYPE_CHECKING:
     from mamori.checks.spec import CheckSpec
-    from mamori.importers import NmapRun
-    from mamori.model import CheckResult
+
+
+MAX_PRINTED_HOSTS = 1000
 
 
 def register(app: typer.Typer) -> None:
@@ -39,16 +40,6 @@ def _chosen(ids: str | None) -> list[CheckSpec]:
         return select(None if wanted == ["all"] else wanted)
     except CatalogError as exc:
         fail(EXIT_USAGE, str(exc))
-
-
-async def _run_all(run: NmapRun, specs: list[CheckSpec]) -> list[CheckResult]:
-    from mamori.checks.engine import run_checks
-
-    results: list[CheckResult] = []
-    for host in run.hosts:
-        for ep in host.endpoints:
-            results.extend(await run_checks(specs, ep, ep.service, hostname=host.hostname))
-    return results
 
 
 def _probed(info: Mapping[str, Any]) -> dict[str, str]:
@@ -74,8 +65,9 @@ def import_nmap(
 ) -> None:
     """Read an nmap XML file into the store as a run of kind "import" (then diff it, or run
     mamori's checks on what nmap found with --checks)."""
-    from mamori.importers import NmapImportError, read_nmap_xml
-    from mamori.model import ScanStatus, Target
+    from mamori.cli.import_stream import store_hosts, survey
+    from mamori.importers import NmapImportError
+    from mamori.model import ScanStatus
     from mamori.report import FORMATS, render
     from mamori.scan.store_sink import StoreSink
     from mamori.store import StoreError
@@ -84,10 +76,9 @@ def import_nmap(
         fail(EXIT_USAGE, f"unknown --format {fmt!r} (choose from {', '.join(FORMATS)})")
     specs = _chosen(checks)
     try:
-        run = read_nmap_xml(path)
+        run = survey(path)  # a refused file is refused before anything is stored
     except NmapImportError as exc:
         fail(EXIT_USAGE, f"{path}: {exc}")
-    results = asyncio.run(_run_all(run, specs)) if specs else []
     store = open_store(db)
     try:
         scan_id = store.begin_scan(
@@ -97,23 +88,29 @@ def import_nmap(
              "nmap_version": run.version, "nmap_start": run.start,
              "checks": [s.id for s in specs], "probed": _probed(run.info)},
         )
-        sink = StoreSink(store, scan_id)
-        for host in run.hosts:
-            sink.on_host(Target(host.address, host.hostname))
-            if host.not_shown:
-                sink.on_not_shown(host.address, host.not_shown)
-            sink.on_endpoints(list(host.endpoints))
-            for ep in host.endpoints:
-                if ep.service is not None:
-                    sink.on_service(ep.address, ep.proto, ep.port, ep.service)
-        for result in results:
-            sink.on_check(result)
+        try:
+            asyncio.run(store_hosts(path, StoreSink(store, scan_id), specs))
+        except NmapImportError as exc:  # the file changed since the first pass
+            store.finish_scan(scan_id, ScanStatus.FAILED)
+            fail(EXIT_FAILED, f"{path}: {exc} (scan {scan_id} kept as failed)")
         store.finish_scan(scan_id, ScanStatus.DONE)
-        record = store.get_scan(scan_id)
+        # A report of thousands of hosts is megabytes nobody reads on a terminal, and building
+        # it would hold the whole run in memory: `mamori show` prints it when asked.
+        big = len(run.targets) > MAX_PRINTED_HOSTS
+        record = None if big else store.get_scan(scan_id)
     except StoreError as exc:
         fail(EXIT_FAILED, str(exc))
     finally:
         store.close()
-    assert record is not None
+    if run.problem_count:
+        stderr.print(f"mamori: {path}: {run.problem_count} entries not imported (stored as "
+                     f"errors of scan {scan_id}): {'; '.join(run.first_problems)}"
+                     f"{'; ...' if run.problem_count > len(run.first_problems) else ''}",
+                     markup=False, soft_wrap=True)
     stderr.print(f"imported {path} as scan {scan_id}", markup=False)
+    if record is None:
+        stderr.print(f"{len(run.targets)} hosts: too many to print here (more than "
+                     f"{MAX_PRINTED_HOSTS}); `mamori show {scan_id} -f {fmt}` prints them",
+                     markup=False, soft_wrap=True)
+        return
     emit(render(record, fmt), None)

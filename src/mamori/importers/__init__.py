@@ -4,10 +4,24 @@ from __future__ import annotations
 
 from mamori.importers.nmap_xml import (
     MAX_BYTES,
+    ImportProblem,
+    NmapHeader,
     NmapImportError,
+    NmapItem,
     NmapRun,
+    iter_nmap_xml,
     parse_nmap_xml,
-    read_nmap_xml,
+    stream_nmap_file,
 )
 
-__all__ = ["MAX_BYTES", "NmapImportError", "NmapRun", "parse_nmap_xml", "read_nmap_xml"]
+__all__ = [
+    "MAX_BYTES",
+    "ImportProblem",
+    "NmapHeader",
+    "NmapImportError",
+    "NmapItem",
+    "NmapRun",
+    "iter_nmap_xml",
+    "parse_nmap_xml",
+    "stream_nmap_file",
+]

@@ -1,15 +1,25 @@
-"""nmap's XML output (``nmap -oX``) read into mamori's records.
+"""nmap's XML output (``nmap -oX``) read into mamori's records, as a stream.
 
-Pure and bounded: files over ``MAX_BYTES`` are refused before they are read, and a document
-with an internal DTD subset, an external DTD, or any entity declaration is refused before it
-is built (nmap writes only a bare ``<!DOCTYPE nmaprun>``), so entity expansion ("billion
-laughs") and external entities cannot happen. Port states and reasons are kept as nmap gives
-them where mamori's model has the same word; the raw reason is kept in the service's extras.
+Pure and bounded: the document is fed to expat in chunks and each ``<host>`` becomes a
+``HostResult`` as soon as its end tag is read, then is forgotten, so memory does not grow with
+the file (a 63 MB file used to take 800 MB). Only the elements mamori uses are kept while a
+host is read (addresses, hostnames, ports, their state and service, extraports).
+
+A document with an internal DTD subset, an external DTD, or any entity declaration is refused
+(nmap writes only a bare ``<!DOCTYPE nmaprun>``), so entity expansion ("billion laughs") and
+external entities cannot happen; these come before the root element, so before any host.
+
+What the file says that mamori will not take is reported, never dropped silently: a host
+address that is not an IP address (it would be resolved through the system's resolver later),
+a port number that is not 1-65535, a port state nmap does not define, a host listed twice.
+Each is an ``ImportProblem`` in the stream. SCTP and IP-protocol scans have no place in
+mamori's model and are skipped.
 """
 
 from __future__ import annotations
 
-import xml.etree.ElementTree as ET
+import ipaddress
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -19,6 +29,9 @@ from xml.parsers import expat
 from mamori.model import Endpoint, HostResult, PortState, Proto, Reason, Service
 
 MAX_BYTES = 64 * 1024 * 1024
+CHUNK = 64 * 1024
+# More port elements than two full protocol sweeps in one host: the rest is not kept.
+MAX_PORTS_PER_HOST = 2 * 65535
 
 # nmap's service names where mamori's identification uses another word.
 _SERVICE_NAMES = {
@@ -69,6 +82,12 @@ _DEFAULT_REASON = {
     PortState.FILTERED: Reason.NO_RESPONSE,
     PortState.OPEN_FILTERED: Reason.NO_RESPONSE,
 }
+# Elements read inside <host>; everything else there (scripts, os, trace, times) is skipped.
+_HOST_PARTS = frozenset({"address", "hostname", "port", "state", "service", "extraports",
+                         "extrareasons"})
+_CONTAINERS = frozenset({"hostnames", "ports"})  # passed through to the parts inside
+
+_Attrs = dict[str, str]
 
 
 class NmapImportError(ValueError):
@@ -76,43 +95,48 @@ class NmapImportError(ValueError):
 
 
 @dataclass(frozen=True, slots=True)
-class NmapRun:
-    """One nmap run: its hosts (with endpoints and services) and how it was run."""
+class NmapHeader:
+    """How nmap was run: the root element's attributes and the ``<scaninfo>`` elements."""
 
-    hosts: tuple[HostResult, ...]
     args: str = ""
     version: str = ""
     start: int | None = None
-    info: dict[str, Any] = field(default_factory=dict)
+    info: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class ImportProblem:
+    """Something in the file mamori did not take: ``address`` and the raw ``port`` text where
+    it concerns one; ``detail`` says what and why, in one line."""
+
+    address: str | None
+    port: str | None
+    detail: str
+
+    @property
+    def port_number(self) -> int | None:
+        """The port as a number when it is one in 1-65535, else None."""
+        value = _int(self.port)
+        return value if value is not None and 0 < value <= 65535 else None
+
+
+NmapItem = NmapHeader | HostResult | ImportProblem
+
+
+@dataclass(frozen=True, slots=True)
+class NmapRun:
+    """One nmap run read whole: its hosts, what was not taken, and how it was run."""
+
+    hosts: tuple[HostResult, ...]
+    problems: tuple[ImportProblem, ...] = ()
+    args: str = ""
+    version: str = ""
+    start: int | None = None
+    info: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def targets(self) -> tuple[str, ...]:
         return tuple(h.address for h in self.hosts)
-
-
-def _refuse_dtd(data: bytes) -> None:
-    """Walk the document once with expat and refuse any DTD content beyond a bare name."""
-    parser = expat.ParserCreate()
-    parser.SetParamEntityParsing(expat.XML_PARAM_ENTITY_PARSING_NEVER)
-
-    def doctype(name: str, sysid: str | None, pubid: str | None, internal: int) -> None:
-        if sysid or pubid or internal:
-            raise NmapImportError("refused: the document declares a DTD (external or internal)")
-
-    def entity(*_args: object) -> None:
-        raise NmapImportError("refused: the document declares entities")
-
-    def external(*_args: object) -> int:
-        raise NmapImportError("refused: the document refers to an external entity")
-
-    parser.StartDoctypeDeclHandler = doctype
-    parser.EntityDeclHandler = entity
-    parser.UnparsedEntityDeclHandler = entity
-    parser.ExternalEntityRefHandler = external
-    try:
-        parser.Parse(data, True)
-    except expat.ExpatError as exc:
-        raise NmapImportError(f"not well-formed XML: {exc}") from None
 
 
 def _int(value: str | None) -> int | None:
@@ -122,29 +146,43 @@ def _int(value: str | None) -> int | None:
         return None
 
 
-def _service(el: ET.Element | None, reason: str) -> Service | None:
-    if el is None or not el.get("name"):
+@dataclass
+class _HostParts:
+    """The kept parts of one ``<host>`` while it is read."""
+
+    addresses: list[_Attrs] = field(default_factory=list)
+    names: list[str] = field(default_factory=list)
+    ports: list[tuple[_Attrs, _Attrs | None, _Attrs | None]] = field(default_factory=list)
+    extraports: list[tuple[_Attrs, str | None]] = field(default_factory=list)
+    port: _Attrs | None = None  # the <port> being read, its <state> and <service>
+    state: _Attrs | None = None
+    service: _Attrs | None = None
+    dropped_ports: int = 0
+
+
+def _service(attrs: _Attrs | None, reason: str) -> Service | None:
+    if attrs is None or not attrs.get("name"):
         return None
-    raw = el.get("name", "unknown")
-    tls = el.get("tunnel") == "ssl" or raw in _TLS_NAMES
+    raw = attrs.get("name", "unknown")
+    tls = attrs.get("tunnel") == "ssl" or raw in _TLS_NAMES
     extra = {
         k: v
         for k, v in (
             ("nmap_name", raw),
-            ("extrainfo", el.get("extrainfo")),
-            ("ostype", el.get("ostype")),
-            ("hostname", el.get("hostname")),
-            ("nmap_method", el.get("method")),
-            ("nmap_conf", el.get("conf")),
+            ("extrainfo", attrs.get("extrainfo")),
+            ("ostype", attrs.get("ostype")),
+            ("hostname", attrs.get("hostname")),
+            ("nmap_method", attrs.get("method")),
+            ("nmap_conf", attrs.get("conf")),
             ("nmap_reason", reason),
         )
         if v
     }
-    probed = el.get("method") == "probed"
+    probed = attrs.get("method") == "probed"
     return Service(
         name=_SERVICE_NAMES.get(raw, raw),
-        product=el.get("product") or None,
-        version=el.get("version") or None,
+        product=attrs.get("product") or None,
+        version=attrs.get("version") or None,
         tls=tls,
         confidence="confirmed" if probed else "port",
         method="nmap" if probed else "nmap-table",
@@ -153,89 +191,231 @@ def _service(el: ET.Element | None, reason: str) -> Service | None:
     )
 
 
-def _host(el: ET.Element) -> HostResult | None:
-    address = None
-    for a in el.findall("address"):
-        if a.get("addrtype") in ("ipv4", "ipv6") and a.get("addr"):
-            address = a.get("addr")
-            break
-    if address is None:
-        return None
-    names = [h.get("name") for h in el.findall("hostnames/hostname") if h.get("type") == "user"]
-    endpoints: list[Endpoint] = []
-    for p in el.findall("ports/port"):
-        port, proto = _int(p.get("portid")), p.get("protocol")
-        st = p.find("state")
-        if port is None or not 0 <= port <= 65535 or proto not in ("tcp", "udp") or st is None:
-            continue  # sctp and ip-protocol scans have no place in mamori's model
-        state = _STATES.get(st.get("state", ""))
-        if state is None:
-            continue
-        raw_reason = st.get("reason", "")
-        reason = _REASONS.get(raw_reason, _DEFAULT_REASON[state])
-        endpoints.append(
-            Endpoint(
-                address=address,
-                port=port,
-                proto=Proto(proto),
-                state=state,
-                reason=reason,
-                service=_service(p.find("service"), raw_reason),
-            )
+def _address(parts: _HostParts) -> tuple[str | None, ImportProblem | None]:
+    ips = [a for a in parts.addresses if a.get("addrtype", "ipv4") in ("ipv4", "ipv6")]
+    if not ips:
+        return None, ImportProblem(None, None, "a host without an IPv4 or IPv6 address: skipped")
+    raw = ips[0].get("addr", "")
+    try:
+        return str(ipaddress.ip_address(raw)), None
+    except ValueError:
+        return None, ImportProblem(
+            raw[:100], None, f"host address {raw[:100]!r} is not an IP address: refused"
         )
-    not_shown: dict[str, dict[str, int]] = {}
-    protos = {e.proto.value for e in endpoints} or {"tcp"}
-    proto_name = next(iter(protos)) if len(protos) == 1 else "tcp"
-    for x in el.findall("ports/extraports"):
-        count = _int(x.get("count"))
-        state = _STATES.get(x.get("state", ""))
-        if count is not None and state is not None:
-            bucket = not_shown.setdefault(proto_name, {})
-            bucket[state.value] = bucket.get(state.value, 0) + count
-    endpoints.sort(key=lambda e: (e.proto.value, e.port))
-    return HostResult(
+
+
+def _endpoint(
+    address: str, port: _Attrs, state: _Attrs | None, service: _Attrs | None
+) -> Endpoint | ImportProblem | None:
+    proto, raw_port = port.get("protocol"), port.get("portid", "")
+    if proto not in ("tcp", "udp"):
+        return None  # sctp and ip-protocol scans have no place in mamori's model
+    number = _int(raw_port)
+    if number is None or not 0 < number <= 65535:
+        return ImportProblem(address, raw_port[:20],
+                             f"{address}: bad port {raw_port[:20]!r}/{proto}: not 1-65535")
+    raw_state = state.get("state", "") if state is not None else ""
+    st = _STATES.get(raw_state)
+    if st is None or state is None:
+        return ImportProblem(address, raw_port,
+                             f"{address}: port {number}/{proto} has no known state "
+                             f"({raw_state[:30]!r})")
+    raw_reason = state.get("reason", "")
+    return Endpoint(
         address=address,
-        hostname=names[0] if names else None,
-        endpoints=tuple(endpoints),
+        port=number,
+        proto=Proto(proto),
+        state=st,
+        reason=_REASONS.get(raw_reason, _DEFAULT_REASON[st]),
+        service=_service(service, raw_reason),
+    )
+
+
+def _host(parts: _HostParts) -> Iterator[HostResult | ImportProblem]:
+    address, problem = _address(parts)
+    if address is None:
+        if problem is not None:
+            yield problem
+        return
+    endpoints: dict[tuple[str, int], Endpoint] = {}
+    for port, state, service in parts.ports:
+        item = _endpoint(address, port, state, service)
+        if isinstance(item, ImportProblem):
+            yield item
+        elif item is not None:
+            endpoints.setdefault((item.proto.value, item.port), item)
+    if parts.dropped_ports:
+        yield ImportProblem(address, None, f"{address}: {parts.dropped_ports} port elements "
+                            f"beyond {MAX_PORTS_PER_HOST} not read")
+    protos = {p for p, _ in endpoints} or {"tcp"}
+    fallback = next(iter(protos)) if len(protos) == 1 else "tcp"
+    not_shown: dict[str, dict[str, int]] = {}
+    for attrs, proto in parts.extraports:
+        count, shown = _int(attrs.get("count")), _STATES.get(attrs.get("state", ""))
+        if count is not None and count > 0 and shown is not None:
+            bucket = not_shown.setdefault(proto if proto in ("tcp", "udp") else fallback, {})
+            bucket[shown.value] = bucket.get(shown.value, 0) + count
+    yield HostResult(
+        address=address,
+        hostname=parts.names[0] if parts.names else None,
+        endpoints=tuple(endpoints[k] for k in sorted(endpoints)),
         not_shown=not_shown,
     )
 
 
+class _Reader:
+    """expat handlers: the header, then one host at a time, queued for the caller."""
+
+    def __init__(self) -> None:
+        self.parser = expat.ParserCreate()
+        self.parser.SetParamEntityParsing(expat.XML_PARAM_ENTITY_PARSING_NEVER)
+        self.parser.StartDoctypeDeclHandler = self._doctype
+        self.parser.EntityDeclHandler = self._entity
+        self.parser.UnparsedEntityDeclHandler = self._entity
+        self.parser.ExternalEntityRefHandler = self._external
+        self.parser.StartElementHandler = self._start
+        self.parser.EndElementHandler = self._end
+        self.out: list[NmapItem] = []
+        self.depth = 0
+        self.root: _Attrs | None = None
+        self.scaninfo: list[_Attrs] = []
+        self.header_sent = False
+        self.host: _HostParts | None = None
+        self.skip_depth = 0  # > 0 while inside an element of <host> mamori does not read
+        self.extraports: _Attrs | None = None
+        self.extra_proto: str | None = None
+        self.seen: set[str] = set()
+
+    @staticmethod
+    def _doctype(_name: str, sysid: str | None, pubid: str | None, internal: int) -> None:
+        if sysid or pubid or internal:
+            raise NmapImportError("refused: the document declares a DTD (external or internal)")
+
+    @staticmethod
+    def _entity(*_args: object) -> None:
+        raise NmapImportError("refused: the document declares entities")
+
+    @staticmethod
+    def _external(*_args: object) -> int:
+        raise NmapImportError("refused: the document refers to an external entity")
+
+    def header(self) -> None:
+        if self.header_sent:
+            return
+        self.header_sent = True
+        root = self.root or {}
+        self.out.append(NmapHeader(
+            args=root.get("args", ""), version=root.get("version", ""),
+            start=_int(root.get("start")), info={"scaninfo": list(self.scaninfo)},
+        ))
+
+    def _start(self, name: str, attrs: _Attrs) -> None:
+        self.depth += 1
+        if self.depth == 1:
+            if name != "nmaprun":
+                raise NmapImportError(
+                    f"not nmap XML output (root element <{name[:40]}>, not <nmaprun>)")
+            self.root = attrs
+        elif self.host is not None:
+            self._host_part(self.host, name, attrs)
+        elif self.depth == 2 and name == "scaninfo":
+            self.scaninfo.append(attrs)
+        elif self.depth == 2 and name == "host":
+            self.header()
+            self.host = _HostParts()
+
+    def _host_part(self, host: _HostParts, name: str, attrs: _Attrs) -> None:
+        if self.skip_depth or name not in _HOST_PARTS | _CONTAINERS:
+            self.skip_depth += 1  # this element and all inside it
+            return
+        if name == "address":
+            host.addresses.append(attrs)
+        elif name == "hostname" and attrs.get("type", "user") == "user" and attrs.get("name"):
+            host.names.append(attrs["name"])
+        elif name == "port":
+            host.port, host.state, host.service = attrs, None, None
+        elif name == "state" and host.port is not None:
+            host.state = attrs
+        elif name == "service" and host.port is not None:
+            host.service = attrs
+        elif name == "extraports":
+            self.extraports, self.extra_proto = attrs, None
+        elif name == "extrareasons" and self.extraports is not None:
+            self.extra_proto = self.extra_proto or attrs.get("proto")
+
+    def _end(self, name: str) -> None:
+        self.depth -= 1
+        host = self.host
+        if host is None:
+            if self.depth == 0:
+                self.header()
+            return
+        if self.skip_depth:
+            self.skip_depth -= 1
+            return
+        if name == "port" and host.port is not None:
+            if len(host.ports) < MAX_PORTS_PER_HOST:
+                host.ports.append((host.port, host.state, host.service))
+            else:
+                host.dropped_ports += 1
+            host.port = None
+        elif name == "extraports" and self.extraports is not None:
+            host.extraports.append((self.extraports, self.extra_proto))
+            self.extraports = None
+        elif name == "host" and self.depth == 1:
+            self.host = None
+            for item in _host(host):
+                if isinstance(item, HostResult) and item.address in self.seen:
+                    self.out.append(ImportProblem(item.address, None, f"{item.address}: "
+                                                  "listed again: only its first <host> is kept"))
+                    continue
+                if isinstance(item, HostResult):
+                    self.seen.add(item.address)
+                self.out.append(item)
+
+    def feed(self, chunk: bytes, final: bool = False) -> list[NmapItem]:
+        try:
+            self.parser.Parse(chunk, final)
+        except expat.ExpatError as exc:
+            raise NmapImportError(f"not well-formed XML: {exc}") from None
+        out, self.out = self.out, []
+        return out
+
+
+def iter_nmap_xml(chunks: Iterable[bytes]) -> Iterator[NmapItem]:
+    """Parse an ``nmap -oX`` document given as byte chunks, yielding one ``NmapHeader``
+    (before the first host), then each host as a ``HostResult`` and each thing not taken as
+    an ``ImportProblem``, in document order. Memory holds one chunk and one host.
+
+    Raises ``NmapImportError`` for a DTD or entity declaration, malformed XML, or a root other
+    than ``nmaprun`` (the last two possibly after hosts were yielded).
+    """
+    reader = _Reader()
+    for chunk in chunks:
+        yield from reader.feed(chunk)
+    yield from reader.feed(b"", final=True)
+
+
 def parse_nmap_xml(data: bytes) -> NmapRun:
-    """Parse the bytes of an ``nmap -oX`` file. Raises ``NmapImportError`` for a file over
-    ``MAX_BYTES``, a DTD or entity declaration, malformed XML, or a root other than
-    ``nmaprun``."""
+    """Parse the bytes of an ``nmap -oX`` file whole. Raises ``NmapImportError`` for data over
+    ``MAX_BYTES`` or as ``iter_nmap_xml`` does."""
     if len(data) > MAX_BYTES:
         raise NmapImportError(f"refused: larger than {MAX_BYTES // (1024 * 1024)} MiB")
-    _refuse_dtd(data)
-    try:
-        root = ET.fromstring(data)  # noqa: S314 - _refuse_dtd ran first: no DTD, no entities
-    except ET.ParseError as exc:
-        raise NmapImportError(f"not well-formed XML: {exc}") from None
-    if root.tag != "nmaprun":
-        raise NmapImportError(f"not nmap XML output (root element <{root.tag}>, not <nmaprun>)")
+    header = NmapHeader()
     hosts: list[HostResult] = []
-    seen: set[str] = set()
-    for h in root.findall("host"):
-        host = _host(h)
-        if host is not None and host.address not in seen:
-            seen.add(host.address)
-            hosts.append(host)
-    scaninfo = [dict(s.attrib) for s in root.findall("scaninfo")]
-    return NmapRun(
-        hosts=tuple(hosts),
-        args=root.get("args", ""),
-        version=root.get("version", ""),
-        start=_int(root.get("start")),
-        info={"scaninfo": scaninfo},
-    )
+    problems: list[ImportProblem] = []
+    for item in iter_nmap_xml(data[i:i + CHUNK] for i in range(0, len(data), CHUNK)):
+        if isinstance(item, NmapHeader):
+            header = item
+        elif isinstance(item, HostResult):
+            hosts.append(item)
+        else:
+            problems.append(item)
+    return NmapRun(hosts=tuple(hosts), problems=tuple(problems), args=header.args,
+                   version=header.version, start=header.start, info=header.info)
 
 
-def read_nmap_xml(path: Path) -> NmapRun:
-    """Read and parse ``path``, refusing it unread when it is over ``MAX_BYTES``.
-
-    Raises ``NmapImportError`` (see ``parse_nmap_xml``) or for a file that cannot be read.
-    """
+def _file_chunks(path: Path) -> Iterator[bytes]:
     try:
         with path.open("rb") as f:
             size = path.stat().st_size
@@ -243,7 +423,18 @@ def read_nmap_xml(path: Path) -> NmapRun:
                 raise NmapImportError(
                     f"refused: {path} is larger than {MAX_BYTES // (1024 * 1024)} MiB"
                 )
-            data = f.read(MAX_BYTES + 1)
+            read = 0
+            while chunk := f.read(CHUNK):
+                read += len(chunk)
+                if read > MAX_BYTES:  # grew while being read
+                    raise NmapImportError(
+                        f"refused: {path} is larger than {MAX_BYTES // (1024 * 1024)} MiB")
+                yield chunk
     except OSError as exc:
         raise NmapImportError(f"cannot read {path}: {exc.strerror or exc}") from None
-    return parse_nmap_xml(data)
+
+
+def stream_nmap_file(path: Path) -> Iterator[NmapItem]:
+    """``iter_nmap_xml`` over the file at ``path``, read in chunks; a file over ``MAX_BYTES``
+    is refused unread. Raises ``NmapImportError`` (also when the file cannot be read)."""
+    return iter_nmap_xml(_file_chunks(path))

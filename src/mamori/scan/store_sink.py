@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from mamori.model import (
     CheckResult,
     Endpoint,
+    HostResult,
     ListenerRecord,
     ProbeError,
     Proto,
@@ -63,6 +64,10 @@ class StoreSink:
 
     def on_host(self, target: Target) -> None:
         self._do(lambda s, i: s.add_host(i, target.address, target.hostname))
+
+    def on_hosts(self, hosts: list[HostResult]) -> None:
+        """Whole hosts (with endpoints and services), in one commit (``mamori import``)."""
+        self._do(lambda s, i: s.add_host_results(i, hosts))
 
     def on_endpoints(self, endpoints: list[Endpoint]) -> None:
         self._do(lambda s, i: s.add_endpoints(i, endpoints))
