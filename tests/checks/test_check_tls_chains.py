@@ -26,7 +26,7 @@ from mamori.checks.catalog import default_catalog
 from mamori.checks.engine import run_checks
 from mamori.checks.observation import CheckOptions
 from mamori.checks.probes.tls import _load_chain
-from mamori.checks.probes.tls_certs import trust_anchors, unreadable
+from mamori.checks.probes.tls_certs import trust_anchors
 from mamori.checks.probes.tls_chain import DATES_AND_NAME, STRUCTURAL, WEAK, judge_certificate
 from mamori.model import (
     CheckResult,
@@ -344,6 +344,7 @@ _DER = [c.public_bytes(serialization.Encoding.DER) for c in _POOL[:4]]
     st.tuples(st.integers(min_value=0, max_value=2000), st.integers(min_value=0, max_value=255)),
     min_size=1, max_size=4))
 @settings(max_examples=400, deadline=None)
+@pytest.mark.filterwarnings("ignore::cryptography.utils.CryptographyDeprecationWarning")
 def test_a_hostile_certificate_never_raises(which: int, edits: list[tuple[int, int]]) -> None:
     # A server can send any bytes that still parse as a certificate (bad extensions, names,
     # keys, signatures): the judgement is made, never an exception that would end the scan.
@@ -351,12 +352,11 @@ def test_a_hostile_certificate_never_raises(which: int, edits: list[tuple[int, i
     for pos, value in edits:
         der[pos % len(der)] = value
     try:
-        cert = x509.load_der_x509_certificate(bytes(der))
-    except ValueError:
+        chain = _load_chain([bytes(der), _DER[3]])  # what the probe does with the bytes
+    except ProbeFailure as failure:  # reported as "not tested: protocol: ...", with why
+        assert failure.kind is ErrorKind.PROTOCOL
         return
-    if unreadable(cert) is not None:  # the probe stops there: "not tested", with why
-        return
-    fields = judge_certificate([cert, _INTER[0]], [_ROOT[0]], "mamori.test", NOW)
+    fields = judge_certificate(chain, [_ROOT[0]], "mamori.test", NOW)
     assert fields["trust_reason"] in REASONS
 
 
@@ -394,3 +394,25 @@ def test_dates_that_do_not_overlap(tmp_path: Path) -> None:
     assert fields["expired"] == "no"
     assert fields["trusted"] == "no" and fields["trust_reason"] == "expired"
     assert "short-lived intermediate" in fields["trust_detail"]
+
+
+@pytest.mark.parametrize("usages,reason", [
+    ([ExtendedKeyUsageOID.CLIENT_AUTH], "eku"),
+    ([ExtendedKeyUsageOID.ANY_EXTENDED_KEY_USAGE], "none"),
+    ([ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH], "none"),
+])
+def test_an_intermediates_eku_limits_its_leaves(usages: list[x509.ObjectIdentifier],
+                                               reason: str) -> None:
+    root = fch.make_ca("r")
+    inter, key = fch.make_ca("limited", root)
+    eku = x509.ExtendedKeyUsage(usages)
+    limited = x509.CertificateBuilder(
+        inter.issuer, inter.subject, inter.public_key(), inter.serial_number,
+        inter.not_valid_before_utc, inter.not_valid_after_utc,
+        [*inter.extensions, x509.Extension(eku.oid, False, eku)],
+    ).sign(root[1], hashes.SHA256())
+    leaf, _ = fch.make_leaf(["mamori.test"], (limited, key))
+    fields = _judge([leaf, limited], [root[0]])
+    assert fields["trust_reason"] == reason, fields["trust_detail"]
+    if reason == "eku":
+        assert "CN=limited" in fields["trust_detail"]

@@ -152,16 +152,23 @@ def _unanchored(path: list[x509.Certificate]) -> Problem:
         "server does not send its intermediate certificate"))
 
 
-def _eku_problem(leaf: x509.Certificate) -> Problem | None:
-    try:
-        eku = leaf.extensions.get_extension_for_oid(ExtensionOID.EXTENDED_KEY_USAGE).value
-    except (x509.ExtensionNotFound, ValueError):
-        return None
-    if not isinstance(eku, x509.ExtendedKeyUsage) or ExtendedKeyUsageOID.SERVER_AUTH in eku:
-        return None
-    allowed = ", ".join(oid._name for oid in eku) or "nothing"
-    return Problem("eku", f"the certificate's extended key usage allows {allowed} only, not "
-                          "serverAuth (TLS server authentication)")
+def _eku_problem(path: list[x509.Certificate]) -> Problem | None:
+    """An extendedKeyUsage on the leaf, or on a CA above it, that leaves out serverAuth.
+    (A CA's anyExtendedKeyUsage covers it; a leaf's does not, as in browsers.)"""
+    for depth, cert in enumerate(path):
+        try:
+            eku = cert.extensions.get_extension_for_oid(ExtensionOID.EXTENDED_KEY_USAGE).value
+        except (x509.ExtensionNotFound, ValueError):
+            continue
+        if not isinstance(eku, x509.ExtendedKeyUsage) or ExtendedKeyUsageOID.SERVER_AUTH in eku:
+            continue
+        if depth and ExtendedKeyUsageOID.ANY_EXTENDED_KEY_USAGE in eku:
+            continue
+        allowed = ", ".join(oid._name for oid in eku) or "nothing"
+        whose = "the certificate's" if depth == 0 else f"the CA {subject_words(cert)}'s"
+        return Problem("eku", f"{whose} extended key usage allows {allowed} only, not "
+                              "serverAuth (TLS server authentication)")
+    return None
 
 
 def _ca_problems(path: list[x509.Certificate]) -> list[Problem]:
@@ -280,7 +287,7 @@ def _problems(path: list[x509.Certificate], anchored: bool, now: datetime,
     if not san_names(leaf):
         found.append(Problem("no-subject-alt-name", (
             "the certificate has no subjectAltName; clients no longer read the subject CN")))
-    eku = _eku_problem(leaf)
+    eku = _eku_problem(path)
     found += [eku] if eku else []
     found += _ca_problems(path) + _constraint_problems(path)
     if sigs:
