@@ -4,6 +4,8 @@ bad ports reported, not dropped silently; a file broken half-way stores nothing.
 
 from __future__ import annotations
 
+import ipaddress
+import itertools
 import json
 import subprocess
 import sys
@@ -11,9 +13,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from conftest import ROOT, run_mamori
-from mamori.importers import ImportProblem, NmapHeader, iter_nmap_xml
+from mamori.importers import ImportProblem, NmapHeader, NmapImportError, iter_nmap_xml
 from mamori.model import HostResult
 from mamori.store import Store
 
@@ -214,3 +218,30 @@ def test_the_parser_names_each_problem() -> None:
     problems = [i.detail for i in items if isinstance(i, ImportProblem)]
     assert problems == ["127.0.94.11: bad port '99999'/tcp: not 1-65535",
                         "127.0.94.11: listed again: only its first <host> is kept"]
+
+
+_DOC = (HEAD + _host("127.0.94.12", _port("22") + _port("0"), name="a.lab")
+        + _host("::1", _port("80", "closed", "http"), "ipv6") + TAIL)
+
+
+@given(cuts=st.lists(st.integers(min_value=1, max_value=len(_DOC) - 1), max_size=12))
+@settings(max_examples=200, deadline=None)
+def test_where_the_chunks_are_cut_changes_nothing(cuts: list[int]) -> None:
+    bounds = [0, *sorted(set(cuts)), len(_DOC)]
+    chunks = [_DOC[a:b] for a, b in itertools.pairwise(bounds)]
+    assert list(iter_nmap_xml(chunks)) == list(iter_nmap_xml([_DOC]))
+
+
+@given(at=st.integers(min_value=0, max_value=len(_DOC) - 1), byte=st.binary(min_size=1,
+       max_size=3))
+@settings(max_examples=300, deadline=None)
+def test_a_mutated_document_is_read_or_refused_never_a_crash(at: int, byte: bytes) -> None:
+    mutated = _DOC[:at] + byte + _DOC[at + 1:]
+    try:
+        items = list(iter_nmap_xml([mutated]))
+    except NmapImportError:
+        return
+    for item in items:
+        if isinstance(item, HostResult):
+            assert all(0 < ep.port <= 65535 for ep in item.endpoints)
+            ipaddress.ip_address(item.address)  # only IP addresses get through
