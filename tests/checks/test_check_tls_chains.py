@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import subprocess
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -416,3 +417,32 @@ def test_an_intermediates_eku_limits_its_leaves(usages: list[x509.ObjectIdentifi
     assert fields["trust_reason"] == reason, fields["trust_detail"]
     if reason == "eku":
         assert "CN=limited" in fields["trust_detail"]
+
+
+def test_openssl_req_x509_self_signed_certificate(tmp_path: Path) -> None:
+    # What `openssl req -x509` makes with OpenSSL's default config (CA:TRUE, no keyUsage):
+    # trusted when pinned with --ca-file, as OpenSSL-based clients trust it; self-signed
+    # otherwise.
+    cert_path, key_path = tmp_path / "c.pem", tmp_path / "k.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                    "ec_paramgen_curve:prime256v1", "-nodes", "-days", "30", "-subj",
+                    "/CN=mamori.test", "-addext", "subjectAltName=DNS:mamori.test",
+                    "-keyout", str(key_path), "-out", str(cert_path)],
+                   check=True, capture_output=True)
+    cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
+    pinned = judge_certificate([cert], [cert], "mamori.test", datetime.now(UTC))
+    assert pinned["trusted"] == "yes" and pinned["trust_reason"] == "none"
+    assert _judge([cert], [])["trust_reason"] == "self-signed"
+
+
+def test_a_ca_certificate_as_the_leaf_is_named() -> None:
+    root = fch.make_ca("r")
+    ca_leaf = _bare_ca("mamori.test", root, None)[0]
+    san = x509.SubjectAlternativeName([x509.DNSName("mamori.test")])
+    ca_leaf = x509.CertificateBuilder(
+        ca_leaf.issuer, ca_leaf.subject, ca_leaf.public_key(), ca_leaf.serial_number,
+        ca_leaf.not_valid_before_utc, ca_leaf.not_valid_after_utc,
+        [*ca_leaf.extensions, x509.Extension(san.oid, False, san)],
+    ).sign(root[1], hashes.SHA256())
+    fields = _judge([ca_leaf], [root[0]])
+    assert fields["trusted"] == "no" and fields["trust_reason"] == "leaf-is-ca"

@@ -39,8 +39,8 @@ from mamori.checks.probes.tls_certs import (
 _MAX_CHAIN = 10  # certificates judged from one server; more is a misbehaving peer
 
 # Reasons, most fundamental first: the first that applies is the one shown.
-STRUCTURAL = ("self-signed", "unknown-issuer", "not-a-ca", "no-subject-alt-name", "eku",
-              "path-length", "name-constraints")
+STRUCTURAL = ("self-signed", "unknown-issuer", "not-a-ca", "leaf-is-ca", "no-subject-alt-name",
+              "eku", "path-length", "name-constraints")
 WEAK = ("weak-signature", "weak-key")
 DATES_AND_NAME = ("expired", "not-yet-valid", "name-mismatch")
 
@@ -62,16 +62,19 @@ def _ca_key_usage(_policy: xv.Policy, cert: x509.Certificate,
         raise ValueError(f"{subject_words(cert)}: keyUsage lacks keyCertSign")
 
 
-def _policies() -> tuple[xv.ExtensionPolicy, xv.ExtensionPolicy]:
+def _policies(pinned: bool) -> tuple[xv.ExtensionPolicy, xv.ExtensionPolicy]:
     """The WebPKI profile with what browsers do not demand made optional: an
     authorityKeyIdentifier, and a CA's keyUsage (`openssl req -x509` with OpenSSL's default
-    config makes roots without one)."""
+    config makes roots without one). A leaf the user trusts itself (``pinned``, in the store)
+    may also say CA:TRUE, as that same command's self-signed certificates do."""
     aki = x509.AuthorityKeyIdentifier
+    ee = xv.ExtensionPolicy.webpki_defaults_ee().may_be_present(
+        aki, xv.Criticality.NON_CRITICAL, None)
+    if pinned:
+        ee = ee.may_be_present(x509.BasicConstraints, xv.Criticality.AGNOSTIC, None)
     return (xv.ExtensionPolicy.webpki_defaults_ca()
             .may_be_present(aki, xv.Criticality.NON_CRITICAL, None)
-            .may_be_present(x509.KeyUsage, xv.Criticality.AGNOSTIC, _ca_key_usage),
-            xv.ExtensionPolicy.webpki_defaults_ee()
-            .may_be_present(aki, xv.Criticality.NON_CRITICAL, None))
+            .may_be_present(x509.KeyUsage, xv.Criticality.AGNOSTIC, _ca_key_usage), ee)
 
 
 def _subject(name: str) -> xv.Subject:
@@ -86,7 +89,8 @@ def _verify(chain: Sequence[x509.Certificate], anchors: Sequence[x509.Certificat
     """Run the verifier: (the verified path ending at its anchor, "") or ([], why not)."""
     if not anchors:
         return [], "no trusted roots available"
-    ca_policy, ee_policy = _policies()
+    pinned = chain[0].tbs_certificate_bytes in {a.tbs_certificate_bytes for a in anchors}
+    ca_policy, ee_policy = _policies(pinned)
     try:
         verifier = (xv.PolicyBuilder().store(xv.Store(list(anchors))).time(when)
                     .extension_policies(ca_policy=ca_policy, ee_policy=ee_policy)
@@ -284,6 +288,11 @@ def _problems(path: list[x509.Certificate], anchored: bool, now: datetime,
     """Every problem found on the chain, most fundamental first."""
     leaf = path[0]
     found: list[Problem] = [] if anchored else [_unanchored(path)]
+    leaf_bc = basic_constraints(leaf)
+    if anchored and len(path) > 1 and leaf_bc is not None and leaf_bc.ca:
+        found.append(Problem("leaf-is-ca", (
+            "the certificate says it is a CA (basicConstraints CA:TRUE): clients refuse a CA "
+            "certificate as a server's")))
     if not san_names(leaf):
         found.append(Problem("no-subject-alt-name", (
             "the certificate has no subjectAltName; clients no longer read the subject CN")))
