@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -58,6 +59,7 @@ def check(
     """What does this machine expose, and how do I close it? Lists every listener with its
     process and firewall verdict, proves problems by probing each over loopback, and prints one
     checklist ordered by risk (OS, network, application)."""
+    started_at = datetime.now(UTC)  # the run starts now, not when the store is ready
     from mamori.ports import PortSpecError, parse_port_spec
 
     try:
@@ -94,6 +96,7 @@ def check(
             result = asyncio.run(run_job(
                 lambda sink, prog: run_check_job(job, sink, prog),
                 db=db, kind="check", targets=["localhost"], options=options, progress=progress,
+                started_at=started_at,
             ))
     except StoreUsageError as exc:
         fail(EXIT_USAGE, str(exc))

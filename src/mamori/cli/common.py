@@ -99,7 +99,7 @@ def finish(
     from mamori.model import ScanStatus
 
     if result.failure:
-        stderr.print(f"mamori: error: {result.failure}", markup=False)
+        stderr.print(f"mamori: error: {result.failure}", markup=False, soft_wrap=True)
     if result.status is ScanStatus.INTERRUPTED:
         stderr.print("interrupted: results so far are kept", markup=False)
     if result.record is not None:
@@ -108,8 +108,8 @@ def finish(
         emit(render(result.record, fmt, lang=lang, only_problems=only_problems), output)
     if result.status is ScanStatus.INTERRUPTED:
         raise typer.Exit(130)
-    if result.status is not ScanStatus.DONE:
-        raise typer.Exit(EXIT_FAILED)
+    if result.status is not ScanStatus.DONE or result.failure is not None:
+        raise typer.Exit(EXIT_FAILED)  # failed, or not stored as it should have been
     if threshold is not None and result.record is not None and any(
         f.severity.rank >= threshold.rank for f in result.record.findings
     ):

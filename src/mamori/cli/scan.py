@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -140,6 +141,7 @@ def scan(
         "-oA", "--output-all", help="All three: BASE.nmap, BASE.xml, BASE.gnmap.")] = None,
 ) -> None:
     """Sweep TARGETS' ports, identify what answers, run the exposure checks, keep the result."""
+    started_at = datetime.now(UTC)  # the run starts now, not when the store is ready
     from mamori.cli import scan_io
     from mamori.net.sweep import SweepOptions
     from mamori.ports import PortSpecError
@@ -200,7 +202,8 @@ def scan(
     try:
         with progress_reporter(stderr) as progress:
             result = asyncio.run(run_job(plan, db=db, kind="scan", targets=list(targets),
-                                         options=options, progress=progress))
+                                         options=options, progress=progress,
+                                         started_at=started_at))
     except StoreUsageError as exc:
         fail(EXIT_USAGE, str(exc))
     except StoreError as exc:

@@ -33,22 +33,57 @@ class StoreSink:
     """Pipeline and ``mamori check`` records into scan ``scan_id`` of ``store``.
 
     Called on one thread, one record at a time. Store failures (``StoreError``) propagate to
-    the caller. Without a store (``StoreSink()``) records wait until ``attach``; after
-    ``detach`` they are dropped.
+    the caller, unless the sink keeps a journal (``journal=True``, ``mamori scan``/``check``):
+    then every record is also kept in memory, the first failure is kept in ``failure``,
+    ``on_failure`` is called once and nothing more is written to the store, so the run can
+    still be reported from ``journal`` (``replay``). Without a store (``StoreSink()``) records
+    wait until ``attach``; after ``detach`` they are dropped.
     """
 
-    def __init__(self, store: Store | None = None, scan_id: int = 0) -> None:
+    def __init__(self, store: Store | None = None, scan_id: int = 0, *,
+                 journal: bool = False) -> None:
         self.store = store
         self.scan_id = scan_id
         self.pending: list[_Write] = []
         self.closed = False
+        self.journal: list[_Write] | None = [] if journal else None
+        self.failure: Exception | None = None  # the StoreError that stopped the writes
+        self.on_failure: Callable[[], object] | None = None
 
     def attach(self, store: Store, scan_id: int) -> None:
         """Write to ``store``/``scan_id`` from now on, starting with what waited."""
         self.store, self.scan_id = store, scan_id
         pending, self.pending = self.pending, []
         for write in pending:
+            self._write(store, scan_id, write)
+
+    def replay(self, store: Store, scan_id: int) -> None:
+        """Write every journaled record to ``store``/``scan_id`` (an in-memory store, when the
+        real one failed); a record the store refuses is skipped, as it was the first time."""
+        from mamori.store import StoreError
+
+        for write in self.journal or ():
+            try:
+                write(store, scan_id)
+            except StoreError:
+                continue
+
+    def _write(self, store: Store, scan_id: int, write: _Write) -> None:
+        if self.journal is None:
             write(store, scan_id)
+            return
+        if self.failure is not None:
+            return  # the store failed once: the journal keeps the rest
+        try:
+            write(store, scan_id)
+        except Exception as exc:
+            from mamori.store import StoreError  # imported late: this module stays cheap
+
+            if not isinstance(exc, StoreError):
+                raise
+            self.failure = exc
+            if self.on_failure is not None:
+                self.on_failure()
 
     def detach(self) -> None:
         """Drop whatever a stopping sweep thread still reports once the scan is closed."""
@@ -57,10 +92,12 @@ class StoreSink:
     def _do(self, write: _Write) -> None:
         if self.closed:
             return
+        if self.journal is not None:
+            self.journal.append(write)
         if self.store is None:
             self.pending.append(write)
         else:
-            write(self.store, self.scan_id)
+            self._write(self.store, self.scan_id, write)
 
     def on_host(self, target: Target) -> None:
         self._do(lambda s, i: s.add_host(i, target.address, target.hostname))

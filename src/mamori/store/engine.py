@@ -77,6 +77,11 @@ def _sqlite_path(url: URL) -> Path | None:
     return Path(db)
 
 
+def sqlite_file(engine: Engine) -> Path | None:
+    """The file behind a SQLite engine; None for in-memory SQLite and other databases."""
+    return _sqlite_path(engine.url) if engine.dialect.name == "sqlite" else None
+
+
 def _check_sqlite_file(path: Path) -> None:
     """Refuse paths that are not (or cannot become) a SQLite database, before touching them."""
     if path.is_dir():

@@ -330,8 +330,12 @@ class Store:
 
     # -- writing -----------------------------------------------------------------------------
 
-    def begin_scan(self, kind: str, targets: Sequence[str], options: Mapping[str, Any]) -> int:
-        """Record a new running scan by this process. Returns its id.
+    def begin_scan(
+        self, kind: str, targets: Sequence[str], options: Mapping[str, Any],
+        started_at: datetime | None = None,
+    ) -> int:
+        """Record a new running scan by this process, started at ``started_at`` (when the
+        command began its work; default now). Returns its id.
 
         Raises ``StoreError`` when ``options`` are not JSON-serialisable or the write fails.
         """
@@ -341,7 +345,7 @@ class Store:
                 insert(ScanRow).values(
                     kind=kind,
                     status=ScanStatus.RUNNING.value,
-                    started_at=_now(),
+                    started_at=started_at or _now(),
                     finished_at=None,
                     targets=list(targets),
                     options=opts,
