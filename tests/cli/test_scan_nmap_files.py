@@ -24,8 +24,8 @@ NMAP_DTD = Path("/usr/share/nmap/nmap.dtd")
 
 
 def _scan(cwd: Path, db: Path, *extra: str) -> subprocess.CompletedProcess[str]:
-    return run_mamori("scan", HOST, "-p", f"{REDIS},{LATER}", "--no-checks", "--db", str(db),
-                      "-f", "json", *extra)
+    return run_mamori("scan", HOST, "-p", f"{REDIS},{LATER}", "--checks",
+                      "redis-unauthenticated", "--db", str(db), "-f", "json", *extra)
 
 
 @pytest.fixture(scope="module")
@@ -71,6 +71,10 @@ def test_the_xml_is_valid_against_nmaps_dtd(two_runs: Path) -> None:
         ports = {(p.get("portid"), p.find("state").get("state"), p.find("service").get("name"))
                  for p in doc.iterfind("host/ports/port")}
         assert (str(REDIS), "open", "redis") in ports
+        (info,) = doc.iterfind("scaninfo")
+        assert (info.get("type"), info.get("services")) == ("connect", f"{REDIS}-{LATER}")
+        scripts = {(s.getparent().get("portid"), s.get("id")) for s in doc.iterfind(".//script")}
+        assert (str(REDIS), "mamori-redis-unauthenticated") in scripts  # the finding
 
 
 def test_debians_ndiff_reports_the_port_opened_between_the_runs(two_runs: Path) -> None:

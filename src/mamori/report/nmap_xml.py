@@ -1,19 +1,28 @@
 """A stored scan as nmap's XML output (``mamori scan -oX``), valid against nmap's DTD.
 
-Pure: a ``ScanRecord`` in, the document's text out. nmap's tools (``ndiff``) and programs that
-import nmap XML (mamori's own ``mamori import`` too) read it. Where nmap's vocabulary has no
-word for what mamori did, the nearest honest one is used: mamori does no host discovery, so
-every host is ``up`` with reason ``user-set`` (what nmap writes under ``-Pn``); the TCP sweep is
-a full connect, so its scaninfo type is ``connect``.
+Pure: a ``ScanRecord`` in, the document's text out. nmap's tools (``ndiff``) and programs
+that import nmap XML (mamori's own ``mamori import`` too) read it. Where nmap's vocabulary
+has no word for what mamori did, the nearest honest one is used: mamori does no host
+discovery, so every host is ``up`` with reason ``user-set`` (what nmap writes under ``-Pn``);
+the TCP sweep is a full connect, so its scaninfo type is ``connect``; findings are script
+results of their port (``<script id="mamori-CHECK" output="severity: summary"/>``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime
 from xml.sax.saxutils import escape, quoteattr
 
-from mamori.model import Endpoint, HostResult, PortState, ScanRecord, ScanStatus, Service
+from mamori.model import (
+    CheckResult,
+    Endpoint,
+    HostResult,
+    PortState,
+    ScanRecord,
+    ScanStatus,
+    Service,
+)
 
 XML_OUTPUT_VERSION = "1.05"
 
@@ -74,19 +83,24 @@ def _service(svc: Service) -> str:
         "name": name, "product": svc.product, "version": svc.version,
         "extrainfo": svc.extra.get("extrainfo"), "tunnel": "ssl" if svc.tls else None,
         "method": method, "conf": conf,
-    }, 6)
+    }, 3)
 
 
-def _port(ep: Endpoint) -> Iterator[str]:
-    yield f'    <port protocol="{ep.proto.value}" portid="{ep.port}">'
+def _port(ep: Endpoint, findings: Sequence[CheckResult]) -> Iterator[str]:
+    yield f'  <port protocol="{ep.proto.value}" portid="{ep.port}">'
     yield _el("state", {"state": ep.state.value, "reason": ep.reason.value,
-                        "reason_ttl": "0"}, 6)
+                        "reason_ttl": "0"}, 3)
     if ep.service is not None:
         yield _service(ep.service)
-    yield "    </port>"
+    for finding in findings:  # as NSE script results: ndiff shows them appear and go
+        yield _el("script", {"id": f"mamori-{finding.check_id}",
+                             "output": f"{finding.severity.value}: {finding.summary}"}, 3)
+    yield "  </port>"
 
 
-def _host(host: HostResult) -> Iterator[str]:
+def _host(
+    host: HostResult, findings: Mapping[tuple[str, str, int], Sequence[CheckResult]]
+) -> Iterator[str]:
     yield "<host>"
     yield _el("status", {"state": "up", "reason": "user-set", "reason_ttl": "0"}, 1)
     family = "ipv6" if ":" in host.address else "ipv4"
@@ -106,7 +120,7 @@ def _host(host: HostResult) -> Iterator[str]:
                                            "count": int(count), "proto": proto}, 3)
                 yield "  </extraports>"
     for ep in sorted(host.endpoints, key=lambda e: (e.proto.value, e.port)):
-        yield from _port(ep)
+        yield from _port(ep, findings.get(ep.key, ()))
     yield " </ports>"
     yield "</host>"
 
@@ -133,8 +147,12 @@ def render_nmap_xml(record: ScanRecord) -> str:
         '<verbose level="0"/>',
         '<debugging level="0"/>',
     ]
+    findings: dict[tuple[str, str, int], list[CheckResult]] = {}
+    for finding in record.findings:
+        findings.setdefault((finding.address, finding.proto.value, finding.port),
+                            []).append(finding)
     for host in record.hosts:
-        lines.extend(_host(host))
+        lines.extend(_host(host, findings))
     n = len(record.hosts)
     elapsed = max(0, (end or start or 0) - (start or 0))
     lines += [
