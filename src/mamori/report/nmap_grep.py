@@ -6,13 +6,18 @@ status and one with its ports, in nmap's field layout
 
 from __future__ import annotations
 
+import re
+
 from mamori.model import Endpoint, HostResult, ScanRecord
 from mamori.report.nmap_xml import scan_args
 
+_CONTROL = re.compile("[\x00-\x1f\x7f]")
+
 
 def _field(text: str | None) -> str:
-    # nmap's own rule: the field separators / and , never appear inside a field.
-    return (text or "").replace("/", "|").replace(",", " ").replace("\t", " ").strip()
+    # nmap's own rule: the field separators / and , never appear inside a field; a control
+    # character (a newline in a hostile banner) would break the one-host-per-line format.
+    return _CONTROL.sub(" ", (text or "").replace("/", "|").replace(",", " ")).strip()
 
 
 def _port(ep: Endpoint) -> str:

@@ -10,9 +10,10 @@ results of their port (``<script id="mamori-CHECK" output="severity: summary"/>`
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime
-from xml.sax.saxutils import escape, quoteattr
+from xml.sax.saxutils import quoteattr
 
 from mamori.model import (
     CheckResult,
@@ -38,8 +39,13 @@ _EXTRA_REASON = {
 }
 
 
+# Characters XML 1.0 forbids even when escaped: a hostile banner must not break the document.
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+
+
 def _attrs(values: Mapping[str, object]) -> str:
-    return "".join(f" {k}={quoteattr(str(v))}" for k, v in values.items() if v is not None)
+    return "".join(f" {k}={quoteattr(_NOT_XML.sub('?', str(v)))}"
+                   for k, v in values.items() if v is not None)
 
 
 def _el(name: str, values: Mapping[str, object], indent: int = 0) -> str:
@@ -140,8 +146,7 @@ def render_nmap_xml(record: ScanRecord) -> str:
     lines = [
         '<?xml version="1.0" encoding="UTF-8"?>',
         "<!DOCTYPE nmaprun>",
-        f"<!-- mamori {escape(record.mamori_version)} scan {record.id}, written in nmap's "
-        "XML format -->",
+        f"<!-- mamori scan {record.id}, written in nmap's XML format -->",
         f"<nmaprun{_attrs(run)}>",
         *_scaninfo(record),
         '<verbose level="0"/>',
