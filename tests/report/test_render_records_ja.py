@@ -274,7 +274,7 @@ def test_migration_0006_adds_texts_and_exposure_and_downgrades(tmp_path: Path) -
     with Store.open(str(tmp_path / "m.db")) as store:
         with store.engine.connect() as conn:
             ctx = MigrationContext.configure(conn)
-            assert ctx.get_current_revision() == SCHEMA_HEAD == "0006"
+            assert ctx.get_current_revision() == SCHEMA_HEAD
             assert compare_metadata(ctx, Base.metadata) == []
         sid = store_sample_scan(store)
         with store.engine.begin() as conn:

@@ -136,6 +136,7 @@ def test_check_results_in_full(tmp_path: Path, schema: dict[str, Any]) -> None:
             for lang, x in GIT_EXPOSED.texts.items()
         },
         "exposure": None,
+        "accepted": None,
     }
     # 1.3: every language's text is in the record; the Japanese one is what --lang ja shows.
     redis = by_id["redis-unauthenticated"]

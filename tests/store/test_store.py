@@ -566,6 +566,7 @@ def test_models_and_migrations_agree_and_downgrade_works(tmp_path: Path) -> None
             "events",
             "web_checks",
             "serve_blocks",
+            "accepted_risks",
         }
         with engine.connect() as conn:
             assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []

@@ -24,6 +24,7 @@ import typer
 
 from mamori import __version__
 from mamori.cli import (
+    accept,
     canary,
     check,
     checks,
@@ -38,7 +39,8 @@ from mamori.cli import (
 )
 from mamori.cli.common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, quiet_stdout, write_stdout
 
-COMMANDS = (scan, check, show, checks, firewall, diff, import_nmap, watch, serve, worker, canary)
+COMMANDS = (scan, check, show, checks, firewall, diff, accept, import_nmap, watch, serve, worker,
+            canary)
 
 app = typer.Typer(
     name="mamori",

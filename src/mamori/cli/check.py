@@ -9,13 +9,22 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from mamori.cli.common import EXIT_FAILED, EXIT_USAGE, UsageProblem, fail, finish, stderr
+from mamori.cli.common import (
+    EXIT_FAILED,
+    EXIT_USAGE,
+    UsageProblem,
+    fail,
+    finish,
+    load_acceptances,
+    stderr,
+)
 from mamori.cli.options import (
     DbOption,
     FormatOption,
     LangOption,
     OnlyProblemsOption,
     OutputOption,
+    SkipChecksOption,
     check_canary_inputs,
     check_format,
     check_options,
@@ -23,6 +32,7 @@ from mamori.cli.options import (
     exclusions,
     fail_on_severity,
     report_lang,
+    skip_checks,
 )
 from mamori.model import Proto
 
@@ -54,6 +64,7 @@ def check(
     output: OutputOption = None,
     lang: LangOption = None,
     only_problems: OnlyProblemsOption = False,
+    skip: SkipChecksOption = None,
     db: DbOption = None,
 ) -> None:
     """What does this machine expose, and how do I close it? Lists every listener with its
@@ -66,7 +77,7 @@ def check(
         check_format(fmt)
         lang = report_lang(lang)
         threshold = fail_on_severity(fail_on)
-        specs = chosen_checks(checks, no_checks, True)
+        specs = skip_checks(chosen_checks(checks, no_checks, True), skip)
         check_canary_inputs(ca_file, None, None, None, None)
         exclude_ports = exclusions(exclude_ports)
         excluded: frozenset[tuple[Proto, int]] = frozenset()
@@ -102,7 +113,8 @@ def check(
         fail(EXIT_USAGE, str(exc))
     except StoreError as exc:
         fail(EXIT_FAILED, str(exc))
-    finish(result, fmt, output, threshold, lang=lang, only_problems=only_problems)
+    finish(result, fmt, output, threshold, lang=lang, only_problems=only_problems,
+           accepted=load_acceptances(db))
 
 
 def _check_job(

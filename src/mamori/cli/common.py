@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Sequence
+from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
@@ -13,7 +15,7 @@ import typer
 from rich.console import Console
 
 if TYPE_CHECKING:
-    from mamori.model import Severity
+    from mamori.model import Acceptance, Severity
     from mamori.scan.job import JobResult
     from mamori.store import Store
 
@@ -93,24 +95,42 @@ def require_extra(command: str, extra: str, modules: tuple[str, ...]) -> None:
 
 def finish(
     result: JobResult, fmt: str, output: Path | None, threshold: Severity | None,
-    *, lang: str = "en", only_problems: bool = False,
+    *, lang: str = "en", only_problems: bool = False, accepted: Sequence[Acceptance] = (),
 ) -> None:
-    """Print the stored record; exit 130 interrupted, 3 failed, 1 findings >= threshold."""
+    """Print the stored record, its findings that ``accepted`` covers marked so; exit 130
+    interrupted, 3 failed, 1 findings >= threshold that are not accepted."""
     from mamori.model import ScanStatus
+    from mamori.report.accepted import apply_acceptances, failing
+
+    record = result.record
+    if record is not None:
+        record = apply_acceptances(record, accepted, date.today())
 
     if result.failure:
         stderr.print(f"mamori: error: {result.failure}", markup=False, soft_wrap=True)
     if result.status is ScanStatus.INTERRUPTED:
         stderr.print("interrupted: results so far are kept", markup=False)
-    if result.record is not None:
+    if record is not None:
         from mamori.report import render
 
-        emit(render(result.record, fmt, lang=lang, only_problems=only_problems), output)
+        emit(render(record, fmt, lang=lang, only_problems=only_problems), output)
     if result.status is ScanStatus.INTERRUPTED:
         raise typer.Exit(130)
     if result.status is not ScanStatus.DONE or result.failure is not None:
         raise typer.Exit(EXIT_FAILED)  # failed, or not stored as it should have been
-    if threshold is not None and result.record is not None and any(
-        f.severity.rank >= threshold.rank for f in result.record.findings
-    ):
+    if threshold is not None and record is not None and failing(record, threshold):
         raise typer.Exit(EXIT_FINDINGS)
+
+
+def load_acceptances(db: str | None) -> list[Acceptance]:
+    """The stored accepted risks; none (with one line on stderr) when the store cannot give
+    them: a finding then counts as not accepted, the strict side."""
+    from mamori.store import Store, StoreError
+    from mamori.store.accepted import list_acceptances
+
+    try:
+        with Store.open(db) as store:
+            return list_acceptances(store)
+    except StoreError as exc:
+        stderr.print(f"mamori: warning: accepted risks not read: {exc}", markup=False)
+        return []

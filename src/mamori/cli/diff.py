@@ -6,12 +6,21 @@ severity), 2 bad usage or ids, 3 store failure.
 
 from __future__ import annotations
 
+from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from mamori.cli.common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, emit, fail, open_store
+from mamori.cli.common import (
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_USAGE,
+    emit,
+    fail,
+    load_acceptances,
+    open_store,
+)
 from mamori.cli.common import EXIT_FINDINGS as EXIT_WORSE
 from mamori.cli.options import MAX_SCAN_ID, DbOption
 
@@ -73,6 +82,7 @@ def diff(
     """What changed between two runs: findings new, fixed and changed; ports opened and
     closed; services changed. Exits 1 when something got worse (for cron and timers)."""
     from mamori.report import DIFF_FORMATS, diff_records, render_diff
+    from mamori.report.accepted import apply_acceptances
     from mamori.report.i18n import resolve_lang
     from mamori.store import StoreError
 
@@ -99,6 +109,8 @@ def diff(
         fail(EXIT_USAGE, f"no scan with id {first}")
     if new is None:
         fail(EXIT_USAGE, f"no scan with id {second}")
+    # The newer run's findings an accepted risk covers are "accepted", never "new" or worse.
+    new = apply_acceptances(new, load_acceptances(db), date.today())
     result = diff_records(old, new)
     emit(render_diff(result, fmt, lang=chosen_lang), output)
     raise typer.Exit(EXIT_WORSE if result.worse else EXIT_OK)

@@ -150,6 +150,26 @@ def chosen_checks(ids: str | None, no_checks: bool, identify: bool) -> list[Chec
         raise UsageProblem(str(exc)) from None
 
 
+def skip_checks(specs: list[CheckSpec], ids: str | None) -> list[CheckSpec]:
+    """``specs`` without the --skip-checks ids; raises UsageProblem for an unknown id."""
+    if not ids:
+        return specs
+    from mamori.checks.catalog import default_catalog
+
+    skipped = {i.strip() for i in ids.split(",") if i.strip()}
+    unknown = sorted(skipped - set(default_catalog()))
+    if unknown:
+        raise UsageProblem(f"--skip-checks: unknown check {', '.join(map(repr, unknown))} "
+                           "(see mamori checks list)")
+    return [s for s in specs if s.id not in skipped]
+
+
+SkipChecksOption = Annotated[
+    str | None, typer.Option("--skip-checks", help="Do not run these checks (comma-separated "
+                             "ids; see `mamori checks list`).", show_default=False)
+]
+
+
 def check_options(
     ca_file: Path | None, proxy_url: str | None, proxy_pattern: str | None,
     smtp_domain: str | None, smtp_inbox: Path | None,

@@ -9,13 +9,22 @@ from typing import Annotated
 
 import typer
 
-from mamori.cli.common import EXIT_FAILED, EXIT_USAGE, UsageProblem, fail, finish, stderr
+from mamori.cli.common import (
+    EXIT_FAILED,
+    EXIT_USAGE,
+    UsageProblem,
+    fail,
+    finish,
+    load_acceptances,
+    stderr,
+)
 from mamori.cli.options import (
     DbOption,
     FormatOption,
     LangOption,
     OnlyProblemsOption,
     OutputOption,
+    SkipChecksOption,
     check_canary_inputs,
     check_format,
     check_options,
@@ -23,6 +32,7 @@ from mamori.cli.options import (
     exclusions,
     fail_on_severity,
     report_lang,
+    skip_checks,
 )
 
 # UDP ports with a service-specific payload: what `--udp` sweeps when -p names no U: ports.
@@ -129,6 +139,7 @@ def scan(
     output: OutputOption = None,
     lang: LangOption = None,
     only_problems: OnlyProblemsOption = False,
+    skip: SkipChecksOption = None,
     db: DbOption = None,
     out_normal: Annotated[Path | None, typer.Option(
         "-oN", "--output-normal", help="Also write the table report to this file.")] = None,
@@ -169,7 +180,7 @@ def scan(
         tcp, udp_ports = select_ports(ports, top_ports, udp, exclude_ports)
         chosen = expand_targets(targets, exclude or ())
         threshold = fail_on_severity(fail_on)
-        specs = chosen_checks(checks, no_checks, identify)
+        specs = skip_checks(chosen_checks(checks, no_checks, identify), skip)
         check_canary_inputs(ca_file, proxy_url, proxy_pattern, smtp_canary_domain,
                              smtp_canary_inbox)
     except (UsageProblem, PortSpecError, TargetSpecError) as exc:
@@ -214,4 +225,5 @@ def scan(
                 stderr.print(f"written to {path}", markup=False)
         except OSError as exc:
             fail(EXIT_FAILED, f"cannot write output: {exc.strerror or exc}")
-    finish(result, fmt, output, threshold, lang=lang, only_problems=only_problems)
+    finish(result, fmt, output, threshold, lang=lang, only_problems=only_problems,
+           accepted=load_acceptances(db))

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Annotated
 
 import typer
 
-from mamori.cli.common import EXIT_USAGE, UsageProblem, emit, fail, open_store
+from mamori.cli.common import EXIT_USAGE, UsageProblem, emit, fail, load_acceptances, open_store
 from mamori.cli.options import (
     DbOption,
     FormatOption,
@@ -61,10 +62,12 @@ def show(
     except UsageProblem as exc:
         fail(EXIT_USAGE, str(exc))
     from mamori.report import render
+    from mamori.report.accepted import apply_acceptances
 
     store = open_store(db)
     record = store.get_scan(scan_id)
     store.close()
     if record is None:
         fail(EXIT_USAGE, f"no scan with id {scan_id}")
+    record = apply_acceptances(record, load_acceptances(db), date.today())
     emit(render(record, fmt, lang=lang, only_problems=only_problems), output)

@@ -10,6 +10,7 @@ yields a ``ProbeError`` and is never read as "closed" or "clean".
 
 from __future__ import annotations
 
+from mamori.model.accept import Acceptance
 from mamori.model.audit import (
     AuditNote,
     FirewallDecision,
@@ -47,6 +48,7 @@ from mamori.model.scan import (
 
 __all__ = [
     "JSON_SCHEMA_VERSION",
+    "Acceptance",
     "AuditNote",
     "CheckResult",
     "CheckStatus",

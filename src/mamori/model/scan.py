@@ -10,10 +10,11 @@ from enum import StrEnum
 from types import MappingProxyType
 from typing import Any
 
+from mamori.model.accept import Acceptance
 from mamori.model.audit import ListenerRecord, Scope, Verdict
 from mamori.model.base import Proto, Severity
 
-JSON_SCHEMA_VERSION = "1.3"
+JSON_SCHEMA_VERSION = "1.4"
 
 _EMPTY: Mapping[str, str] = MappingProxyType({})
 
@@ -225,6 +226,9 @@ class CheckResult:
     # texts were (reports then fall back to the English fields above).
     texts: Mapping[str, CheckText] = field(default_factory=lambda: _NO_TEXTS)
     exposure: Exposure | None = None  # `mamori check` findings graded by their listener
+    # The accepted risk that covers this finding in the report at hand (never stored with the
+    # result: a command marks it from the store's acceptances before rendering).
+    accepted: Acceptance | None = None
 
     @property
     def key(self) -> tuple[str, str, int, str]:

@@ -30,6 +30,7 @@ from mamori.model import (
 )
 from mamori.report import problems
 from mamori.report import text as catalog_text
+from mamori.report.accepted import accepted_text
 from mamori.report.i18n import confidence_name, t
 from mamori.report.problems import Hidden
 from mamori.report.table import (
@@ -170,6 +171,8 @@ def _finding(
     head.append(f" ({confidence}){_where(c)}  {clean(catalog_text.title(c, lang), 160)}"
                 f" [{clean(c.check_id, 64)}]")
     lines = [clean(catalog_text.summary(c, lang), 300)]
+    if c.accepted is not None:
+        lines.append(clean(accepted_text(c, lang), 600))
     exposure = catalog_text.exposure(c, lang)
     if exposure:
         lines.append(f"{t('exposure.label', lang)}: {clean(exposure, 200)}")

@@ -19,8 +19,6 @@ from dataclasses import dataclass
 
 from mamori.model import PortState, ScanRecord, ScanStatus
 
-ALL_PORTS = "1-65535"
-
 
 def compact_ports(ports: Iterable[int]) -> str:
     """``[1, 2, 3, 7]`` -> ``"1-3,7"`` (sorted, duplicates dropped)."""

@@ -9,11 +9,12 @@ JSON shape (``render_diff(diff, "json")``, ``diff_version`` "2")::
     {"diff_version": "2", "worse": bool,
      "old": {"id", "kind", "targets", "started_at"}, "new": {...same...},
      "findings": {"new": [F], "fixed": [F], "not_compared": [F + {"reason"}],
-                  "changed": [{"old": F, "new": F, "raised": bool}]},
+                  "changed": [{"old": F, "new": F, "raised": bool}], "accepted": [F]},
      "ports": {"opened": [P], "closed": [P], "not_compared": [P]},
      "services": {"changed": [{"address", "proto", "port", "old": S, "new": S}]}}
 
-    F = {"address", "proto", "port", "check_id", "severity", "confidence", "title", "summary"}
+    F = {"address", "proto", "port", "check_id", "severity", "confidence", "title", "summary",
+         "accepted": {"id", "reason", "until"} | null}
     P = {"address", "proto", "port", "service": S | null}
     S = {"name", "product", "version"}
 
@@ -24,6 +25,10 @@ filtered. Every other finding or port of the old run is "not compared", with the
 finding ("not-tested": the check ran and could not finish; "check-not-run": the port is open
 and the new run did not run that check; "port-not-probed"), and counts as neither better nor
 worse.
+
+Accepted risks (``CheckResult.accepted``, marked on the new run by the command): a new finding
+an acceptance covers is listed under "accepted", not "new", and neither it nor a raised
+accepted finding makes the diff worse.
 
 Other formats: "table" (plain text), "markdown", "html" (``report.html``), and "sarif": a
 SARIF 2.1.0 log of the new run holding only what got worse (new findings with
@@ -38,6 +43,7 @@ from typing import Any
 
 from mamori.model import CheckResult, CheckStatus, Endpoint, PortState, ScanRecord, Service
 from mamori.report import text as catalog_text
+from mamori.report.accepted import accepted_text
 from mamori.report.coverage import coverage
 from mamori.report.i18n import confidence_name, severity_name, t
 from mamori.report.table import clean
@@ -65,13 +71,11 @@ class ChangedFinding:
 
 @dataclass(frozen=True, slots=True)
 class NotCompared:
-    """A finding of the old run the new run did not cover, and why (``NOT_COMPARED_REASONS``)."""
+    """A finding of the old run the new run did not cover, and why: "not-tested",
+    "check-not-run" or "port-not-probed" (see the module docstring)."""
 
     finding: CheckResult
     reason: str
-
-
-NOT_COMPARED_REASONS = ("not-tested", "check-not-run", "port-not-probed")
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,16 +96,19 @@ class ScanDiff:
     closed: tuple[Endpoint, ...]
     ports_not_compared: tuple[Endpoint, ...]
     services: tuple[ChangedService, ...]
+    accepted: tuple[CheckResult, ...] = ()  # new findings an accepted risk covers
 
     @property
     def worse(self) -> bool:
-        """Anything new, opened, or raised in severity or confidence."""
-        return bool(self.new_findings or self.opened or any(c.raised for c in self.changed))
+        """Anything new, opened, or raised in severity or confidence (accepted risks aside)."""
+        return bool(self.new_findings or self.opened
+                    or any(c.raised and c.new.accepted is None for c in self.changed))
 
     @property
     def empty(self) -> bool:
         return not (self.new_findings or self.fixed or self.not_compared or self.changed
-                    or self.opened or self.closed or self.ports_not_compared or self.services)
+                    or self.opened or self.closed or self.ports_not_compared or self.services
+                    or self.accepted)
 
 
 def _open(record: ScanRecord) -> dict[tuple[str, str, int], Endpoint]:
@@ -157,7 +164,8 @@ def diff_records(old: ScanRecord, new: ScanRecord) -> ScanDiff:
     return ScanDiff(
         old=old,
         new=new,
-        new_findings=tuple(c for k, c in new_f.items() if k not in old_f),
+        new_findings=tuple(c for k, c in new_f.items() if k not in old_f and c.accepted is None),
+        accepted=tuple(c for k, c in new_f.items() if k not in old_f and c.accepted is not None),
         fixed=tuple(fixed),
         not_compared=tuple(not_compared),
         changed=tuple(changed),
@@ -177,6 +185,9 @@ def _finding(c: CheckResult) -> dict[str, Any]:
         "severity": c.severity.value,
         "confidence": c.confidence.value if c.confidence is not None else None,
         "title": c.title, "summary": c.summary,
+        "accepted": None if c.accepted is None else {
+            "id": c.accepted.id, "reason": c.accepted.reason,
+            "until": c.accepted.until.isoformat() if c.accepted.until else None},
     }
 
 
@@ -210,6 +221,7 @@ def diff_to_dict(diff: ScanDiff) -> dict[str, Any]:
                              for n in diff.not_compared],
             "changed": [{"old": _finding(c.old), "new": _finding(c.new), "raised": c.raised}
                         for c in diff.changed],
+            "accepted": [_finding(c) for c in diff.accepted],
         },
         "ports": {"opened": [_port(e) for e in diff.opened],
                   "closed": [_port(e) for e in diff.closed],
@@ -281,6 +293,8 @@ def render_diff_table(diff: ScanDiff, lang: str = "en") -> str:
         f"{clean(catalog_text.one_line(c.new, lang), 300)}"
         for c in diff.changed
     ])
+    section("diff.accepted", [f"{f_row('=', c)} ({clean(accepted_text(c, lang), 600)})"
+                              for c in diff.accepted])
     section("diff.fixed", [f_row("-", c) for c in diff.fixed])
     section("diff.not_compared", [f"{f_row('?', n.finding)} ({reason_text(n.reason, lang)})"
                                   for n in diff.not_compared])
@@ -334,6 +348,8 @@ def render_diff_markdown(diff: ScanDiff, lang: str = "en") -> str:
         f"{_conf(c.old, lang)} → {_sev(c.new.severity.value, lang)}/{_conf(c.new, lang)}"
         for c in diff.changed
     ])
+    section("diff.accepted", [f"{finding(c)} ({md_text(accepted_text(c, lang), 600)})"
+                              for c in diff.accepted])
     section("diff.fixed", [finding(c) for c in diff.fixed])
     section("diff.not_compared", [f"{finding(n.finding)} ({reason_text(n.reason, lang)})"
                                   for n in diff.not_compared])

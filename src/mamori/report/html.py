@@ -41,6 +41,7 @@ from mamori.model import (
 )
 from mamori.report import problems
 from mamori.report import text as catalog_text
+from mamori.report.accepted import accepted_text
 from mamori.report.checklist import exposed, listener_for
 from mamori.report.diff import ScanDiff, reason_text
 from mamori.report.i18n import confidence_name, layer_name, severity_name, t
@@ -206,6 +207,7 @@ def _finding_view(
         "where": _where(c.address, c.port, c.proto.value, lang),
         "summary": clean(" ".join(catalog_text.summary(c, lang).split()), _REMOTE * 2),
         "exposure": clean(catalog_text.exposure(c, lang) or "", _REMOTE),
+        "accepted": clean(accepted_text(c, lang), 600),
         "why_parts": _parts(why) if why else [],
         "evidence": evidence,
         "listener": _listener_view(rec, lang) if rec is not None else None,
@@ -542,12 +544,14 @@ def diff_context(diff: ScanDiff, *, lang: str = "en", prefix: str = "mr") -> dic
         "worse": diff.worse,
         "sections": {
             "new": t("diff.new", lang), "changed": t("diff.changed", lang),
+            "accepted": t("diff.accepted", lang),
             "fixed": t("diff.fixed", lang), "not_compared": t("diff.not_compared", lang),
             "opened": t("diff.opened", lang), "closed": t("diff.closed", lang),
             "ports_not_compared": t("diff.ports_not_compared", lang),
             "services": t("diff.services", lang),
         },
         "new_findings": views(diff.new_findings, "new"),
+        "accepted_findings": views(diff.accepted, "accepted"),
         "changed": changed,
         "fixed": [short(c) for c in worst_first(diff.fixed)],
         "not_compared": [

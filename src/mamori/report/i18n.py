@@ -322,6 +322,12 @@ MESSAGES: Final[dict[str, Msg]] = {
     "diff.opened": Msg("ports opened", "開いたポート"),
     "diff.closed": Msg("ports closed", "閉じたポート"),
     "diff.services": Msg("services changed", "変化したサービス"),
+    "diff.accepted": Msg("new findings already accepted (not worse)",
+                         "受容済みの新しい検出事項 (悪化ではない)"),
+    "accepted.line": Msg("accepted risk #{id}: {reason} ({until})",
+                         "受容したリスク #{id}: {reason} ({until})"),
+    "accepted.until": Msg("until {date}", "{date} まで"),
+    "accepted.no_end": Msg("until removed", "解除するまで"),
     "diff.old_run": Msg("Old run", "前回"),
     "diff.new_run": Msg("New run", "今回"),
 }

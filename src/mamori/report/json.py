@@ -13,6 +13,7 @@ from typing import Any
 
 from mamori.model import (
     JSON_SCHEMA_VERSION,
+    Acceptance,
     CheckResult,
     CheckStatus,
     Endpoint,
@@ -143,7 +144,16 @@ def check_to_dict(result: CheckResult) -> dict[str, Any]:
             for lang, text in result.texts.items()
         },
         "exposure": exposure_to_dict(result.exposure) if result.exposure is not None else None,
+        "accepted": acceptance_to_dict(result.accepted),
     }
+
+
+def acceptance_to_dict(a: Acceptance | None) -> dict[str, Any] | None:
+    """The JSON object of the accepted risk that covers a finding in this report, or None."""
+    if a is None:
+        return None
+    return {"id": a.id, "reason": a.reason, "until": a.until.isoformat() if a.until else None,
+            "accepted_from_scan": a.scan_id}
 
 
 def exposure_to_dict(e: Exposure) -> dict[str, Any]:

@@ -29,6 +29,7 @@ from mamori.model import (
 )
 from mamori.report import problems
 from mamori.report import text as catalog_text
+from mamori.report.accepted import accepted_text
 from mamori.report.i18n import confidence_name, layer_name, severity_name, t
 from mamori.report.problems import Hidden
 from mamori.report.table import clean, findings_by_layer, format_time, worst_first
@@ -218,6 +219,8 @@ def _finding(
         "",
         md_text(catalog_text.summary(c, lang), 400),
     ]
+    if c.accepted is not None:
+        lines += ["", f"**{md_text(accepted_text(c, lang), 600)}**"]
     exposure = catalog_text.exposure(c, lang)
     if exposure:
         lines += ["", f"**{t('exposure.label', lang)}:** {md_text(exposure, 200)}"]

@@ -126,6 +126,10 @@ def _result(c: CheckResult, rule_index: int, lang: str) -> dict[str, Any]:
         "proto": c.proto.value,
         "port": c.port,
     }
+    a = c.accepted
+    if a is not None:
+        props["accepted"] = {"id": a.id, "reason": clean(a.reason, 500),
+                             "until": a.until.isoformat() if a.until else None}
     e = c.exposure
     if e is not None:
         props["exposure"] = {
@@ -154,6 +158,9 @@ def _result(c: CheckResult, rule_index: int, lang: str) -> dict[str, Any]:
                     or _text(catalog_text.title(c, lang))},
         "locations": [_location(c.address, c.proto.value, c.port)],
         "partialFingerprints": {FINGERPRINT_KEY: fingerprint(c)},
+        # An accepted risk is SARIF's suppression: dashboards keep it, closed as accepted.
+        **({"suppressions": [{"kind": "external", "status": "accepted",
+                              "justification": _text(a.reason, 500)}]} if a is not None else {}),
         "properties": props,
     }
 

@@ -318,3 +318,21 @@ class ServeBlockRow(Base):
     reason: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     created_by: Mapped[str] = mapped_column(String(64))
+
+
+class AcceptedRiskRow(Base):
+    """An accepted risk (`mamori accept`): a check on an address (one port, or every port when
+    ``port`` is NULL), why, until when, and the fingerprint of the finding's evidence when it
+    was accepted (a changed finding is no longer covered)."""
+
+    __tablename__ = "accepted_risks"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    check_id: Mapped[str] = mapped_column(String(128))
+    address: Mapped[str] = mapped_column(String(64))
+    port: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    reason: Mapped[str] = mapped_column(Text)
+    until: Mapped[str | None] = mapped_column(String(10), nullable=True)  # ISO date, inclusive
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    scan_id: Mapped[int] = mapped_column(Integer)  # the run accepted from (kept if it goes)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
