@@ -116,7 +116,6 @@ def is_ca(cert: x509.Certificate) -> bool:
     return bc is not None and bc.ca
 
 
-
 # --- key and signature strength ---------------------------------------------------------------
 
 
