@@ -163,7 +163,7 @@ def test_iL_reads_targets_from_a_file_and_from_stdin(tmp_path: Path) -> None:
     assert piped.returncode == 0, piped.stderr
     assert json.loads(piped.stdout)["scan"]["targets"] == ["127.0.93.4"]
     empty = run_mamori("scan", "-iL", "-", "--db", str(db), input="# only a comment\n")
-    assert empty.returncode == 2 and "no targets" in empty.stderr
+    assert empty.returncode == 2 and "no targets in it" in empty.stderr
 
 
 def test_target_list_and_output_rules() -> None:

@@ -165,7 +165,7 @@ def scan(
         targets = [*(targets or ()),
                    *(scan_io.read_target_list(target_list) if target_list else ())]
         if not targets:
-            raise UsageProblem("give at least one target, or -iL FILE")
+            raise UsageProblem("no targets: give at least one target, or -iL FILE")
         scan_io.refuse_file_like(targets)
         check_format(fmt)
         lang = report_lang(lang)
