@@ -437,9 +437,10 @@ def render_table(
 def targets_cell(targets: Sequence[str], shown: int = 2) -> str:
     """A run's targets for one table cell: the first ``shown`` and how many more (an import
     of 3,285 hosts is one row, not 1,640 lines); JSON keeps them all."""
+    if len(targets) <= shown + 1:  # "(+1 more)" would be longer than the one it hides
+        return ", ".join(clean(t, 60) for t in targets)
     first = ", ".join(clean(t, 60) for t in targets[:shown])
-    rest = len(targets) - shown
-    return f"{first}, … (+{rest:,} more)" if rest > 0 else first
+    return f"{first}, … (+{len(targets) - shown:,} more)"
 
 
 def render_history_table(

@@ -102,7 +102,7 @@ def _close(
     from mamori.store.engine import sqlite_file
 
     path = sqlite_file(store.engine)
-    if path is not None and _file_id(path) != opened_as:
+    if path is not None and opened_as is not None and _file_id(path) != opened_as:
         # Writing now would only create a new, empty file there.
         return JobResult(status, _from_memory(sink, run, scan_id, status),
                          f"the database file {path} was deleted or replaced during the run: "
