@@ -72,6 +72,7 @@ def test_nothing_to_accept_before_a_run_found_it(tmp_path: Path) -> None:
     (CHECK, "--target", "not-an-address", "--reason", "x"),
     (CHECK, "--target", f"{HOST}:70000", "--reason", "x"),
     (CHECK, "--target", TARGET),  # no reason
+    (CHECK, "--target", TARGET, "--reason", "ok\x1b[2Jwiped"),  # a terminal escape
     (CHECK, "--target", TARGET, "--reason", "x", "--until", "2001-01-01"),
     (CHECK, "--target", TARGET, "--reason", "x", "--until", "next week"),
     (CHECK, "--reason", "x"),  # no target

@@ -69,6 +69,8 @@ def _check_reason(reason: str | None) -> str:
     text = " ".join((reason or "").split())
     if not text:
         raise UsageProblem("--reason is required: say why this risk is accepted")
+    if not text.isprintable():
+        raise UsageProblem("--reason holds control characters")
     if len(text) > MAX_REASON:
         raise UsageProblem(f"--reason is longer than {MAX_REASON} characters")
     return text
