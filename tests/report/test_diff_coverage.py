@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import subprocess
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -154,3 +155,46 @@ def test_sarif_reports_nothing_worse_for_what_was_not_compared(runs: str) -> Non
     assert doc["runs"][0]["results"] == []
     props = doc["runs"][0]["invocations"][0]["properties"]
     assert props["notCompared"]["findings"] == len(_old_findings(runs))
+
+
+# -- `mamori check` runs: every listener is read, so a port no listener holds is closed, but a
+# listener that was not probed covers nothing. Pure, on records as `mamori check` stores them.
+
+def _check_run(run_id: int, listeners: tuple[Any, ...], checks: tuple[Any, ...]) -> Any:
+    from mamori.model import ScanRecord, ScanStatus
+    from mamori.report.coverage import probed_option
+
+    return ScanRecord(
+        id=run_id, kind="check", status=ScanStatus.DONE,
+        started_at=datetime(2026, 12, 8, tzinfo=UTC), finished_at=None, targets=("localhost",),
+        options={"probed": probed_option(range(1, 65536), range(1, 65536))}, hosts=(),
+        errors=(), checks=checks, listeners=listeners,
+    )
+
+
+def _redis_finding() -> Any:
+    from mamori.model import CheckResult, CheckStatus, Confidence, Layer, Proto, Severity
+
+    return CheckResult(check_id="redis-unauthenticated", address="127.0.0.1", port=6379,
+                       proto=Proto.TCP, status=CheckStatus.FINDING, severity=Severity.HIGH,
+                       layer=Layer.APPLICATION, confidence=Confidence.CONFIRMED,
+                       title="Redis answers without a password", summary="open")
+
+
+def _listener(probed: bool) -> Any:
+    from mamori.model import ListenerRecord, Proto, Scope
+
+    return ListenerRecord(proto=Proto.TCP, address="127.0.0.1", port=6379, scope=Scope.LOOPBACK,
+                          probe_address="127.0.0.1" if probed else None,
+                          not_probed=None if probed else "probe bound reached")
+
+
+def test_a_check_run_that_did_not_probe_a_listener_fixes_nothing_there() -> None:
+    from mamori.report import diff_records
+
+    old = _check_run(1, (_listener(True),), (_redis_finding(),))
+    unprobed = _check_run(2, (_listener(False),), ())
+    d = diff_records(old, unprobed)
+    assert d.fixed == () and [n.reason for n in d.not_compared] == ["port-not-probed"]
+    gone = _check_run(3, (), ())
+    assert [c.check_id for c in diff_records(old, gone).fixed] == ["redis-unauthenticated"]

@@ -4,12 +4,13 @@ on which endpoint. Pure, read from the record alone.
 A run states its probed ports in ``options["probed"]``: ``{"tcp": "22,80,1000-2000",
 "udp": "53"}`` (nmap's compact list; "" or a missing protocol: none). `mamori scan` writes the
 ports it swept, `mamori import` nmap's ``<scaninfo services=...>`` and `mamori check` "1-65535"
-less its --exclude-ports (it reads every listener of the machine). A run without that key
+less its --exclude-ports (it reads every listener of the machine: a port no listener holds is
+closed, but a listener it did not probe covers nothing). A run without that key
 (stored before it existed) covers only the endpoints it lists. A run that did not finish
 covers only its listed endpoints too, and a sweep error on an address or port uncovers it.
 
-Checks: the run ran a check on an endpoint when it holds a result for that key (a finding, a
-pass, or "not tested", which compares nothing).
+Checks are not here: the run ran a check on an endpoint when it holds a result for that key
+(a finding, a pass, or "not tested", which compares nothing); ``report.diff`` reads them.
 """
 
 from __future__ import annotations
@@ -64,7 +65,7 @@ class Coverage:
     addresses: frozenset[str] | None  # None: every address (this machine, `mamori check`)
     uncovered_hosts: frozenset[tuple[str, str]]  # (address, proto) whose sweep failed
     uncovered_ports: frozenset[tuple[str, str, int]]  # single probes that did not finish
-    checks: frozenset[tuple[str, str, int, str]]  # endpoint + check id with a result
+    unprobed: frozenset[tuple[str, int]] = frozenset()  # (proto, port) of listeners not probed
 
     def probed(self, key: tuple[str, str, int]) -> bool:
         """True when the run probed (address, proto, port) and knows its state."""
@@ -72,6 +73,8 @@ class Coverage:
             return True
         address, proto, port = key
         if key in self.uncovered_ports or (address, proto) in self.uncovered_hosts:
+            return False
+        if (proto, port) in self.unprobed:
             return False
         if self.addresses is not None and address not in self.addresses:
             return False
@@ -108,5 +111,6 @@ def coverage(record: ScanRecord) -> Coverage:
     return Coverage(
         states=states, ports=ports, addresses=addresses,
         uncovered_hosts=frozenset(hosts), uncovered_ports=frozenset(singles),
-        checks=frozenset(c.key for c in record.checks),
+        unprobed=frozenset((r.proto.value, r.port) for r in record.listeners
+                           if r.probe_address is None),
     )
