@@ -137,6 +137,8 @@ def test_accepted_risk_lifecycle(lab: tuple[str, Path]) -> None:
     assert [f["check_id"] for f in doc["findings"]["accepted"]] == [CHECK]
     diff_table = run_mamori("diff", "1", str(run_id), "--db", db)
     assert "already accepted" in diff_table.stdout and "WORSE" not in diff_table.stdout
+    diff_sarif = json.loads(run_mamori("diff", "1", str(run_id), "--db", db, "-f", "sarif").stdout)
+    assert diff_sarif["runs"][0]["results"] == []  # nothing got worse: no alert
 
     # The evidence changes (redis becomes a replica): the acceptance no longer covers it.
     assert _redis(b"REPLICAOF 127.0.89.2 1\r\n").startswith(b"+OK")

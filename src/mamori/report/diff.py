@@ -374,7 +374,8 @@ def diff_sarif_document(diff: ScanDiff, lang: str = "en") -> dict[str, Any]:
     from mamori.report.sarif import sarif_document
 
     state = {c.key: "new" for c in diff.new_findings}
-    state.update({c.new.key: "updated" for c in diff.changed if c.raised})
+    state.update({c.new.key: "updated" for c in diff.changed
+                  if c.raised and c.new.accepted is None})
     keep = tuple(
         c for c in diff.new.checks
         if c.key in state or c.status is CheckStatus.NOT_TESTED
