@@ -18,6 +18,7 @@ from mamori.checks.texts import NOT_TESTED_PREFIX, PASSED_PREFIX, check_texts
 from mamori.model import CheckResult, CheckStatus, Confidence, Evidence, Layer, Proto, Severity
 from mamori.model.audit import AuditNote
 from mamori.model.scan import TEXT_LANGS
+from mamori.yamlload import safe_load
 
 CATALOG_DIR = Path(__file__).resolve().parent / "catalog"
 
@@ -43,7 +44,7 @@ def load_notes(directory: Path = CATALOG_DIR) -> dict[str, NoteSpec]:
     out: dict[str, NoteSpec] = {}
     for path in sorted(directory.glob("*.yaml")):
         try:
-            spec = NoteSpec.model_validate(yaml.safe_load(path.read_text(encoding="utf-8")))
+            spec = NoteSpec.model_validate(safe_load(path.read_text(encoding="utf-8")))
         except (OSError, yaml.YAMLError, ValidationError) as exc:
             raise NoteCatalogError(f"{path.name}: {str(exc).splitlines()[0]}") from None
         if spec.id != path.stem:

@@ -11,6 +11,7 @@ from pydantic import ValidationError
 
 from mamori.checks.registry import PRIMITIVES
 from mamori.checks.spec import CheckSpec
+from mamori.yamlload import safe_load
 
 CATALOG_DIR = Path(__file__).resolve().parent / "catalog"
 
@@ -22,7 +23,7 @@ class CatalogError(ValueError):
 def load_check(path: Path) -> CheckSpec:
     """Parse and validate one check file. Raises CatalogError."""
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = safe_load(path.read_text(encoding="utf-8"))
     except (OSError, yaml.YAMLError) as exc:
         raise CatalogError(f"{path.name}: cannot read: {exc}") from None
     if not isinstance(raw, dict):

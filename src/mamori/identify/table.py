@@ -19,6 +19,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from mamori.identify import registry
+from mamori.yamlload import safe_load
 
 DEFAULT_PATH = Path(__file__).with_name("probes.yaml")
 
@@ -340,7 +341,7 @@ def load_table(path: Path = DEFAULT_PATH) -> ProbeTable:
     Raises ``TableError`` for invalid content and OSError when the file cannot be read.
     """
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
         raise TableError(f"{path}: not valid YAML: {exc}") from exc
     return compile_table(data)

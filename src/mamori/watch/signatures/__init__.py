@@ -31,6 +31,7 @@ from pydantic import ValidationError
 
 from mamori.model.watch import Danger, Event, EventType
 from mamori.watch.signatures.spec import SignatureFile, SignatureSpec
+from mamori.yamlload import safe_load
 
 __all__ = [
     "DEFAULT_DIR",
@@ -454,7 +455,7 @@ def load_file(path: Path) -> list[Signature]:
     try:
         if path.stat().st_size > MAX_FILE_BYTES:
             raise SignatureError(f"{path.name}: larger than {MAX_FILE_BYTES} bytes")
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = safe_load(path.read_text(encoding="utf-8"))
         data = SignatureFile.model_validate(raw)
     except (OSError, yaml.YAMLError) as exc:
         raise SignatureError(f"{path.name}: {exc}") from None
