@@ -1,3 +1,3 @@
-from mamori.cli.app import main
+from mamori.cli.entry import main
 
 main()
