@@ -90,3 +90,17 @@ def test_a_stalling_server_cannot_hold_the_checks_beyond_the_endpoint_budget() -
     assert len(results) == len(specs) >= 5
     assert all(r.status is CheckStatus.NOT_TESTED for r in results), [r.summary for r in results]
     assert elapsed < 12 + 9  # the budget, plus at most one probe deadline in flight
+
+
+def test_folded_japanese_text_has_no_stray_spaces() -> None:
+    """YAML folding joins lines with a space; in Japanese that is a visible gap."""
+    from mamori.audit.notes import default_notes
+    from mamori.checks.spec import unfold_japanese
+
+    assert unfold_japanese("修正され、 攻撃者も") == "修正され、攻撃者も"
+    assert unfold_japanese("の後、 `sudo apt`") == "の後、`sudo apt`"
+    kept = "サービス (SSH、Web サーバー) の欠陥"  # spaces around Latin words are meant
+    assert unfold_japanese(kept) == kept
+    texts = [s.why.ja for s in default_catalog().values()]
+    texts += [s.why.ja for s in default_notes().values()]
+    assert not [t for t in texts if "、 " in t or "。 " in t]

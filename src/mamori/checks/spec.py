@@ -24,11 +24,30 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+# YAML's folded scalars (">-") join lines with a space: right in English, a stray gap in
+# Japanese, which puts no space between words. A space between two Japanese characters, or
+# after Japanese punctuation, is such a fold; the catalogs' deliberate spaces around Latin
+# words ("Web サーバー", "(SSH) の") stay.
+_JA = "\u3040-\u30ff\u3400-\u9fff\uff01-\uff5e"
+_JA_FOLD = re.compile(f"(?:(?<=[{_JA}])|(?<=[\u3000-\u303f])) (?=[{_JA}\u3000-\u303f])"
+                      "|(?<=[\u3000-\u303f]) (?=\\S)")
+
+
+def unfold_japanese(text: str) -> str:
+    """``text`` without the spaces YAML folding left after Japanese characters."""
+    return _JA_FOLD.sub("", text)
+
+
 class Text(_Strict):
     """Report text in both languages the catalog keeps side by side."""
 
     en: NonEmpty
     ja: NonEmpty
+
+    @field_validator("ja")
+    @classmethod
+    def _unfold(cls, value: str) -> str:
+        return unfold_japanese(value)
 
 
 class Matcher(_Strict):
