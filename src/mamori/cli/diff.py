@@ -2,6 +2,10 @@
 
 Exit codes: 0 nothing got worse, 1 something got worse (new finding, opened port, raised
 severity), 2 bad usage or ids, 3 store failure.
+
+``--notify SETTINGS`` (the daily timer) also tells the settings file's alert sinks when the
+diff shows a change (cli/diff_notify.py); a first run with nothing to compare is exit 0, a
+notice that could not be delivered exit 3.
 """
 
 from __future__ import annotations
@@ -20,12 +24,15 @@ from mamori.cli.common import (
     fail,
     load_acceptances,
     open_store,
+    stderr,
 )
 from mamori.cli.common import EXIT_FINDINGS as EXIT_WORSE
 from mamori.cli.options import MAX_SCAN_ID, DbOption
 
 if TYPE_CHECKING:
+    from mamori.report.diff import ScanDiff
     from mamori.store import Store
+    from mamori.watch.settings import WatchSettings
 
 DIFF_KINDS = ("scan", "check", "import")
 
@@ -77,6 +84,10 @@ def diff(
     lang: Annotated[str | None, typer.Option(
         "--lang", help="Report language: en or ja (default: from LC_ALL / LC_MESSAGES / LANG).",
         show_default=False)] = None,
+    notify: Annotated[Path | None, typer.Option(
+        "--notify", help="Send a change (new, fixed, changed, opened, closed) to the alert "
+        "sinks of this settings file ([[watch.alerts]]); nothing to compare yet is exit 0.",
+        show_default=False)] = None,
     db: DbOption = None,
 ) -> None:
     """What changed between two runs: findings new, fixed and changed; ports opened and
@@ -97,8 +108,11 @@ def diff(
             fail(EXIT_USAGE, f"bad scan id {value} (ids run from 1 to {MAX_SCAN_ID})")
     if old_id is not None and old_id == new_id:
         fail(EXIT_USAGE, "give two different scan ids")
+    alert_settings = _alert_settings(notify) if notify is not None else None
     store = open_store(db)
     try:
+        if alert_settings is not None and old_id is None and new_id is None:
+            _exit_if_first_run(store)
         first, second = _pick_ids(store, old_id, new_id)
         old, new = store.get_scan(first), store.get_scan(second)
     except StoreError as exc:
@@ -113,4 +127,42 @@ def diff(
     new = apply_acceptances(new, load_acceptances(db), date.today())
     result = diff_records(old, new)
     emit(render_diff(result, fmt, lang=chosen_lang), output)
+    if alert_settings is not None:
+        _notify(alert_settings, result)
     raise typer.Exit(EXIT_WORSE if result.worse else EXIT_OK)
+
+
+def _alert_settings(path: Path) -> WatchSettings:
+    from mamori.cli.diff_notify import load_alert_settings
+    from mamori.watch.settings import SettingsError
+
+    try:
+        return load_alert_settings(path)
+    except SettingsError as exc:
+        fail(EXIT_USAGE, f"--notify: {exc}")
+
+
+def _exit_if_first_run(store: Store) -> None:
+    """Nothing to compare yet (the timer's first run) is no failure: one line, exit 0."""
+    from mamori.store.queries import latest_scan_id, previous_scan_ids
+
+    newest = latest_scan_id(store, DIFF_KINDS)
+    record = store.get_scan(newest) if newest is not None else None
+    if record is None or not previous_scan_ids(store, record.targets, record.kind, limit=1,
+                                               before=newest):
+        stderr.print("mamori: nothing to compare yet (one run stored); nothing notified",
+                     markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(EXIT_OK)
+
+
+def _notify(settings: WatchSettings, result: ScanDiff) -> None:
+    from mamori.cli.diff_notify import is_change, notify_change
+
+    if not is_change(result):
+        stderr.print("mamori: no change; nothing notified", markup=False, highlight=False)
+        return
+    undelivered = notify_change(settings, result)
+    if undelivered:
+        fail(EXIT_FAILED, f"--notify: the change notice was not delivered: "
+             f"{'; '.join(undelivered)}")
+    stderr.print("mamori: change notified", markup=False, highlight=False)
