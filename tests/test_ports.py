@@ -1,7 +1,9 @@
-"""Port specifications (nmap's -p / --exclude-ports / --top-ports) and the bundled tables."""
+"""Port specifications (nmap's -p / --exclude-ports / --top-ports) and the port tables."""
 
 from __future__ import annotations
 
+import itertools
+import json
 import re
 import shutil
 import subprocess
@@ -16,8 +18,11 @@ from mamori.ports import (
     PortSpec,
     PortSpecError,
     exclude_ports,
+    nmap_services_candidates,
     parse_port_list,
     parse_port_spec,
+    port_table,
+    rank_nmap_services,
     ranked_ports,
     select_ports,
     top_ports,
@@ -114,32 +119,82 @@ def test_exclusions_and_selection() -> None:
         top_ports(0)
 
 
-def test_bundled_tables_are_sane() -> None:
+def _own(proto: str) -> tuple[int, ...]:
+    # No candidate paths: the lookup finds no nmap-services and falls back to mamori's table.
+    return port_table(proto, ()).ports
+
+
+def test_own_tables_are_sane() -> None:
     for proto in ("tcp", "udp"):
-        ranked = ranked_ports(proto)
-        assert len(ranked) == len(set(ranked)) > 1000
+        table = port_table(proto, ())
+        assert "mamori's own table" in table.source
+        ranked = table.ports
+        assert len(ranked) == len(set(ranked)) >= 1000
         assert all(1 <= p <= 65535 for p in ranked)
-    assert ranked_ports("tcp")[:3] == (80, 23, 443)
-    assert top_ports_tcp(1000) == tuple(sorted(ranked_ports("tcp")[:1000]))
-    assert len(top_ports_udp(100)) == 100
-    assert 161 in top_ports_udp(20) and 53 in top_ports_udp(20)
-    assert top_ports(10**6) == tuple(sorted(ranked_ports("tcp")))
+    assert _own("tcp")[:3] == (22, 80, 443)
+    assert 161 in _own("udp")[:20] and 53 in _own("udp")[:20]
+
+
+def test_no_nmap_services_means_mamoris_own_table(tmp_path: Path) -> None:
+    empty = tmp_path / "share" / "nmap"
+    empty.mkdir(parents=True)
+    table = port_table("tcp", (str(empty / "nmap-services"),))
+    assert table == port_table("tcp", ())
+    # A file that is not nmap-services (too few ports) is not taken either.
+    (empty / "nmap-services").write_text("http\t80/tcp\t0.48\n", encoding="ascii")
+    assert port_table("tcp", (str(empty / "nmap-services"),)).source.startswith("mamori's own")
+    # The override: empty means "no nmap"; a path is the only place looked at.
+    assert nmap_services_candidates({"MAMORI_NMAP_SERVICES": "", "NMAPDIR": "/x"}) == ()
+    assert nmap_services_candidates({"MAMORI_NMAP_SERVICES": "/a/b"}) == ("/a/b",)
+
+
+def test_nmap_search_order_follows_nmap() -> None:
+    found = nmap_services_candidates({"NMAPDIR": "/n", "HOME": "/h", "PATH": ""})
+    assert found[:2] == ("/n/nmap-services", "/h/.nmap/nmap-services")
+    assert "/usr/share/nmap/nmap-services" in found
+
+
+def test_own_table_is_not_nmaps() -> None:
+    if not NMAP_SERVICES.exists():
+        pytest.skip("nmap-services not installed: nothing to compare with")
+    text = NMAP_SERVICES.read_text(encoding="utf-8", errors="replace")
+    for proto in ("tcp", "udp"):
+        own, nmap = _own(proto), rank_nmap_services(text, proto)
+        assert own != nmap
+        assert own[:1000] != nmap[:1000]
+        # No run of nmap's order in the top 1000 longer than a handful of ports (a copy would
+        # follow it for hundreds).
+        place = {p: i for i, p in enumerate(nmap)}
+        longest = run = 1
+        for a, b in itertools.pairwise(own[:1000]):
+            run = run + 1 if a in place and b in place and place[b] == place[a] + 1 else 1
+            longest = max(longest, run)
+        assert longest <= 10, (proto, longest)
+
+
+def test_rank_nmap_services_parses_and_orders() -> None:
+    text = (
+        "# comment\n"
+        "http\t80/tcp\t0.484143\t# World Wide Web HTTP\n"
+        "telnet\t23/tcp\t0.221265\n"
+        "a\t7/tcp\t0.001\nb\t5/tcp\t0.001\n"  # a tie: the lower port first
+        "dns\t53/udp\t0.2\n"
+        "junk line\n"
+        "x\t99999/tcp\t0.9\ny\tzz/tcp\t0.9\nz\t8/tcp\tnan\nw\t9/tcp\tfast\n"
+    )
+    assert rank_nmap_services(text, "tcp") == (80, 23, 5, 7)
+    assert rank_nmap_services(text, "udp") == (53,)
+    assert rank_nmap_services("", "tcp") == ()
 
 
 @pytest.mark.skipif(not NMAP_SERVICES.exists(), reason="nmap-services not installed")
-def test_tables_match_nmap_services() -> None:
-    text = NMAP_SERVICES.read_text(encoding="utf-8", errors="replace")
-    for proto in ("tcp", "udp"):
-        freq: dict[int, float] = {}
-        for line in text.splitlines():
-            if line.startswith("#") or not line.strip():
-                continue
-            fields = line.split("\t")
-            port, _, p = fields[1].partition("/")
-            if p == proto:
-                freq[int(port)] = max(freq.get(int(port), 0.0), float(fields[2]))
-        expected = tuple(sorted(freq, key=lambda q: (-freq[q], q)))
-        assert ranked_ports(proto) == expected
+def test_installed_nmap_services_is_used() -> None:
+    table = port_table("tcp")
+    assert table.source == f"nmap-services ({NMAP_SERVICES})"
+    assert table.ports[:3] == (80, 23, 443)
+    assert top_ports_tcp(1000) == tuple(sorted(ranked_ports("tcp")[:1000]))
+    assert len(top_ports_udp(100)) == 100
+    assert top_ports(10**6) == tuple(sorted(ranked_ports("tcp")))
 
 
 def _nmap_chosen_ports(n: int) -> set[int]:
@@ -176,7 +231,8 @@ def _nmap_chosen_ports(n: int) -> set[int]:
 @pytest.mark.skipif(shutil.which("nmap") is None, reason="nmap not installed")
 @pytest.mark.parametrize("n", [1, 10, 100, 1000, 2000])
 def test_top_ports_equal_nmaps_choice(n: int) -> None:
-    assert set(top_ports(n)) - {2024} == _nmap_chosen_ports(n)
+    assert port_table("tcp").source.startswith("nmap-services")
+    assert set(top_ports_tcp(n)) - {2024} == _nmap_chosen_ports(n)
 
 
 # ---- hypothesis ---------------------------------------------------------------------------
@@ -249,3 +305,35 @@ def test_spec_alphabet_fuzz(text: str) -> None:
 @given(st.sets(port, max_size=50), st.sets(port, max_size=50))
 def test_exclusion_is_set_difference(a: set[int], b: set[int]) -> None:
     assert exclude_ports(a, b) == tuple(sorted(a - b))
+
+
+# ---- the CLI: which table a scan took its ports from -------------------------------------------
+
+CLI_ADDR = "127.0.10.251"  # nothing listens here; the ports only have to be chosen and recorded
+
+
+def _scan_top10(tmp_path: Path, env: dict[str, str]) -> dict[str, object]:
+    from conftest import run_mamori
+
+    proc = run_mamori("scan", CLI_ADDR, "--top-ports", "10", "--no-identify", "-f", "json",
+                      "--db", str(tmp_path / "m.db"), env=env)
+    assert proc.returncode == 0, proc.stderr
+    options = json.loads(proc.stdout)["scan"]["options"]
+    assert isinstance(options, dict)
+    return options
+
+
+def test_scan_without_nmap_uses_and_records_mamoris_table(tmp_path: Path) -> None:
+    options = _scan_top10(tmp_path, {"MAMORI_NMAP_SERVICES": str(tmp_path / "none")})
+    assert options["port_table"] == "mamori's own table (ports-tcp.txt)"
+    expected = sorted(_own("tcp")[:10])
+    assert parse_port_list(options["probed"]["tcp"]) == tuple(expected)  # type: ignore[index]
+
+
+@pytest.mark.skipif(not NMAP_SERVICES.exists(), reason="nmap-services not installed")
+def test_scan_with_nmap_uses_and_records_nmaps_table(tmp_path: Path) -> None:
+    options = _scan_top10(tmp_path, {"MAMORI_NMAP_SERVICES": str(NMAP_SERVICES)})
+    assert options["port_table"] == f"nmap-services ({NMAP_SERVICES})"
+    text = NMAP_SERVICES.read_text(encoding="utf-8", errors="replace")
+    expected = sorted(rank_nmap_services(text, "tcp")[:10])
+    assert parse_port_list(options["probed"]["tcp"]) == tuple(expected)  # type: ignore[index]

@@ -1,7 +1,8 @@
 """Port specifications as nmap's ``-p``, ``--exclude-ports`` and ``--top-ports`` read them.
 
-Pure parsing plus one loader for the bundled frequency tables (``data/top-ports-*.txt``). Every
-function returns sorted tuples of unique port numbers; bad input raises ``PortSpecError`` (a
+Pure parsing plus the frequency table behind ``--top-ports``: nmap's ``nmap-services`` read at
+run time when nmap is installed, else mamori's own table (``data/ports-*.txt``, docs/ports.md).
+Every function returns sorted tuples of unique port numbers; bad input raises ``PortSpecError`` (a
 ``ValueError``) with a one-line message that quotes the offending piece.
 
 Syntax (nmap's): comma-separated items, each ``N``, ``N-M``, ``N-`` (to 65535), ``-M`` (from 1)
@@ -11,9 +12,10 @@ any prefix apply to both TCP and UDP.
 
 from __future__ import annotations
 
+import math
 import os
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from functools import lru_cache
 from typing import NamedTuple
 
@@ -23,9 +25,13 @@ __all__ = [
     "MAX_PORT",
     "PortSpec",
     "PortSpecError",
+    "PortTable",
     "exclude_ports",
+    "nmap_services_candidates",
     "parse_port_list",
     "parse_port_spec",
+    "port_table",
+    "rank_nmap_services",
     "ranked_ports",
     "select_ports",
     "top_ports",
@@ -168,13 +174,83 @@ def _read_data(name: str) -> str:
     return resources.files("mamori").joinpath("data", name).read_text(encoding="ascii")
 
 
-@lru_cache(maxsize=4)
-def ranked_ports(proto: Proto | str = Proto.TCP) -> tuple[int, ...]:
-    """Return the bundled frequency table for ``proto``: most frequently open port first.
+def rank_nmap_services(text: str, proto: Proto | str) -> tuple[int, ...]:
+    """Return the ports of ``proto`` in an ``nmap-services`` text, most frequently open first.
 
-    Raises RuntimeError when the bundled table is missing or malformed (a packaging bug).
+    nmap's own ``--top-ports`` order: descending open-frequency (third column), ties by
+    ascending port. Lines that do not parse are skipped; the result may be empty.
     """
-    name = f"top-ports-{Proto(proto).value}.txt"
+    want = Proto(proto).value
+    freq: dict[int, float] = {}
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        fields = line.split()
+        if len(fields) < 3:
+            continue
+        number, _, p = fields[1].partition("/")
+        if p != want or not number.isascii() or not number.isdigit() or len(number) > 5:
+            continue
+        try:
+            ratio = float(fields[2])
+        except ValueError:
+            continue
+        port = int(number)
+        if 1 <= port <= MAX_PORT and math.isfinite(ratio):
+            freq[port] = max(freq.get(port, 0.0), ratio)
+    return tuple(sorted(freq, key=lambda q: (-freq[q], q)))
+
+
+def nmap_services_candidates(env: Mapping[str, str] | None = None) -> tuple[str, ...]:
+    """Return where nmap's ``nmap-services`` may be, in nmap's own search order.
+
+    ``$MAMORI_NMAP_SERVICES`` (a file; empty means "use mamori's own table") overrides the
+    search. Otherwise: ``$NMAPDIR``, ``~/.nmap``, ``../share/nmap`` next to the ``nmap`` on
+    ``$PATH``, then the usual install prefixes. Nothing is run.
+    """
+    env = os.environ if env is None else env
+    if "MAMORI_NMAP_SERVICES" in env:
+        forced = env["MAMORI_NMAP_SERVICES"]
+        return (forced,) if forced else ()
+    dirs: list[str] = []
+    if env.get("NMAPDIR"):
+        dirs.append(env["NMAPDIR"])
+    if env.get("HOME"):
+        dirs.append(os.path.join(env["HOME"], ".nmap"))
+    for entry in env.get("PATH", "").split(os.pathsep):
+        if entry and os.path.isfile(os.path.join(entry, "nmap")):
+            dirs.append(os.path.join(os.path.dirname(entry.rstrip("/")), "share", "nmap"))
+            break
+    dirs += ["/usr/share/nmap", "/usr/local/share/nmap", "/opt/homebrew/share/nmap"]
+    return tuple(dict.fromkeys(os.path.join(d, "nmap-services") for d in dirs))
+
+
+class PortTable(NamedTuple):
+    """A frequency table: ports most often open first, and where it came from."""
+
+    ports: tuple[int, ...]
+    source: str
+
+
+# Fewer ports than this in an nmap-services file: not a usable table (truncated, foreign).
+_MIN_NMAP_PORTS = 1000
+
+
+def _nmap_table(proto: Proto, candidates: Iterable[str]) -> PortTable | None:
+    for path in candidates:
+        try:
+            with open(path, "rb") as fh:
+                raw = fh.read(8_000_000)  # nmap 7.9x's file is ~1 MB
+        except OSError:
+            continue
+        ports = rank_nmap_services(raw.decode("utf-8", "replace"), proto)
+        if len(ports) >= _MIN_NMAP_PORTS:
+            return PortTable(ports, f"nmap-services ({path})")
+    return None
+
+
+def _own_table(proto: Proto) -> PortTable:
+    name = f"ports-{proto.value}.txt"
     try:
         text = _read_data(name)
     except (OSError, UnicodeDecodeError) as exc:
@@ -189,7 +265,28 @@ def ranked_ports(proto: Proto | str = Proto.TCP) -> tuple[int, ...]:
         ports.append(int(line))
     if len(set(ports)) != len(ports) or not ports:
         raise RuntimeError(f"bundled port table {name} is empty or has duplicates")
-    return tuple(ports)
+    return PortTable(tuple(ports), f"mamori's own table ({name})")
+
+
+@lru_cache(maxsize=8)
+def port_table(
+    proto: Proto | str = Proto.TCP, candidates: tuple[str, ...] | None = None
+) -> PortTable:
+    """Return the frequency table ``--top-ports`` takes its ports from, for ``proto``.
+
+    nmap's ``nmap-services`` when one is installed (so ``--top-ports N`` picks what nmap's
+    does), else mamori's own table (data/ports-*.txt, see docs/ports.md). ``candidates``
+    defaults to nmap_services_candidates(). Raises RuntimeError when mamori's own table is
+    needed and missing or malformed (a packaging bug).
+    """
+    proto = Proto(proto)
+    paths = nmap_services_candidates() if candidates is None else candidates
+    return _nmap_table(proto, paths) or _own_table(proto)
+
+
+def ranked_ports(proto: Proto | str = Proto.TCP) -> tuple[int, ...]:
+    """Return the ports of port_table(proto), most frequently open first."""
+    return port_table(proto).ports
 
 
 def top_ports_tcp(n: int) -> tuple[int, ...]:
