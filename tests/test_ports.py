@@ -337,3 +337,11 @@ def test_scan_with_nmap_uses_and_records_nmaps_table(tmp_path: Path) -> None:
     text = NMAP_SERVICES.read_text(encoding="utf-8", errors="replace")
     expected = sorted(rank_nmap_services(text, "tcp")[:10])
     assert parse_port_list(options["probed"]["tcp"]) == tuple(expected)  # type: ignore[index]
+
+
+@given(st.text(alphabet="0123456789/tcpudp.\t #xe-\n", max_size=300))
+def test_rank_nmap_services_never_raises(text: str) -> None:
+    for proto in ("tcp", "udp"):
+        ranked = rank_nmap_services(text, proto)
+        assert len(ranked) == len(set(ranked))
+        assert all(1 <= p <= 65535 for p in ranked)
