@@ -6,7 +6,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from tests.conftest import ROOT
+from conftest import ROOT
 
 HEAVY = ("typer", "click", "rich", "pydantic", "sqlalchemy", "alembic", "mamori.cli.app")
 

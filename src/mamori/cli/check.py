@@ -34,6 +34,13 @@ from mamori.cli.options import (
     report_lang,
     skip_checks,
 )
+from mamori.cli.stats import (
+    QuietOption,
+    StatsEveryOption,
+    VerboseOption,
+    chatter,
+    run_monitor,
+)
 from mamori.model import Proto
 
 if TYPE_CHECKING:
@@ -66,6 +73,9 @@ def check(
     only_problems: OnlyProblemsOption = False,
     skip: SkipChecksOption = None,
     db: DbOption = None,
+    stats_every: StatsEveryOption = None,
+    verbose: VerboseOption = False,
+    quiet: QuietOption = False,
 ) -> None:
     """What does this machine expose, and how do I close it? Lists every listener with its
     process and firewall verdict, proves problems by probing each over loopback, and prints one
@@ -76,6 +86,7 @@ def check(
     try:
         check_format(fmt)
         lang = report_lang(lang)
+        talk = chatter(verbose, quiet, stats_every)
         threshold = fail_on_severity(fail_on)
         specs = skip_checks(chosen_checks(checks, no_checks, True), skip)
         check_canary_inputs(ca_file, None, None, None, None)
@@ -90,7 +101,6 @@ def check(
         fail(EXIT_USAGE, str(exc))
 
     from mamori.audit.inside import run_check_job
-    from mamori.cli.progress import progress_reporter
     from mamori.report.coverage import probed_option
     from mamori.scan.job import run_job
     from mamori.store import StoreError, StoreUsageError
@@ -103,11 +113,11 @@ def check(
                    (p for p in range(1, 65536) if (Proto.TCP, p) not in excluded),
                    (p for p in range(1, 65536) if (Proto.UDP, p) not in excluded))}
     try:
-        with progress_reporter(stderr) as progress:
+        with run_monitor(stderr, talk) as (progress, watcher):
             result = asyncio.run(run_job(
                 lambda sink, prog: run_check_job(job, sink, prog),
                 db=db, kind="check", targets=["localhost"], options=options, progress=progress,
-                started_at=started_at,
+                started_at=started_at, watcher=watcher,
             ))
     except StoreUsageError as exc:
         fail(EXIT_USAGE, str(exc))

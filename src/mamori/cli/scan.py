@@ -34,6 +34,13 @@ from mamori.cli.options import (
     report_lang,
     skip_checks,
 )
+from mamori.cli.stats import (
+    QuietOption,
+    StatsEveryOption,
+    VerboseOption,
+    chatter,
+    run_monitor,
+)
 
 # UDP ports with a service-specific payload: what `--udp` sweeps when -p names no U: ports.
 DEFAULT_UDP_PORTS = (53, 123, 137, 161, 1900, 5353, 11211)
@@ -141,6 +148,9 @@ def scan(
     only_problems: OnlyProblemsOption = False,
     skip: SkipChecksOption = None,
     db: DbOption = None,
+    stats_every: StatsEveryOption = None,
+    verbose: VerboseOption = False,
+    quiet: QuietOption = False,
     out_normal: Annotated[Path | None, typer.Option(
         "-oN", "--output-normal", help="Also write the table report to this file.")] = None,
     out_xml: Annotated[Path | None, typer.Option(
@@ -155,7 +165,7 @@ def scan(
     started_at = datetime.now(UTC)  # the run starts now, not when the store is ready
     from mamori.cli import scan_io
     from mamori.net.sweep import SweepOptions
-    from mamori.ports import PortSpecError, port_table
+    from mamori.ports import PortSpecError
     from mamori.report.coverage import probed_option
     from mamori.scan.pipeline import ScanPlan
     from mamori.targets import TargetSpecError, expand_targets
@@ -169,6 +179,7 @@ def scan(
         scan_io.refuse_file_like(targets)
         check_format(fmt)
         lang = report_lang(lang)
+        talk = chatter(verbose, quiet, stats_every)
         if rate is not None and not 0 < rate < float("inf"):  # nan fails both comparisons
             raise UsageProblem("--rate must be a positive number of probes per second")
         if not 0 < timeout <= 60:
@@ -205,18 +216,16 @@ def scan(
         "checks": [c.id for c in specs], "fail_on": fail_on,
         "host_timeout": host_limit,
         "probed": probed_option(plan.tcp_ports, plan.udp_ports),  # what diff may compare
-        # Which frequency table --top-ports (or the default top 1000) took its ports from.
-        "port_table": None if ports is not None else port_table("tcp").source,
     }
-    from mamori.cli.progress import progress_reporter
     from mamori.scan.job import run_job
     from mamori.store import StoreError, StoreUsageError
 
     try:
-        with progress_reporter(stderr) as progress:
+        with run_monitor(stderr, talk) as (progress, watcher):
             result = asyncio.run(run_job(plan, db=db, kind="scan", targets=list(targets),
                                          options=options, progress=progress,
-                                         started_at=started_at))
+                                         started_at=started_at,
+                                         watcher=watcher))
     except StoreUsageError as exc:
         fail(EXIT_USAGE, str(exc))
     except StoreError as exc:
@@ -224,7 +233,7 @@ def scan(
     if result.record is not None and outputs.files():
         try:
             for path in scan_io.write_outputs(result.record, outputs):
-                stderr.print(f"written to {path}", markup=False)
+                talk.say(stderr, f"written to {path}")
         except OSError as exc:
             fail(EXIT_FAILED, f"cannot write output: {exc.strerror or exc}")
     finish(result, fmt, output, threshold, lang=lang, only_problems=only_problems,

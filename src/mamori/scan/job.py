@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from mamori.model import ScanRecord, ScanStatus
 from mamori.scan.pipeline import ProgressFn, ScanPlan, run_scan
-from mamori.scan.store_sink import StoreSink
+from mamori.scan.store_sink import RunWatcher, StoreSink
 
 if TYPE_CHECKING:
     from mamori.store import Store
@@ -132,10 +132,11 @@ async def run_job(
     options: Mapping[str, Any],
     progress: ProgressFn,
     started_at: datetime | None = None,
+    watcher: RunWatcher | None = None,
 ) -> JobResult:
     """Run ``plan`` (or any ``work`` writing to the sink it is given) into the store at
     ``db``; return the final status and the stored record. ``started_at``: when the command
-    began (default: now).
+    began (default: now). ``watcher`` sees each record as it arrives (stats, ``-v``).
 
     Ctrl-C and SIGTERM stop the scan with status INTERRUPTED and what was found so far kept.
     A store that fails during the run stops it: status FAILED, ``failure`` says why, and the
@@ -146,6 +147,7 @@ async def run_job(
     loop = asyncio.get_running_loop()
     me = asyncio.current_task()
     sink = StoreSink(journal=True)  # buffers until the store is open (attach below)
+    sink.watcher = watcher
     opening = asyncio.create_task(asyncio.to_thread(_open_and_begin, db, run))
     work: Work = plan if callable(plan) else (lambda snk, prog: run_scan(plan, snk, prog))
     scanning: asyncio.Task[None] = asyncio.create_task(work(sink, progress))

@@ -10,7 +10,7 @@ record at once. The store is imported for typing only: importing this module sta
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from mamori.model import (
     CheckResult,
@@ -27,6 +27,15 @@ if TYPE_CHECKING:
     from mamori.store import Store
 
 _Write = Callable[["Store", int], None]
+
+
+class RunWatcher(Protocol):
+    """Sees the run's records as they arrive (the CLI's stats line and ``-v``); stores nothing."""
+
+    def on_host(self, target: Target) -> None: ...
+    def on_endpoints(self, endpoints: list[Endpoint]) -> None: ...
+    def on_service(self, address: str, proto: Proto, port: int, service: Service) -> None: ...
+    def on_check(self, result: CheckResult) -> None: ...
 
 
 class StoreSink:
@@ -49,6 +58,7 @@ class StoreSink:
         self.journal: list[_Write] | None = [] if journal else None
         self.failure: Exception | None = None  # the StoreError that stopped the writes
         self.on_failure: Callable[[], object] | None = None
+        self.watcher: RunWatcher | None = None  # told of each record too (not of replays)
 
     def attach(self, store: Store, scan_id: int) -> None:
         """Write to ``store``/``scan_id`` from now on, starting with what waited."""
@@ -101,6 +111,8 @@ class StoreSink:
 
     def on_host(self, target: Target) -> None:
         self._do(lambda s, i: s.add_host(i, target.address, target.hostname))
+        if self.watcher is not None and not self.closed:
+            self.watcher.on_host(target)
 
     def on_hosts(self, hosts: list[HostResult]) -> None:
         """Whole hosts (with endpoints and services), in one commit (``mamori import``)."""
@@ -108,9 +120,13 @@ class StoreSink:
 
     def on_endpoints(self, endpoints: list[Endpoint]) -> None:
         self._do(lambda s, i: s.add_endpoints(i, endpoints))
+        if self.watcher is not None and not self.closed:
+            self.watcher.on_endpoints(endpoints)
 
     def on_service(self, address: str, proto: Proto, port: int, service: Service) -> None:
         self._do(lambda s, i: s.set_service(i, address, proto, port, service))
+        if self.watcher is not None and not self.closed:
+            self.watcher.on_service(address, proto, port, service)
 
     def on_error(self, error: ProbeError) -> None:
         self._do(lambda s, i: s.add_error(i, error))
@@ -120,6 +136,8 @@ class StoreSink:
 
     def on_check(self, result: CheckResult) -> None:
         self._do(lambda s, i: s.add_check_result(i, result))
+        if self.watcher is not None and not self.closed:
+            self.watcher.on_check(result)
 
     def on_listener(self, record: ListenerRecord) -> None:
         self._do(lambda s, i: s.add_listener(i, record))
