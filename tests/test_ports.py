@@ -324,7 +324,7 @@ def _scan_top10(tmp_path: Path, env: dict[str, str]) -> dict[str, object]:
 
 
 def test_scan_without_nmap_uses_and_records_mamoris_table(tmp_path: Path) -> None:
-    options = _scan_top10(tmp_path, {"MAMORI_NMAP_SERVICES": str(tmp_path / "none")})
+    options = _scan_top10(tmp_path, {"MAMORI_NMAP_SERVICES": ""})
     assert options["port_table"] == "mamori's own table (ports-tcp.txt)"
     expected = sorted(_own("tcp")[:10])
     assert parse_port_list(options["probed"]["tcp"]) == tuple(expected)  # type: ignore[index]
@@ -345,3 +345,22 @@ def test_rank_nmap_services_never_raises(text: str) -> None:
         ranked = rank_nmap_services(text, proto)
         assert len(ranked) == len(set(ranked))
         assert all(1 <= p <= 65535 for p in ranked)
+
+
+def test_scan_with_an_unusable_nmap_services_file_is_bad_input(tmp_path: Path) -> None:
+    from conftest import run_mamori
+
+    short = tmp_path / "nmap-services"
+    short.write_text("http\t80/tcp\t0.48\n", encoding="ascii")
+    for bad in (tmp_path / "none", short):
+        db = tmp_path / "m.db"
+        proc = run_mamori("scan", CLI_ADDR, "--top-ports", "10", "--no-identify",
+                          "--db", str(db), env={"MAMORI_NMAP_SERVICES": str(bad)})
+        assert proc.returncode == 2, proc.stderr
+        assert proc.stderr.startswith("mamori: error: MAMORI_NMAP_SERVICES=")
+        assert proc.stderr.count("\n") == 1 and not db.exists()
+        # -p needs no table: the same environment scans.
+        ok = run_mamori("scan", CLI_ADDR, "-p", "4", "--no-identify", "--db", str(db),
+                        env={"MAMORI_NMAP_SERVICES": str(bad)})
+        assert ok.returncode == 0, ok.stderr
+        db.unlink()

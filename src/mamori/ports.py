@@ -278,12 +278,19 @@ def port_table(
 
     nmap's ``nmap-services`` when one is installed (so ``--top-ports N`` picks what nmap's
     does), else mamori's own table (data/ports-*.txt, see docs/ports.md). ``candidates``
-    defaults to nmap_services_candidates(). Raises RuntimeError when mamori's own table is
-    needed and missing or malformed (a packaging bug).
+    defaults to nmap_services_candidates(). Raises PortSpecError when $MAMORI_NMAP_SERVICES
+    names a file that is not a usable nmap-services (the user asked for that file), and
+    RuntimeError when mamori's own table is missing or malformed (a packaging bug).
     """
     proto = Proto(proto)
     paths = nmap_services_candidates() if candidates is None else candidates
-    return _nmap_table(proto, paths) or _own_table(proto)
+    found = _nmap_table(proto, paths)
+    if found is None and candidates is None and os.environ.get("MAMORI_NMAP_SERVICES"):
+        raise PortSpecError(
+            f"MAMORI_NMAP_SERVICES={_show(os.environ['MAMORI_NMAP_SERVICES'])} is not a readable"
+            f" nmap-services file with at least {_MIN_NMAP_PORTS} {proto.value} ports"
+        )
+    return found or _own_table(proto)
 
 
 def ranked_ports(proto: Proto | str = Proto.TCP) -> tuple[int, ...]:
