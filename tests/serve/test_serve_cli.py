@@ -36,6 +36,17 @@ def test_bad_serve_settings_are_one_line_usage_errors(tmp_path: Path) -> None:
     assert load_settings(settings).exclude_ports == "2024"
 
 
+def test_unusable_port_table_stops_serve_at_start(tmp_path: Path) -> None:
+    # The profiles take their ports from nmap-services or mamori's own table; a file the
+    # operator names that is not a usable nmap-services is a usage error before anything binds.
+    proc = run_mamori("serve", "--db", str(tmp_path / "m.db"), "--bind", HOST,
+                      "--port", str(free_port(HOST)), timeout=30,
+                      env={"MAMORI_NMAP_SERVICES": str(tmp_path / "missing")})
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.startswith("mamori: error: MAMORI_NMAP_SERVICES=")
+    assert proc.stderr.count("\n") == 1
+
+
 def test_hash_password_prints_a_verifiable_hash() -> None:
     proc = run_mamori("serve", "--hash-password", input="a long admin password\n", timeout=60)
     assert proc.returncode == 0, proc.stderr

@@ -59,6 +59,12 @@ def serve(
         settings = load_serve_settings(settings_file, **overrides)
     except ServeSettingsError as exc:
         fail(EXIT_USAGE, str(exc))
+    from mamori.ports import PortSpecError, port_table
+
+    try:  # the profiles' port table, read once here: an unusable one stops the start
+        port_table("tcp")
+    except PortSpecError as exc:
+        fail(EXIT_USAGE, str(exc))
     if settings.secret_key is None:
         stderr.print("mamori serve: no secret_key set: using a random one (forms and admin "
                      "sessions end when the server restarts)", markup=False)
