@@ -84,7 +84,8 @@ def main() -> None:
         sys.stdout.write((exc.ctx.get_help() if exc.ctx else "") + "\n")
         code = EXIT_OK
     except click_exc.UsageError as exc:
-        message = " ".join(exc.format_message().split())
+        # Typer validates choices through pydantic, which prefixes "Value error, ": drop it
+        message = " ".join(exc.format_message().replace("Value error, ", "").split())
         sys.stderr.write(f"mamori: error: {message} (see mamori --help)\n")
         code = EXIT_USAGE
     except typer.Exit as exc:

@@ -26,7 +26,6 @@ from mamori.cli.options import (
     OutputOption,
     SkipChecksOption,
     check_canary_inputs,
-    check_format,
     check_options,
     chosen_checks,
     exclusions,
@@ -84,7 +83,6 @@ def check(
     from mamori.ports import PortSpecError, parse_port_spec
 
     try:
-        check_format(fmt)
         lang = report_lang(lang)
         talk = chatter(verbose, quiet, stats_every)
         threshold = fail_on_severity(fail_on)

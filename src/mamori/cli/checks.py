@@ -13,7 +13,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from mamori.cli.common import EXIT_USAGE, UsageProblem, emit, fail
-from mamori.cli.options import FormatOption, LangOption, check_format, report_lang
+from mamori.cli.options import FormatOption, LangOption, report_lang
 from mamori.report.i18n import t
 
 if TYPE_CHECKING:
@@ -31,7 +31,6 @@ checks_app = typer.Typer(help="The exposure-check catalog.", no_args_is_help=Tru
 def checks_list(fmt: FormatOption = "table", lang: LangOption = None) -> None:
     """List every check: id, severity, layer, services, title."""
     try:
-        check_format(fmt)
         lang = report_lang(lang)
     except UsageProblem as exc:
         fail(EXIT_USAGE, str(exc))
@@ -48,7 +47,6 @@ def checks_show(
 ) -> None:
     """Print one check in full: what it tests, why it matters, how to fix, references."""
     try:
-        check_format(fmt)
         lang = report_lang(lang)
     except UsageProblem as exc:
         fail(EXIT_USAGE, str(exc))

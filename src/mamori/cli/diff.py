@@ -27,7 +27,7 @@ from mamori.cli.common import (
     stderr,
 )
 from mamori.cli.common import EXIT_FINDINGS as EXIT_WORSE
-from mamori.cli.options import MAX_SCAN_ID, DbOption
+from mamori.cli.options import MAX_SCAN_ID, DbOption, ReportFormat
 
 if TYPE_CHECKING:
     from mamori.report.diff import ScanDiff
@@ -76,9 +76,8 @@ def diff(
         show_default=False)] = None,
     new_id: Annotated[int | None, typer.Argument(
         help="The newer run's id (default: the newest run).", show_default=False)] = None,
-    fmt: Annotated[str, typer.Option(
-        "--format", "-f", help="table, json, markdown, html or sarif (sarif: only what got "
-        "worse).")] = "table",
+    fmt: Annotated[ReportFormat, typer.Option(
+        "--format", "-f", help="Output format (sarif: only what got worse).")] = "table",
     output: Annotated[Path | None, typer.Option(
         "--output", "-o", help="Write the diff to this file.")] = None,
     lang: Annotated[str | None, typer.Option(
@@ -92,13 +91,11 @@ def diff(
 ) -> None:
     """What changed between two runs: findings new, fixed and changed; ports opened and
     closed; services changed. Exits 1 when something got worse (for cron and timers)."""
-    from mamori.report import DIFF_FORMATS, diff_records, render_diff
+    from mamori.report import diff_records, render_diff
     from mamori.report.accepted import apply_acceptances
     from mamori.report.i18n import resolve_lang
     from mamori.store import StoreError
 
-    if fmt not in DIFF_FORMATS:
-        fail(EXIT_USAGE, f"unknown --format {fmt!r} (choose from {', '.join(DIFF_FORMATS)})")
     try:
         chosen_lang = resolve_lang(lang)
     except ValueError as exc:

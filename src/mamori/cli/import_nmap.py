@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from mamori.cli.common import EXIT_FAILED, EXIT_USAGE, emit, fail, open_store, stderr
-from mamori.cli.options import DbOption
+from mamori.cli.options import DbOption, FormatOption
 
 if TYPE_CHECKING:
     from mamori.checks.spec import CheckSpec
@@ -59,8 +59,7 @@ def import_nmap(
     checks: Annotated[str | None, typer.Option(
         "--checks", help="Run these exposure checks (comma-separated ids, or 'all') on the "
         "services nmap found.")] = None,
-    fmt: Annotated[str, typer.Option(
-        "--format", "-f", help="table, json, markdown, html or sarif.")] = "table",
+    fmt: FormatOption = "table",
     db: DbOption = None,
 ) -> None:
     """Read an nmap XML file into the store as a run of kind "import" (then diff it, or run
@@ -68,12 +67,10 @@ def import_nmap(
     from mamori.cli.import_stream import store_hosts, survey
     from mamori.importers import NmapImportError
     from mamori.model import ScanStatus
-    from mamori.report import FORMATS, render
+    from mamori.report import render
     from mamori.scan.store_sink import StoreSink
     from mamori.store import StoreError
 
-    if fmt not in FORMATS:
-        fail(EXIT_USAGE, f"unknown --format {fmt!r} (choose from {', '.join(FORMATS)})")
     specs = _chosen(checks)
     try:
         run = survey(path)  # a refused file is refused before anything is stored

@@ -4,7 +4,7 @@ which the command turns into one line on stderr and exit 2 before anything is st
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
 
@@ -15,7 +15,10 @@ if TYPE_CHECKING:
     from mamori.checks.observation import CheckOptions
     from mamori.checks.spec import CheckSpec
 
-FORMATS = ("table", "json", "markdown", "html", "sarif")
+# Each --format is a Literal: Typer makes it a choice, `--help` lists it (<table|json|...>) and a
+# bad value is a usage error (one line, exit 2) before the command runs.
+ReportFormat = Literal["table", "json", "markdown", "html", "sarif"]
+TableOrJson = Literal["table", "json"]
 MAX_SCAN_ID = 2**63 - 1  # the largest id SQLite (and PostgreSQL's bigint) can hold
 
 DbOption = Annotated[
@@ -23,9 +26,7 @@ DbOption = Annotated[
     typer.Option("--db", envvar="MAMORI_DB", help="Database URL or SQLite file "
                  "(default: mamori.db in the user data directory)."),
 ]
-FormatOption = Annotated[
-    str, typer.Option("--format", "-f", help="table, json, markdown, html or sarif.")
-]
+FormatOption = Annotated[ReportFormat, typer.Option("--format", "-f", help="Report format.")]
 OutputOption = Annotated[
     Path | None, typer.Option("--output", "-o", help="Write the report to this file.")
 ]
@@ -37,12 +38,6 @@ OnlyProblemsOption = Annotated[
     bool, typer.Option("--only-problems", help="Hide passed checks, info findings and "
                        "closed/filtered ports (table, markdown, html).")
 ]
-
-
-def check_format(fmt: str) -> str:
-    if fmt not in FORMATS:
-        raise UsageProblem(f"unknown --format {fmt!r} (choose from {', '.join(FORMATS)})")
-    return fmt
 
 
 def check_scan_id(value: int) -> int:

@@ -26,7 +26,6 @@ from mamori.cli.options import (
     OutputOption,
     SkipChecksOption,
     check_canary_inputs,
-    check_format,
     check_options,
     chosen_checks,
     exclusions,
@@ -177,7 +176,6 @@ def scan(
         if not targets:
             raise UsageProblem("no targets: give at least one target, or -iL FILE")
         scan_io.refuse_file_like(targets)
-        check_format(fmt)
         lang = report_lang(lang)
         talk = chatter(verbose, quiet, stats_every)
         if rate is not None and not 0 < rate < float("inf"):  # nan fails both comparisons

@@ -14,7 +14,7 @@ from mamori.cli.options import (
     LangOption,
     OnlyProblemsOption,
     OutputOption,
-    check_format,
+    TableOrJson,
     check_scan_id,
     report_lang,
 )
@@ -27,13 +27,11 @@ def register(app: typer.Typer) -> None:
 
 def history(
     limit: Annotated[int, typer.Option("--limit", "-n", help="How many scans to list.")] = 50,
-    fmt: Annotated[str, typer.Option("--format", "-f", help="table or json.")] = "table",
+    fmt: Annotated[TableOrJson, typer.Option("--format", "-f", help="Output format.")] = "table",
     db: DbOption = None,
 ) -> None:
     """List past scans, newest first."""
     try:
-        if fmt not in ("table", "json"):
-            raise UsageProblem(f"history prints table or json, not {fmt!r}")
         if limit < 1:
             raise UsageProblem("--limit must be at least 1")
     except UsageProblem as exc:
@@ -57,7 +55,6 @@ def show(
     """Print one stored scan again."""
     try:
         check_scan_id(scan_id)
-        check_format(fmt)
         lang = report_lang(lang)
     except UsageProblem as exc:
         fail(EXIT_USAGE, str(exc))

@@ -17,11 +17,12 @@ import ipaddress
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import typer
 
 from mamori.cli.common import UsageProblem, emit, fail, open_store, stderr
+from mamori.cli.options import TableOrJson
 
 if TYPE_CHECKING:
     from mamori.store import Store
@@ -29,9 +30,6 @@ if TYPE_CHECKING:
     from mamori.watch.settings import WatchSettings
 
 from mamori.cli.common import EXIT_FAILED, EXIT_OK, EXIT_USAGE
-
-LIST_FORMATS = ("table", "json")
-REPORT_FORMATS = ("table", "json", "html")
 
 watch_app = typer.Typer(
     help="Watch who knocks: decoys, ICMP and logs become events and incidents.",
@@ -56,7 +54,7 @@ DangerOption = Annotated[str | None, typer.Option(
     "--min-danger", help="Only at or above: info, low, medium, high, critical.")]
 LimitOption = Annotated[int, typer.Option(
     "--limit", "-n", help="At most this many, the most recent (0: all).")]
-ListFormat = Annotated[str, typer.Option("--format", "-f", help="table or json.")]
+ListFormat = Annotated[TableOrJson, typer.Option("--format", "-f", help="Output format.")]
 
 
 # -- filters -----------------------------------------------------------------------------------
@@ -111,11 +109,6 @@ def _query(since: str | None, types: list[str] | None, src: str | None,
     )
 
 
-def _check_format(fmt: str, allowed: tuple[str, ...]) -> None:
-    if fmt not in allowed:
-        raise UsageProblem(f"unknown --format {fmt!r} (choose from {', '.join(allowed)})")
-
-
 def _list(fetch: Callable[[Store, Any], Sequence[Any]], render: Callable[[Any, str], str],
           since: str | None, types: list[str] | None, src: str | None, min_danger: str | None,
           limit: int, fmt: str, db: str | None) -> None:
@@ -123,7 +116,6 @@ def _list(fetch: Callable[[Store, Any], Sequence[Any]], render: Callable[[Any, s
     from mamori.store import StoreError
 
     try:
-        _check_format(fmt, LIST_FORMATS)
         q = _query(since, types, src, min_danger, limit)
     except UsageProblem as exc:
         fail(EXIT_USAGE, str(exc))
@@ -166,7 +158,8 @@ def incidents(
 
 @watch_app.command("report")
 def report(
-    fmt: Annotated[str, typer.Option("--format", "-f", help="table, json or html.")] = "table",
+    fmt: Annotated[Literal["table", "json", "html"], typer.Option(
+        "--format", "-f", help="Output format.")] = "table",
     output: Annotated[Path | None, typer.Option(
         "--output", "-o", help="Write the report to this file.")] = None,
     since: SinceOption = None,
@@ -178,7 +171,6 @@ def report(
     from mamori.watch.summary import render_summary
 
     try:
-        _check_format(fmt, REPORT_FORMATS)
         when = parse_since(since) if since is not None else None
     except UsageProblem as exc:
         fail(EXIT_USAGE, str(exc))
