@@ -24,6 +24,10 @@ an installed wheel has its .pyc files). ``--engine`` or ``--cli`` runs one varia
 1000``, ``--exclude-ports 2024``) and the target are appended, and the JSON report's
 hosts[].endpoints[] are read.
 
+Peer "nmap -sS" (root only; ``--no-syn`` skips it): in the "full" case of the "cli" variant,
+``nmap -sS -n -Pn -p- --exclude-ports 2024 127.0.0.1`` runs third in each round, and the whole
+mamori command's median is compared with its median: the start-up budget, goal ratio <= 1.0.
+
 Targets of the issue: ratio <= 0.5 for "full", < 1.0 for "multi". ``--check`` exits 1 when a
 target is missed or the open-port sets differ.
 """
@@ -98,6 +102,8 @@ class Case:
     mamori_s: list[float] = field(default_factory=list)
     nmap_s: list[float] = field(default_factory=list)
     mismatches: list[str] = field(default_factory=list)
+    syn_s: list[float] = field(default_factory=list)  # the nmap -sS peer ("full" case, root)
+    syn_goal: float | None = None  # ratio mamori/(nmap -sS) to stay at or below
     open_sets: list[tuple[frozenset[tuple[str, int]], frozenset[tuple[str, int]]]] = field(
         default_factory=list
     )
@@ -188,15 +194,26 @@ def nmap_cmd(case: Case) -> list[str]:
     ]
 
 
+def syn_cmd(case: Case) -> list[str]:
+    """nmap's raw SYN scan (root): the fastest peer, the start-up budget's yardstick."""
+    return ["nmap", "-sS", *case.nmap_args, "-n", "-Pn", "--exclude-ports", EXCLUDED,
+            "-oX", "-", case.target]
+
+
 def run_case(case: Case, runs: int, warmup: int, base: list[str] | None) -> None:
     helper = start_listeners(case.listeners)
     try:
         for i in range(warmup + runs):
             m_s, m_out = timed(mamori_cmd(base, case))
             n_s, n_out = timed(nmap_cmd(case))
+            s_s, s_out = timed(syn_cmd(case)) if case.syn_goal is not None else (0.0, "")
             m_set, n_set = mamori_open(m_out), nmap_open(n_out)
+            if s_out and nmap_open(s_out) != n_set:
+                case.mismatches.append(f"run {i - warmup + 1}: nmap -sS and -sT differ")
             if i < warmup:
                 continue
+            if case.syn_goal is not None:
+                case.syn_s.append(s_s)
             case.mamori_s.append(m_s)
             case.nmap_s.append(n_s)
             case.open_sets.append((m_set, n_set))
@@ -208,8 +225,9 @@ def run_case(case: Case, runs: int, warmup: int, base: list[str] | None) -> None
             missing = {(h, p) for h, p in case.listeners} - m_set
             if missing:
                 case.mismatches.append(f"run {i - warmup + 1}: listeners not found {missing}")
+            syn = f"  nmap -sS {s_s:.3f}s" if case.syn_goal is not None else ""
             print(
-                f"  {case.name} run {i - warmup + 1}: mamori {m_s:.3f}s  nmap {n_s:.3f}s  "
+                f"  {case.name} run {i - warmup + 1}: mamori {m_s:.3f}s  nmap {n_s:.3f}s{syn}  "
                 f"open {len(m_set)}/{len(n_set)}",
                 flush=True,
             )
@@ -236,9 +254,19 @@ def report(case: Case) -> dict[str, object]:
         f"open ports {'identical' if same else 'DIFFER'} "
         f"({len(case.open_sets[-1][0])} open)"
     )
+    figures: dict[str, object] = {}
+    if case.syn_goal is not None and case.syn_s:
+        syn = statistics.median(case.syn_s)
+        syn_met = m / syn <= case.syn_goal
+        print(f"       vs nmap -sS median {syn:.3f}s (min {min(case.syn_s):.3f})  ratio "
+              f"{m / syn:.3f} (goal <= {case.syn_goal}: {'met' if syn_met else 'MISSED'})")
+        figures = {"nmap_syn_median_s": round(syn, 4), "syn_ratio": round(m / syn, 4),
+                   "syn_goal_met": syn_met, "nmap_syn_runs_s": [round(x, 4) for x in case.syn_s]}
+        met = met and syn_met
     for line in case.mismatches:
         print(f"       {line}")
     return {
+        **figures,
         "case": case.name,
         "mamori_median_s": round(m, 4),
         "nmap_median_s": round(n, 4),
@@ -269,6 +297,8 @@ def main() -> int:
     ap.add_argument(
         "--cli", action="store_true", help="time only the mamori CLI (start-up and store included)"
     )
+    ap.add_argument("--no-syn", action="store_true",
+                    help="skip the nmap -sS peer of the full/cli case (it needs root)")
     ap.add_argument("--json", type=Path, help="also write the figures here")
     ap.add_argument("--check", action="store_true", help="exit 1 when a goal is missed")
     args = ap.parse_args()
@@ -286,6 +316,9 @@ def main() -> int:
         "--db",
         str(db),
     ]
+    syn_ok = os.geteuid() == 0 and not args.no_syn
+    if not syn_ok:
+        print("nmap -sS peer: not run: " + ("--no-syn" if args.no_syn else "needs root"))
     # (label, command base, whether the issue's goal applies to it)
     variants: list[tuple[str, list[str] | None, bool]]
     if args.mamori_cmd:
@@ -313,6 +346,8 @@ def main() -> int:
                         0.5,
                         inclusive=True,
                         goal_applies=goal_applies,
+                        # The whole command against nmap's raw SYN scan: the start-up budget.
+                        syn_goal=1.0 if label == "cli" and syn_ok else None,
                     ),
                 )
             )
