@@ -164,7 +164,7 @@ def scan(
     started_at = datetime.now(UTC)  # the run starts now, not when the store is ready
     from mamori.cli import scan_io
     from mamori.net.sweep import SweepOptions
-    from mamori.ports import PortSpecError
+    from mamori.ports import PortSpecError, port_table
     from mamori.report.coverage import probed_option
     from mamori.scan.pipeline import ScanPlan
     from mamori.targets import TargetSpecError, expand_targets
@@ -214,6 +214,8 @@ def scan(
         "checks": [c.id for c in specs], "fail_on": fail_on,
         "host_timeout": host_limit,
         "probed": probed_option(plan.tcp_ports, plan.udp_ports),  # what diff may compare
+        # Which frequency table --top-ports (or the default top 1000) took its ports from.
+        "port_table": None if ports is not None else port_table("tcp").source,
     }
     from mamori.scan.job import run_job
     from mamori.store import StoreError, StoreUsageError
