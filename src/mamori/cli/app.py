@@ -33,6 +33,7 @@ from mamori.cli import (
     import_nmap,
     scan,
     serve,
+    shell,
     show,
     watch,
     worker,
@@ -40,7 +41,7 @@ from mamori.cli import (
 from mamori.cli.common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, quiet_stdout, write_stdout
 
 COMMANDS = (scan, check, show, checks, firewall, diff, accept, import_nmap, watch, serve, worker,
-            canary)
+            canary, shell)
 
 app = typer.Typer(
     name="mamori",
