@@ -57,6 +57,17 @@ def write_stdout(text: str) -> None:
         fail(EXIT_FAILED, f"cannot write to stdout: {exc.strerror or exc}")
 
 
+def want_color(output: Path | None) -> bool:
+    """ANSI colours in a table report: only on stdout that is a terminal, never with NO_COLOR
+    set and non-empty (https://no-color.org), never into an --output file."""
+    if output is not None or os.environ.get("NO_COLOR"):
+        return False
+    try:
+        return sys.stdout.isatty()
+    except (AttributeError, ValueError):  # stdout replaced or closed
+        return False
+
+
 def emit(text: str, output: Path | None = None) -> None:
     """Write a rendered report to --output, or stdout. Only the report goes to stdout."""
     text = text if text.endswith("\n") else text + "\n"
@@ -113,7 +124,8 @@ def finish(
     if record is not None:
         from mamori.report import render
 
-        emit(render(record, fmt, lang=lang, only_problems=only_problems), output)
+        emit(render(record, fmt, lang=lang, only_problems=only_problems,
+                    color=want_color(output)), output)
     if result.status is ScanStatus.INTERRUPTED:
         raise typer.Exit(130)
     if result.status is not ScanStatus.DONE or result.failure is not None:

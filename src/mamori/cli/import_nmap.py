@@ -14,7 +14,15 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from mamori.cli.common import EXIT_FAILED, EXIT_USAGE, emit, fail, open_store, stderr
+from mamori.cli.common import (
+    EXIT_FAILED,
+    EXIT_USAGE,
+    emit,
+    fail,
+    open_store,
+    stderr,
+    want_color,
+)
 from mamori.cli.options import DbOption, FormatOption
 
 if TYPE_CHECKING:
@@ -110,4 +118,4 @@ def import_nmap(
                      f"{MAX_PRINTED_HOSTS}); `mamori show {scan_id} -f {fmt}` prints them",
                      markup=False, soft_wrap=True)
         return
-    emit(render(record, fmt), None)
+    emit(render(record, fmt, color=want_color(None)), None)

@@ -7,7 +7,15 @@ from typing import Annotated
 
 import typer
 
-from mamori.cli.common import EXIT_USAGE, UsageProblem, emit, fail, load_acceptances, open_store
+from mamori.cli.common import (
+    EXIT_USAGE,
+    UsageProblem,
+    emit,
+    fail,
+    load_acceptances,
+    open_store,
+    want_color,
+)
 from mamori.cli.options import (
     DbOption,
     FormatOption,
@@ -67,4 +75,5 @@ def show(
     if record is None:
         fail(EXIT_USAGE, f"no scan with id {scan_id}")
     record = apply_acceptances(record, load_acceptances(db), date.today())
-    emit(render(record, fmt, lang=lang, only_problems=only_problems), output)
+    emit(render(record, fmt, lang=lang, only_problems=only_problems,
+                color=want_color(output)), output)
