@@ -19,6 +19,7 @@ from mamori.cli.common import (
     stderr,
 )
 from mamori.cli.options import (
+    AllPlatformsOption,
     DbOption,
     FormatOption,
     LangOption,
@@ -70,6 +71,7 @@ def check(
     output: OutputOption = None,
     lang: LangOption = None,
     only_problems: OnlyProblemsOption = False,
+    all_platforms: AllPlatformsOption = False,
     skip: SkipChecksOption = None,
     db: DbOption = None,
     stats_every: StatsEveryOption = None,
@@ -122,6 +124,7 @@ def check(
     except StoreError as exc:
         fail(EXIT_FAILED, str(exc))
     finish(result, fmt, output, threshold, lang=lang, only_problems=only_problems,
+           all_platforms=all_platforms,
            accepted=load_acceptances(db))
 
 

@@ -15,7 +15,7 @@ import typer
 from rich.console import Console
 
 if TYPE_CHECKING:
-    from mamori.model import Acceptance, Severity
+    from mamori.model import Acceptance, ScanRecord, Severity
     from mamori.scan.job import JobResult
     from mamori.store import Store
 
@@ -68,6 +68,16 @@ def want_color(output: Path | None) -> bool:
         return False
 
 
+def for_report(record: ScanRecord, fmt: str, all_platforms: bool) -> ScanRecord:
+    """``record`` as a human-readable report shows it: the fixes of this system and the
+    router only, unless ``all_platforms`` (JSON and SARIF keep every platform)."""
+    from mamori.report.platforms import FILTERED_FORMATS, only_platforms, shown_platforms
+
+    if fmt not in FILTERED_FORMATS:
+        return record
+    return only_platforms(record, shown_platforms(sys.platform, all_platforms))
+
+
 def emit(text: str, output: Path | None = None) -> None:
     """Write a rendered report to --output, or stdout. Only the report goes to stdout."""
     text = text if text.endswith("\n") else text + "\n"
@@ -107,6 +117,7 @@ def require_extra(command: str, extra: str, modules: tuple[str, ...]) -> None:
 def finish(
     result: JobResult, fmt: str, output: Path | None, threshold: Severity | None,
     *, lang: str = "en", only_problems: bool = False, accepted: Sequence[Acceptance] = (),
+    all_platforms: bool = False,
 ) -> None:
     """Print the stored record, its findings that ``accepted`` covers marked so; exit 130
     interrupted, 3 failed, 1 findings >= threshold that are not accepted."""
@@ -124,8 +135,8 @@ def finish(
     if record is not None:
         from mamori.report import render
 
-        emit(render(record, fmt, lang=lang, only_problems=only_problems,
-                    color=want_color(output)), output)
+        emit(render(for_report(record, fmt, all_platforms), fmt, lang=lang,
+                    only_problems=only_problems, color=want_color(output)), output)
     if result.status is ScanStatus.INTERRUPTED:
         raise typer.Exit(130)
     if result.status is not ScanStatus.DONE or result.failure is not None:

@@ -19,11 +19,12 @@ from mamori.cli.common import (
     EXIT_USAGE,
     emit,
     fail,
+    for_report,
     open_store,
     stderr,
     want_color,
 )
-from mamori.cli.options import DbOption, FormatOption
+from mamori.cli.options import AllPlatformsOption, DbOption, FormatOption
 
 if TYPE_CHECKING:
     from mamori.checks.spec import CheckSpec
@@ -68,6 +69,7 @@ def import_nmap(
         "--checks", help="Run these exposure checks (comma-separated ids, or 'all') on the "
         "services nmap found.")] = None,
     fmt: FormatOption = "table",
+    all_platforms: AllPlatformsOption = False,
     db: DbOption = None,
 ) -> None:
     """Read an nmap XML file into the store as a run of kind "import" (then diff it, or run
@@ -118,4 +120,4 @@ def import_nmap(
                      f"{MAX_PRINTED_HOSTS}); `mamori show {scan_id} -f {fmt}` prints them",
                      markup=False, soft_wrap=True)
         return
-    emit(render(record, fmt, color=want_color(None)), None)
+    emit(render(for_report(record, fmt, all_platforms), fmt, color=want_color(None)), None)

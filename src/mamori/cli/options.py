@@ -34,6 +34,11 @@ LangOption = Annotated[
     str | None, typer.Option("--lang", help="Report language: en or ja (default: from "
                              "LC_ALL / LC_MESSAGES / LANG).", show_default=False)
 ]
+AllPlatformsOption = Annotated[
+    bool, typer.Option("--all-platforms", help="Show the fixes for every platform (Linux, "
+                       "macOS, router), not only this system's and the router's (table, "
+                       "markdown, html; json and sarif always hold all).")
+]
 OnlyProblemsOption = Annotated[
     bool, typer.Option("--only-problems", help="Hide passed checks, info findings and "
                        "closed/filtered ports (table, markdown, html).")

@@ -19,6 +19,7 @@ from mamori.cli.common import (
     stderr,
 )
 from mamori.cli.options import (
+    AllPlatformsOption,
     DbOption,
     FormatOption,
     LangOption,
@@ -145,6 +146,7 @@ def scan(
     output: OutputOption = None,
     lang: LangOption = None,
     only_problems: OnlyProblemsOption = False,
+    all_platforms: AllPlatformsOption = False,
     skip: SkipChecksOption = None,
     db: DbOption = None,
     stats_every: StatsEveryOption = None,
@@ -237,4 +239,5 @@ def scan(
         except OSError as exc:
             fail(EXIT_FAILED, f"cannot write output: {exc.strerror or exc}")
     finish(result, fmt, output, threshold, lang=lang, only_problems=only_problems,
+           all_platforms=all_platforms,
            accepted=load_acceptances(db))

@@ -12,11 +12,13 @@ from mamori.cli.common import (
     UsageProblem,
     emit,
     fail,
+    for_report,
     load_acceptances,
     open_store,
     want_color,
 )
 from mamori.cli.options import (
+    AllPlatformsOption,
     DbOption,
     FormatOption,
     LangOption,
@@ -58,6 +60,7 @@ def show(
     output: OutputOption = None,
     lang: LangOption = None,
     only_problems: OnlyProblemsOption = False,
+    all_platforms: AllPlatformsOption = False,
     db: DbOption = None,
 ) -> None:
     """Print one stored scan again."""
@@ -75,5 +78,5 @@ def show(
     if record is None:
         fail(EXIT_USAGE, f"no scan with id {scan_id}")
     record = apply_acceptances(record, load_acceptances(db), date.today())
-    emit(render(record, fmt, lang=lang, only_problems=only_problems,
-                color=want_color(output)), output)
+    emit(render(for_report(record, fmt, all_platforms), fmt, lang=lang,
+                only_problems=only_problems, color=want_color(output)), output)

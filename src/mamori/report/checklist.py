@@ -53,7 +53,7 @@ from mamori.report.table import (
 _DETAIL_INDENT = 7  # "  12. " plus one: detail lines sit under the finding's text
 _FIX_LIMIT = 600  # a fix is shown in full up to here (catalog fixes are a few sentences)
 _REMOTE_LIMIT = 200
-_PLATFORMS = (("linux", "Linux"), ("macos", "macOS"))
+_PLATFORMS = (("linux", "Linux"), ("macos", "macOS"), ("router", "Router"))
 _FIRST_SENTENCE = re.compile(r"(?<=[.!?])\s|(?<=。)")
 
 _FIREWALL_STYLE = {

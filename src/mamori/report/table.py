@@ -245,9 +245,11 @@ def _finding_renderables(c: CheckResult, lang: str = "en") -> list[RenderableTyp
         lines.append(f"{t('exposure.label', lang)}: {clean(exposure, 200)}")
     if c.evidence is not None:
         lines.append(f"{t('table.test', lang)}{clean(c.evidence.test, 300)}")
-    fix = _short(catalog_text.fixes(c, lang).get("linux", ""), 200)
-    if fix:
-        lines.append(f"{t('table.fix', lang, platform='Linux')}{fix}")
+    for key, value in catalog_text.fixes(c, lang).items():  # the platforms the record holds
+        fix = _short(value, 200)
+        if fix and fix != "-":
+            label = catalog_text.PLATFORM_LABEL[key]
+            lines.append(f"{t('table.fix', lang, platform=label)}{fix}")
     # Padding, not leading blanks: wrapped lines keep the indentation.
     out: list[RenderableType] = [Padding(head, (0, 0, 0, 2))]
     out.extend(Padding(Text(line), (0, 0, 0, _DETAIL_INDENT)) for line in lines)
