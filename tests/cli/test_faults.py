@@ -325,7 +325,7 @@ def test_proxy_url_that_is_not_a_url(tmp_path: Path, url: str) -> None:
 def test_history_help_names_only_its_formats() -> None:
     proc = run_mamori("history", "--help", env={"COLUMNS": "200"})
     assert proc.returncode == 0
-    assert "table or json" in proc.stdout and "sarif" not in proc.stdout
+    assert "<table|json>" in proc.stdout and "sarif" not in proc.stdout
 
 
 def test_serve_port_is_in_the_printed_public_url(tmp_path: Path) -> None:
