@@ -25,6 +25,7 @@ import pytest
 
 from conftest import run_mamori
 from daemons import running, start_redis
+from unit_files import unit_entries
 
 ROOT = Path(__file__).resolve().parents[2]
 SERVICE = ROOT / "contrib/systemd/mamori-check.service"
@@ -33,22 +34,6 @@ PLIST = ROOT / "contrib/launchd/org.mamori.check.plist"
 REDIS_HOST, REDIS_PORT = "127.0.77.1", 16377
 HOOK_HOST = "127.0.77.2"
 UNIT_SETTINGS = "/etc/mamori/settings.toml"
-
-
-def unit_entries(text: str) -> dict[str, list[str]]:
-    """``Key=value`` lines of a unit file (keys may repeat), section names prefixed."""
-    out: dict[str, list[str]] = {}
-    section = ""
-    for raw in text.splitlines():
-        line = raw.strip()
-        if not line or line.startswith(("#", ";")):
-            continue
-        if line.startswith("["):
-            section = line.strip("[]")
-            continue
-        key, _, value = line.partition("=")
-        out.setdefault(f"{section}.{key}", []).append(value)
-    return out
 
 
 def test_service_is_a_hardened_oneshot_of_check_then_diff_notify() -> None:

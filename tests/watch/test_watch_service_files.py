@@ -10,25 +10,11 @@ from pathlib import Path
 
 import pytest
 
+from unit_files import unit_entries
+
 ROOT = Path(__file__).resolve().parents[2]
 UNIT = ROOT / "contrib/systemd/mamori-watch.service"
 PLIST = ROOT / "contrib/launchd/org.mamori.watch.plist"
-
-
-def unit_entries(text: str) -> dict[str, list[str]]:
-    """``Key=value`` lines of a unit file (keys may repeat), section names prefixed."""
-    out: dict[str, list[str]] = {}
-    section = ""
-    for raw in text.splitlines():
-        line = raw.strip()
-        if not line or line.startswith(("#", ";")):
-            continue
-        if line.startswith("["):
-            section = line.strip("[]")
-            continue
-        key, _, value = line.partition("=")
-        out.setdefault(f"{section}.{key}", []).append(value)
-    return out
 
 
 def test_systemd_unit_runs_watch_hardened() -> None:
