@@ -272,6 +272,13 @@ def test_database_deleted_mid_scan_is_reported(tmp_path: Path, listeners: list[i
     assert open_ports(json.loads(out)) == listeners
 
 
+def test_a_deleted_database_is_not_created_again(tmp_path: Path, listeners: list[int]) -> None:
+    """After the run says the database was deleted, nothing quietly makes an empty one there
+    (reading the accepted risks for the report must not create a store)."""
+    test_database_deleted_mid_scan_is_reported(tmp_path, listeners)
+    assert not (tmp_path / "m.db").exists()
+
+
 # -- item 17: a run of many targets in history -----------------------------------------------
 
 

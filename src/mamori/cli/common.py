@@ -150,8 +150,11 @@ def load_acceptances(db: str | None) -> list[Acceptance]:
     them: a finding then counts as not accepted, the strict side."""
     from mamori.store import Store, StoreError
     from mamori.store.accepted import list_acceptances
+    from mamori.store.engine import missing_sqlite_file
 
     try:
+        if missing_sqlite_file(db) is not None:
+            return []  # no database, nothing accepted; opening it would create an empty one
         with Store.open(db) as store:
             return list_acceptances(store)
     except StoreError as exc:

@@ -77,6 +77,16 @@ def _sqlite_path(url: URL) -> Path | None:
     return Path(db)
 
 
+def missing_sqlite_file(url: str | None) -> Path | None:
+    """The SQLite file ``url`` (or the default) names when that file does not exist, else None
+    (it exists, it is in memory, or the database is not SQLite). Nothing is created."""
+    parsed = normalize_url(url if url is not None else default_db_url())
+    if parsed.get_backend_name() != "sqlite":
+        return None
+    path = _sqlite_path(parsed)
+    return path if path is not None and not path.exists() else None
+
+
 def sqlite_file(engine: Engine) -> Path | None:
     """The file behind a SQLite engine; None for in-memory SQLite and other databases."""
     return _sqlite_path(engine.url) if engine.dialect.name == "sqlite" else None
