@@ -1,4 +1,5 @@
-"""Certificate chains a verifier must reject, and one nginx serving each (127.0.67.0/24).
+"""Certificate chains a verifier must reject, and one nginx serving each (127.0.67.0/24; the
+"incomplete" chain on 127.0.86.30).
 
 Every chain is made here with ``cryptography`` under one test root (``Chains.ca_file``), and
 each breaks exactly one rule a real TLS client enforces, next to a hardened twin that breaks
@@ -22,7 +23,7 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID, NameOID
 
 import daemons as dm
 
@@ -91,8 +92,9 @@ def make_ca(cn: str, issuer: Issuer | None = None, *, path_length: int | None = 
 
 def make_leaf(names: list[str], issuer: Issuer, *, key: PrivateKey | None = None,
               eku: tuple[x509.ObjectIdentifier, ...] = (ExtendedKeyUsageOID.SERVER_AUTH,),
-              ) -> tuple[x509.Certificate, PrivateKey]:
-    """A server certificate for ``names`` (DNS names and IP addresses) signed by ``issuer``."""
+              aia: str | None = None) -> tuple[x509.Certificate, PrivateKey]:
+    """A server certificate for ``names`` (DNS names and IP addresses) signed by ``issuer``
+    (with an authorityInfoAccess caIssuers URL when ``aia`` is given)."""
     key = key or _ec_key()
     now = datetime.now(UTC)
     sans: list[x509.GeneralName] = []
@@ -101,14 +103,17 @@ def make_leaf(names: list[str], issuer: Issuer, *, key: PrivateKey | None = None
             sans.append(x509.IPAddress(ipaddress.ip_address(n)))
         except ValueError:
             sans.append(x509.DNSName(n))
-    cert = (
+    builder = (
         _base(names[0], issuer, key, now - timedelta(days=1), now + timedelta(days=90))
         .add_extension(x509.SubjectAlternativeName(sans), critical=False)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(x509.ExtendedKeyUsage(list(eku)), critical=False)
-        .sign(issuer[1], hashes.SHA256())
     )
-    return cert, key
+    if aia is not None:
+        builder = builder.add_extension(x509.AuthorityInformationAccess([
+            x509.AccessDescription(AuthorityInformationAccessOID.CA_ISSUERS,
+                                   x509.UniformResourceIdentifier(aia))]), critical=False)
+    return builder.sign(issuer[1], hashes.SHA256()), key
 
 
 def resign_rsa(cert: x509.Certificate, issuer_key: rsa.RSAPrivateKey,
@@ -177,6 +182,9 @@ def make_chains(workdir: Path, addresses: dict[str, str]) -> Chains:
     leaf, key = make_leaf(names("sha1"), rsa_inter)
     assert isinstance(rsa_inter[1], rsa.RSAPrivateKey)
     built["sha1"] = ([resign_rsa(leaf, rsa_inter[1], "sha1"), rsa_inter[0]], key)
+    # The leaf alone: the server does not send the intermediate that signed it.
+    leaf, key = make_leaf(names("incomplete"), inter)
+    built["incomplete"] = ([leaf], key)
     return Chains(ca_file, {name: _write(workdir, name, chain, key)
                             for name, (chain, key) in built.items() if name in addresses})
 

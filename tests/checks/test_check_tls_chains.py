@@ -50,6 +50,7 @@ SERVERS = {
     "path-length": ("127.0.67.4", 16704),
     "rsa-1024": ("127.0.67.5", 16705),
     "sha1": ("127.0.67.6", 16706),
+    "incomplete": ("127.0.86.30", 18630),  # the leaf alone: its intermediate is not sent
 }
 
 
@@ -82,6 +83,8 @@ def _run_all(name: str, options: CheckOptions, hostname: str | None) -> dict[str
     ("path-length", "tls-certificate-untrusted", "path-length", "pathLenConstraint 0"),
     ("rsa-1024", "tls-certificate-weak-key", "none", "RSA 1024"),
     ("sha1", "tls-certificate-weak-signature", "weak-signature", "SHA-1"),
+    ("incomplete", "tls-certificate-incomplete-chain", "incomplete-chain",
+     "mamori chain-test intermediate"),
 ])
 def test_each_chain_is_judged_as_a_verifier_does(
     chains: fch.Chains, name: str, check_id: str | None, reason: str, words: str,
@@ -185,7 +188,21 @@ def test_unknown_issuer_and_self_signed_reasons() -> None:
     missing_inter = fch.make_ca("i", root)
     leaf, _ = fch.make_leaf(["mamori.test"], missing_inter)
     fields = _judge([leaf], [root[0]])  # the server forgot its intermediate
-    assert fields["trust_reason"] == "unknown-issuer" and "CN=i" in fields["trust_detail"]
+    assert fields["trust_reason"] == "incomplete-chain", fields["trust_detail"]
+    assert "CN=i" in fields["trust_detail"] and "does not send" in fields["trust_detail"]
+    assert fields["aia_ca_issuers"] == "none"
+
+
+def test_incomplete_chain_names_the_aia_url_without_fetching_it() -> None:
+    root = fch.make_ca("r")
+    inter = fch.make_ca("i", root)
+    leaf, _ = fch.make_leaf(["mamori.test"], inter, aia="http://127.0.86.99:9/i.der")
+    fields = _judge([leaf], [root[0]])
+    assert fields["trust_reason"] == "incomplete-chain"
+    assert fields["aia_ca_issuers"] == "http://127.0.86.99:9/i.der"
+    assert "not fetched" in fields["trust_detail"]
+    # With the intermediate sent, the same leaf is trusted: the reason was the chain alone.
+    assert _judge([leaf, inter[0]], [root[0]])["trust_reason"] == "none"
 
 
 def test_expired_and_name_mismatch_reasons_do_not_make_the_chain_untrusted() -> None:

@@ -21,7 +21,11 @@ from datetime import datetime, timedelta
 
 from cryptography import x509
 from cryptography.x509 import verification as xv
-from cryptography.x509.oid import ExtendedKeyUsageOID, ExtensionOID
+from cryptography.x509.oid import (
+    AuthorityInformationAccessOID,
+    ExtendedKeyUsageOID,
+    ExtensionOID,
+)
 
 from mamori.checks.probes.tls_certs import (
     MAX_NAMES,
@@ -39,8 +43,8 @@ from mamori.checks.probes.tls_certs import (
 _MAX_CHAIN = 10  # certificates judged from one server; more is a misbehaving peer
 
 # Reasons, most fundamental first: the first that applies is the one shown.
-STRUCTURAL = ("self-signed", "unknown-issuer", "not-a-ca", "leaf-is-ca", "no-subject-alt-name",
-              "eku", "path-length", "name-constraints")
+STRUCTURAL = ("self-signed", "unknown-issuer", "incomplete-chain", "not-a-ca", "leaf-is-ca",
+              "no-subject-alt-name", "eku", "path-length", "name-constraints")
 WEAK = ("weak-signature", "weak-key")
 DATES_AND_NAME = ("expired", "not-yet-valid", "name-mismatch")
 
@@ -150,10 +154,35 @@ def _unanchored(path: list[x509.Certificate]) -> Problem:
     if self_signed(last):
         return Problem("unknown-issuer", f"the chain ends at {subject_words(last)}, a root "
                                          "no trusted store holds")
-    return Problem("unknown-issuer", (
-        f"no trusted issuer for {subject_words(last)} "
-        f"(issuer {last.issuer.rfc4514_string()[:128]}): the CA is unknown here, or the "
-        "server does not send its intermediate certificate"))
+    if is_ca(last):
+        # The intermediates are sent; their root is what nobody here knows.
+        return Problem("unknown-issuer", (
+            f"no trusted issuer for {subject_words(last)} "
+            f"(issuer {last.issuer.rfc4514_string()[:128]}): the CA is unknown here"))
+    # The server certificate's issuer is neither sent nor in the store (servers need not
+    # send the root, but must send intermediates): clients that have not cached that issuer
+    # (most non-browser ones) fail.
+    aia = ca_issuers_url(last)
+    return Problem("incomplete-chain", (
+        f"the chain is incomplete: the server does not send the issuer of "
+        f"{subject_words(last)} ({last.issuer.rfc4514_string()[:128]}) and no trusted store "
+        "holds it; send the intermediate certificate(s) with the leaf (or, if that issuer "
+        "is a private root, trust it with --ca-file)"
+        + (f"; its caIssuers URL {aia[:200]} was not fetched (outside fetches are off)"
+           if aia else "")))
+
+
+def ca_issuers_url(cert: x509.Certificate) -> str | None:
+    """The first caIssuers URL of the authorityInformationAccess extension, or None."""
+    try:
+        aia = cert.extensions.get_extension_for_class(x509.AuthorityInformationAccess).value
+    except x509.ExtensionNotFound:
+        return None
+    for desc in aia:
+        if (desc.access_method == AuthorityInformationAccessOID.CA_ISSUERS
+                and isinstance(desc.access_location, x509.UniformResourceIdentifier)):
+            return str(desc.access_location.value)
+    return None
 
 
 def _eku_problem(path: list[x509.Certificate]) -> Problem | None:
@@ -351,6 +380,7 @@ def judge_certificate(
         "weak_keys": "; ".join(keys)[:512] or "none",
         "weak_signature": "yes" if sigs else "no",
         "weak_signatures": "; ".join(sigs)[:512] or "none",
+        "aia_ca_issuers": (ca_issuers_url(path[-1]) or "none")[:256],
     }
     if verified:
         fields.update(trust_reason="none",
