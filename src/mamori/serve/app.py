@@ -17,7 +17,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from fastapi.staticfiles import StaticFiles
 
-from mamori.serve import admin, pages
+from mamori.serve import admin, api, pages
 from mamori.serve.backend import EmbeddedBackend, JobBackend
 from mamori.serve.middleware import BodyLimit, HostAllowlist, RequestRate, SecurityHeaders
 from mamori.serve.scanner import Scanner
@@ -89,6 +89,7 @@ def create_app(
     app.state.serve = st
     app.include_router(pages.router)
     app.include_router(admin.router)
+    app.include_router(api.router)
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
 
     @app.exception_handler(StoreError)

@@ -51,7 +51,7 @@ def with_visitor(response: Response, st: ServeState, visitor: str, new: bool) ->
     return response
 
 
-def _blocked(st: ServeState, ip: IPAddress) -> bool:
+def blocked_address(st: ServeState, ip: IPAddress) -> bool:
     from mamori.serve.scope import parse_networks
 
     blocks = db.list_blocks(st.store)
@@ -97,7 +97,7 @@ async def landing(request: Request) -> Response:
         ip = st.visitor_address(request)
         address = str(ip)
         verdict = judge(ip, st.policy)
-        blocked = verdict.allowed and await run_in_threadpool(_blocked, st, ip)
+        blocked = verdict.allowed and await run_in_threadpool(blocked_address, st, ip)
     except (AddressError, ProxyHeaderError) as exc:
         error = f"Your address could not be determined: {exc}"
     ctx = await run_in_threadpool(_landing, st, address=address, verdict=verdict,
@@ -171,7 +171,7 @@ def _submit(st: ServeState, request: Request, ip: IPAddress, verdict: Verdict, v
     address = str(ip)
     common: dict[str, Any] = {"address": address, "verdict": verdict,
                               "chosen": profile, "custom": custom}
-    if _blocked(st, ip):
+    if blocked_address(st, ip):
         return _refuse(st, request, 403, "This service does not check your network.",
                        reason="blocked", blocked=True, **common)
     if not consent:
@@ -188,7 +188,7 @@ def _submit(st: ServeState, request: Request, ip: IPAddress, verdict: Verdict, v
         return _refuse(st, request, 429, f"You have started too many checks; try again in "
                        f"{wait} s.", reason="check rate", retry_after=wait, **common)
     try:
-        token = _store_check(st, address, per_prefix or address, choice, visitor)
+        token = store_check(st, address, per_prefix or address, choice, visitor)
     except db.Busy as busy:
         ratelimit.release(pairs)
         if busy.why == "address" and busy.token is not None:
@@ -203,14 +203,17 @@ def _submit(st: ServeState, request: Request, ip: IPAddress, verdict: Verdict, v
     return RedirectResponse(f"/checks/{token}", status_code=303)
 
 
-def _store_check(st: ServeState, address: str, prefix: str, choice: Choice,
-                 visitor: str) -> str:
+def store_check(st: ServeState, address: str, prefix: str, choice: Choice,
+                visitor: str, checks: tuple[str, ...] | None = None) -> str:
+    """Store a queued check of ``address`` and hand it to the backend; its token.
+    ``checks``: the catalog checks to run (None: the service's own list). Raises db.Busy."""
     now = datetime.now(UTC)
     token = secrets.token_urlsafe(32)
     with st.submit_lock:
         check_id = db.create_check(
             st.store, token=token, peer=address, prefix=prefix, profile=choice.profile,
-            tcp_ports=choice.tcp_ports, udp_ports=choice.udp_ports, checks=st.check_ids,
+            tcp_ports=choice.tcp_ports, udp_ports=choice.udp_ports,
+            checks=st.check_ids if checks is None else checks,
             owner_hash=visitor_hash(visitor), now=now,
             expires_at=now + timedelta(days=st.settings.result_days),
             max_active=st.settings.max_active_checks)
@@ -218,7 +221,7 @@ def _store_check(st: ServeState, address: str, prefix: str, choice: Choice,
     return token
 
 
-def _load(st: ServeState, token: str) -> tuple[db.WebCheck | None, bool]:
+def load_check(st: ServeState, token: str) -> tuple[db.WebCheck | None, bool]:
     """(check, expired). A running check whose heartbeat went stale is failed first."""
     check = db.get_by_token(st.store, token)
     if check is None:
@@ -241,7 +244,7 @@ def _gone(st: ServeState, expired: bool) -> Response:
 
 
 def _result_page(st: ServeState, request: Request, token: str) -> Response:
-    check, expired = _load(st, token)
+    check, expired = load_check(st, token)
     if check is None or expired:
         return _gone(st, expired)
     visitor, new = visitor_of(request, st)
@@ -276,7 +279,7 @@ async def result(request: Request, token: str) -> Response:
 
 
 def _status(st: ServeState, token: str) -> Response:
-    check, expired = _load(st, token)
+    check, expired = load_check(st, token)
     if check is None or expired:
         return JSONResponse({"status": "gone"}, status_code=410 if expired else 404,
                             headers={"cache-control": "no-store"})

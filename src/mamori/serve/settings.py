@@ -90,6 +90,7 @@ class ServeSettings(BaseSettings):
     services_udp_ports: list[int] = Field(
         default_factory=lambda: [53, 123, 137, 161, 1900, 5353, 11211])
     custom_max_ports: int = Field(20, ge=1, le=1000)
+    api_max_ports: int = Field(64, ge=1, le=100)  # ports one API check probes (more: not tested)
     checks: list[str] | None = None  # check ids; None: the whole catalog
     probe_timeout: float = Field(1.5, gt=0, le=10)
     probe_rate: float | None = Field(500.0, gt=0)  # probes per second, per check
