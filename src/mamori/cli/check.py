@@ -34,6 +34,7 @@ from mamori.cli.options import (
     report_lang,
     skip_checks,
 )
+from mamori.cli.outside import OutsideOption, outside_url, run_outside
 from mamori.cli.stats import (
     QuietOption,
     StatsEveryOption,
@@ -77,6 +78,7 @@ def check(
     stats_every: StatsEveryOption = None,
     verbose: VerboseOption = False,
     quiet: QuietOption = False,
+    outside: OutsideOption = None,
 ) -> None:
     """What does this machine expose, and how do I close it? Lists every listener with its
     process and firewall verdict, proves problems by probing each over loopback, and prints one
@@ -91,6 +93,7 @@ def check(
         specs = skip_checks(chosen_checks(checks, no_checks, True), skip)
         check_canary_inputs(ca_file, None, None, None, None)
         exclude_ports = exclusions(exclude_ports)
+        outside = outside_url(outside)
         excluded: frozenset[tuple[Proto, int]] = frozenset()
         if exclude_ports:
             ex_tcp, ex_udp = parse_port_spec(exclude_ports, default_both=True)
@@ -123,9 +126,13 @@ def check(
         fail(EXIT_USAGE, str(exc))
     except StoreError as exc:
         fail(EXIT_FAILED, str(exc))
-    finish(result, fmt, output, threshold, lang=lang, only_problems=only_problems,
-           all_platforms=all_platforms,
-           accepted=load_acceptances(db))
+    show_outside = run_outside(outside, result.record, quiet)
+    try:
+        finish(result, fmt, output, threshold, lang=lang, only_problems=only_problems,
+               all_platforms=all_platforms,
+               accepted=load_acceptances(db))
+    finally:
+        show_outside(fmt, output)
 
 
 def _check_job(

@@ -67,6 +67,7 @@ complete -c mamori -n '__fish_seen_subcommand_from check' -l db -r -d 'Database 
 complete -c mamori -n '__fish_seen_subcommand_from check' -l stats-every -r -d 'Print a progress line on stderr this often (0.5, 10s, 1m), as nmap\'s --stats-every; off unless given.'
 complete -c mamori -n '__fish_seen_subcommand_from check' -s v -l verbose -d 'Say more on stderr: each open port and service as it is found.'
 complete -c mamori -n '__fish_seen_subcommand_from check' -s q -l quiet -d 'Nothing on stderr but errors (no progress bar, no stats).'
+complete -c mamori -n '__fish_seen_subcommand_from check' -l outside -r -d 'Ask this mamori serve instance (its /api/v1) to probe this host\'s own address from outside, over IPv4 and IPv6, for the listeners that are not loopback-only.'
 complete -c mamori -n '__fish_seen_subcommand_from check' -s h -l help -d 'Show this message and exit.'
 complete -c mamori -n '__fish_seen_subcommand_from history' -s n -l limit -r -d 'How many scans to list.'
 complete -c mamori -n '__fish_seen_subcommand_from history' -s f -l format -r -f -a 'table json' -d 'Output format.'
