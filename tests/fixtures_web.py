@@ -89,17 +89,20 @@ def _world_dir(prefix: str) -> Path:
     return home
 
 
-def start_nginx_site(workdir: Path, host: str, servers: dict[int, str]) -> Daemon:
+def start_nginx_site(workdir: Path, host: str, servers: dict[int, str],
+                     tls_ports: frozenset[int] = frozenset()) -> Daemon:
     """nginx (master + one worker as nobody) with one ``server`` block per port on ``host``.
 
     ``servers`` maps a port to the directives inside its server block (root, autoindex,
-    dav_methods, locations...). The first port is the Daemon's port; all are in ``ports``.
+    dav_methods, locations...); ports in ``tls_ports`` listen with ``ssl`` (their block names
+    the certificate). The first port is the Daemon's port; all are in ``ports``.
     """
     nginx = _need("/usr/sbin/nginx")
     pid = workdir / "nginx.pid"
     temp = _world_dir("mamori-nginx-temp-")
     blocks = "".join(
-        f"  server {{\n    listen {host}:{port};\n    server_name _;\n{body}\n  }}\n"
+        f"  server {{\n    listen {host}:{port}{' ssl' if port in tls_ports else ''};\n"
+        f"    server_name _;\n{body}\n  }}\n"
         for port, body in servers.items()
     )
     cfg = workdir / "nginx.conf"

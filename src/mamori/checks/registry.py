@@ -20,9 +20,11 @@ from mamori.checks.probes import (
     ssh,
     tls,
     web,
+    web_pages,
 )
 
-_MODULES = (redis, smtp, proxy, dns, amplify, data, remote, sharing, web, tls, ssh)
+_MODULES = (redis, smtp, proxy, dns, amplify, data, remote, sharing, web, web_pages, tls,
+            ssh)
 
 
 def _merge() -> dict[str, Primitive]:
