@@ -1,10 +1,11 @@
 """The outside view across two network namespaces, over IPv4 and IPv6: real ``mamori serve``
 (the CLI, embedded backend; one process per address, as serve binds one address, both on one
-SQLite database) in an "internet" namespace at 11.0.0.1 and 2a0e:8b00:1::1, and ``probe_from_outside`` in a "home" namespace at 11.0.0.10 and
-2a0e:8b00:1::10, public-looking addresses that exist only on this test's veth pair (serve's
-scope refuses 203.0.113/24 and 2001:db8::/32 as reserved). The service's name resolves to
-both addresses through the home namespace's own hosts file (``ip netns exec`` mounts
-/etc/netns/<ns>/hosts), so one URL gives one request per family, each over its family.
+SQLite database) in an "internet" namespace at 11.0.0.1 and 2a0e:8b00:1::1, and
+``probe_from_outside`` in a "home" namespace at 11.0.0.10 and 2a0e:8b00:1::10, public-looking
+addresses that exist only on this test's veth pair (serve's scope refuses 203.0.113/24 and
+2001:db8::/32 as reserved). The service's name resolves to both addresses through the home
+namespace's own hosts file (``ip netns exec`` mounts /etc/netns/<ns>/hosts), so one URL gives
+one request per family, each over its family.
 
 Proven: one check per family, each of the address it came from (seen_address), an open and a
 closed port per family, and the service's database holds exactly those two checks.
