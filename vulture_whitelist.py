@@ -86,6 +86,9 @@ __getattr__  # unused function (src/mamori/store/__init__.py:19)
 _.connection_made  # unused method (src/mamori/watch/decoys/server.py:372)
 _.datagram_received  # unused method (src/mamori/watch/decoys/server.py:376)
 _.error_received  # unused method (src/mamori/watch/decoys/server.py:392)
+_.handle_starttag  # html.parser calls it (src/mamori/protocols/http_pages.py, _FormReader)
+_.handle_data  # html.parser calls it (src/mamori/protocols/http_pages.py, _FormReader)
+_.handle_endtag  # html.parser calls it (src/mamori/protocols/http_pages.py, _FormReader)
 
 # -- Record fields and counters read by templates, JSON, tests or a debugger (data, not code):
 # enum members, dataclass fields, stats counters

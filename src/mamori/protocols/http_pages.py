@@ -30,8 +30,6 @@ class StatusPage:
         return "; ".join(f"{k}: {v}" for k, v in self.facts)
 
 
-KINDS = ("apache-status", "apache-info", "nginx-stub-status", "php-fpm-status")
-
 # mod_status: the scoreboard is one character per worker slot from a fixed alphabet.
 _SCOREBOARD_AUTO = re.compile(rb"(?m)^Scoreboard: ([_SRWKDCLGI.]{1,65536})\r?$")
 _AUTO_KEYS = re.compile(rb"(?m)^(Total Accesses|BusyWorkers|IdleWorkers|ServerUptimeSeconds|"
