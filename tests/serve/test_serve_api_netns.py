@@ -8,7 +8,8 @@ namespace's own hosts file (``ip netns exec`` mounts /etc/netns/<ns>/hosts), so 
 one request per family, each over its family.
 
 Proven: one check per family, each of the address it came from (seen_address), an open and a
-closed port per family, and the service's database holds exactly those two checks.
+closed port per family, and the service's database holds exactly those two checks; with only a
+ULA left on the home side, the IPv6 request is not sent and the reason says so.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from netns import veth_pair
+from netns import ip, veth_pair
 from sweep_fixtures import netns_available
 
 SERVICE_V4, SERVICE_V6 = "11.0.0.1", "2a0e:8b00:1::1"
@@ -55,6 +56,16 @@ results = probe_from_outside(url, [(Proto.TCP, int(open_port)), (Proto.TCP, int(
 print(json.dumps([{"family": r.family, "seen": r.seen_address, "error": r.error,
                    "id": r.check_id, "ports": {str(p.port): p.state.value for p in r.ports}}
                   for r in results]))
+"""
+
+
+ONLY_V6 = r"""
+import json, sys
+from mamori.audit.outside import probe_from_outside
+from mamori.model.base import Proto
+
+(r,) = probe_from_outside(sys.argv[1], [(Proto.TCP, int(sys.argv[2]))], [6], deadline=30)
+print(json.dumps({"family": r.family, "seen": r.seen_address, "error": r.error}))
 """
 
 
@@ -102,6 +113,16 @@ def test_one_request_per_family_each_seen_from_its_own_address(tmp_path: Path) -
                  f"http://{NAME}:{SERVE_PORT}", HOME_V4, HOME_V6, SERVICE_V4, SERVICE_V6,
                  str(OPEN_PORT), str(CLOSED_PORT)],
                 capture_output=True, text=True, timeout=180)
+            # Now the home side keeps only a ULA (fd00:13::10) with a route to the service:
+            # the IPv6 request would not show the internet a global address, so none is sent.
+            dev = f"moh{tag}"[:15]
+            ip("-n", home, "addr", "del", f"{HOME_V6}/64", "dev", dev)
+            ip("-n", home, "addr", "add", "fd00:13::10/64", "dev", dev, "nodad")
+            ip("-n", home, "-6", "route", "add", "2a0e:8b00:1::/64", "dev", dev)
+            ula = subprocess.run(
+                ["ip", "netns", "exec", home, sys.executable, "-c", ONLY_V6,
+                 f"http://{NAME}:{SERVE_PORT}", str(OPEN_PORT)],
+                capture_output=True, text=True, timeout=60)
         finally:
             for server in servers:
                 server.terminate()
@@ -114,6 +135,11 @@ def test_one_request_per_family_each_seen_from_its_own_address(tmp_path: Path) -
     assert v6 == {"family": 6, "seen": HOME_V6, "error": None, "id": v6["id"],
                   "ports": {str(OPEN_PORT): "open", str(CLOSED_PORT): "closed"}}, log[-2000:]
     assert v4["id"] != v6["id"]
+    assert ula.returncode == 0, ula.stderr[-2000:]
+    assert json.loads(ula.stdout) == {
+        "family": 6, "seen": None,
+        "error": "not tested over IPv6: this host has no global IPv6 address "
+                 "(it would send from fd00:13::10)"}
     with sqlite3.connect(db) as conn:  # the service's own record: one check per family
         peers = sorted(r[0] for r in conn.execute("select peer from web_checks"))
         targets = sorted(r[0] for r in conn.execute("select targets from scans"))
