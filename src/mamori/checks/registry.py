@@ -12,11 +12,13 @@ from mamori.checks.probes import (
     amplify,
     data,
     dns,
+    mail,
     proxy,
     redis,
     remote,
     sharing,
     smtp,
+    smtp_exposure,
     ssh,
     tls,
     web,
@@ -25,11 +27,13 @@ from mamori.checks.probes import (
 
 _MODULES = (redis, smtp, proxy, dns, amplify, data, remote, sharing, web, web_pages, tls,
             ssh)
+# Mail beyond relaying, SNMP write access and SMB signing (issue 14).
+_BREADTH = (mail, smtp_exposure)
 
 
 def _merge() -> dict[str, Primitive]:
     merged: dict[str, Primitive] = {}
-    for module in _MODULES:
+    for module in (*_MODULES, *_BREADTH):
         for name, fn in module.PRIMITIVES.items():
             if name in merged:
                 raise RuntimeError(f"check primitive {name!r} is registered twice")
