@@ -40,6 +40,7 @@ if str(TESTS) not in sys.path:
     sys.path.insert(0, str(TESTS))
 
 import daemons as dm  # noqa: E402
+import fixtures_chains as fch  # noqa: E402
 import fixtures_crypto as fc  # noqa: E402
 import fixtures_data as fdata  # noqa: E402
 import fixtures_dns as fdns  # noqa: E402
@@ -47,6 +48,7 @@ import fixtures_remote as fr  # noqa: E402
 import fixtures_sharing as fs  # noqa: E402
 import fixtures_smtp as fsmtp  # noqa: E402
 import fixtures_web as fw  # noqa: E402
+import fixtures_web_pages as fp  # noqa: E402
 from mamori.protocols import dns  # noqa: E402
 
 HOST = "127.0.70.1"  # every daemon under test
@@ -273,6 +275,30 @@ def _starters(lab: Lab, stack: contextlib.ExitStack
         _redis_protected_mode_off(HOST, 6379)
         return daemon
 
+    def apache_pages() -> dm.Daemon:
+        home = fw.world_dir("mamori-bench-pages-")
+        stack.callback(shutil.rmtree, home, ignore_errors=True)
+        root = fp.make_docroot(home)
+        return fp.start_apache_pages(_mkdir(w / "apache-pages"), HOST, 8080, 8448, root,
+                                     hardened=False)
+
+    def nginx_pages() -> dm.Daemon:
+        home = fw.world_dir("mamori-bench-nginx-pages-")
+        stack.callback(shutil.rmtree, home, ignore_errors=True)
+        root = fp.make_docroot(home)
+        fpm = fp.start_php_fpm(_mkdir(w / "php-fpm"), HOST, 9001)
+        stack.callback(_stop_quietly, fpm)
+        cert = dm.make_cert(_mkdir(w / "nginx-pages"))
+        servers = fp.nginx_servers(root, HOST, 8081, 8449, (HOST, 9001), cert, hardened=False)
+        return fw.start_nginx_site(w / "nginx-pages", HOST, servers, frozenset({8449}))
+
+    def chain(name: str, port: int) -> Callable[[], dm.Daemon]:
+        def start() -> dm.Daemon:
+            made = fch.make_chains(_mkdir(w / f"pki-{name}"), {name: HOST})
+            return fch.start_nginx_chains(_mkdir(w / f"chain-{name}"), {name: (HOST, port)},
+                                          made)
+        return start
+
     tcp, udp = "tcp", "udp"
     return [
         ("postfix (open relay)", Port(tcp, 25), lambda: fsmtp.start_postfix_relay(
@@ -303,6 +329,13 @@ def _starters(lab: Lab, stack: contextlib.ExitStack
             w / "sshd", HOST, 22, fc.SSHD_WEAK)),
         ("snmpd (community public)", Port(udp, 161), lambda: dm.start_snmpd(
             _mkdir(w / "snmpd"), HOST, 161)),
+        ("apache2 (server-status, server-info, Digest on HTTP, login form)", Port(tcp, 8080),
+         apache_pages),
+        ("nginx pages (stub_status, php-fpm status, Basic on HTTP, login form)",
+         Port(tcp, 8081), nginx_pages),
+        ("nginx TLS (incomplete chain)", Port(tcp, 8443), chain("incomplete", 8443)),
+        ("nginx TLS (RSA-1024 leaf)", Port(tcp, 8444), chain("rsa-1024", 8444)),
+        ("nginx TLS (SHA-1 signature)", Port(tcp, 8445), chain("sha1", 8445)),
     ]
 
 

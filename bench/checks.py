@@ -14,7 +14,11 @@ with trust, MariaDB with an empty root password, mosquitto anonymous, rsyncd wit
 module, vsftpd anonymous and writable, telnetd, samba with a guest share and SMB1, nginx with
 autoindex, an exposed .git/.env and DAV PUT, openssl s_server speaking TLS 1.0 with an
 expired self-signed certificate, sshd with password auth and weak algorithms, snmpd with
-community "public". A daemon that does not start is skipped and named.
+community "public", apache2 on 8080 (server-status and server-info for anyone, Digest on plain
+HTTP, a login form posted over HTTP), nginx on 8081 (stub_status and a real php-fpm's status
+page for anyone, Basic on plain HTTP, the same login form), nginx TLS servers sending a leaf
+without its intermediate (8443), an RSA-1024 leaf (8444) and a SHA-1-signed leaf (8445). A
+daemon that does not start is skipped and named.
 
 Name lookups: the bench re-executes itself in a private mount namespace (``unshare
 --mount``) where /etc/resolv.conf names only the lab DNS, so a lookup any daemon or tool
@@ -78,6 +82,7 @@ NSE_SCRIPTS = (
     "ftp-anon", "telnet-ntlm-info", "smb-enum-shares", "smb-protocols", "http-enum",
     "http-git", "http-methods", "http-webdav-scan", "ssl-enum-ciphers", "ssl-cert",
     "ssh2-enum-algos", "ssh-auth-methods", "snmp-info", "snmp-sysdescr",
+    "http-apache-server-status", "http-auth", "http-auth-finder",
     # PostgreSQL: nmap's only pgsql script is pgsql-brute (password guessing): not run.
 )
 
@@ -261,6 +266,9 @@ def _tls10(res: NmapResult) -> Verdict:
 def _weak_ciphers(res: NmapResult) -> Verdict:
     for where, sc in res.scripts("ssl-enum-ciphers"):
         grades = sc.values("least strength")
+        warnings = [v for p, v in sc.elems if "warnings" in p]
+        if warnings and all("certificate" in w.lower() for w in warnings):
+            continue  # capped for the certificate (SHA-1, short key): not the ciphers
         if grades and any(g != "A" for g in grades):
             return True, f"ssl-enum-ciphers ({where}): least strength {min(grades, key=str)}"
     return NO
@@ -303,6 +311,46 @@ def _ssh_weak(res: NmapResult) -> Verdict:
     return NO
 
 
+def _on_port(port: int, script_id: str, *needles: str) -> Callable[[NmapResult], Verdict]:
+    """``script_id`` on ``port`` printed one of ``needles``."""
+
+    def judge(res: NmapResult) -> Verdict:
+        for p in res.ports:
+            sc = p.scripts.get(script_id)
+            if p.port != port or sc is None:
+                continue
+            for needle in needles:
+                if needle.lower() in sc.output.lower():
+                    return True, f'{script_id} ({p.port}/{p.proto}): "{needle}"'
+        return NO
+
+    return judge
+
+
+def _first(*judges: Callable[[NmapResult], Verdict]) -> Callable[[NmapResult], Verdict]:
+    def judge(res: NmapResult) -> Verdict:
+        return next((v for v in (j(res) for j in judges) if v[0]), NO)
+
+    return judge
+
+
+def _cert_weak_key(res: NmapResult) -> Verdict:
+    for where, sc in res.scripts("ssl-cert"):
+        kinds = sc.values("pubkey", "type")
+        for bits in sc.values("pubkey", "bits"):
+            if bits.isdigit() and int(bits) < 2048 and "ec" not in kinds:
+                return True, f"ssl-cert ({where}): public key {bits} bits"
+    return NO
+
+
+def _cert_sha1(res: NmapResult) -> Verdict:
+    for where, sc in res.scripts("ssl-cert"):
+        for algo in sc.values("sig_algo"):
+            if "sha1" in algo.lower() or "md5" in algo.lower():
+                return True, f"ssl-cert ({where}): signature {algo}"
+    return NO
+
+
 @dataclass(frozen=True)
 class ProblemClass:
     label: str
@@ -310,6 +358,7 @@ class ProblemClass:
     mamori: tuple[str, ...]  # check ids
     nmap: Callable[[NmapResult], Verdict] | None
     nmap_note: str = ""  # why nmap has no verdict, or how it is read
+    port: int | None = None  # count mamori's findings on this port only (shared check ids)
 
 
 CLASSES = (
@@ -373,6 +422,35 @@ CLASSES = (
                  "no NSE script tests PermitRootLogin"),
     ProblemClass("SSH weak algorithms", "sshd", ("ssh-weak-algorithms",), _ssh_weak,
                  "ssh2-enum-algos lists; judged here by name"),
+    ProblemClass("Apache server-status open", "apache2", ("http-server-status-exposed",),
+                 _first(_answered("http-apache-server-status"),
+                        _on_port(8080, "http-enum", "/server-status")), port=8080),
+    ProblemClass("Apache server-info open", "apache2", ("http-server-info-exposed",),
+                 _on_port(8080, "http-enum", "/server-info"), "http-enum's path list",
+                 port=8080),
+    ProblemClass("nginx stub_status / PHP-FPM status open", "nginx pages",
+                 ("http-server-status-exposed",),
+                 _on_port(8081, "http-enum", "nginx_status", "fpm-status"),
+                 "no NSE script reads them; http-enum's path list", port=8081),
+    ProblemClass("HTTP Basic auth over plain HTTP", "nginx pages", ("http-auth-cleartext",),
+                 _first(_on_port(8081, "http-auth", "Basic"),
+                        _on_port(8081, "http-auth-finder", "HTTP: Basic")),
+                 "http-auth asks / only; http-auth-finder spiders", port=8081),
+    ProblemClass("HTTP Digest auth over plain HTTP", "apache2", ("http-auth-cleartext",),
+                 _first(_on_port(8080, "http-auth", "Digest"),
+                        _on_port(8080, "http-auth-finder", "HTTP: Digest")),
+                 "http-auth asks / only; http-auth-finder spiders", port=8080),
+    ProblemClass("login form posted over plain HTTP", "nginx pages",
+                 ("http-login-form-cleartext",),
+                 _on_port(8081, "http-auth-finder", "FORM"), port=8081),
+    ProblemClass("TLS incomplete chain (intermediate not sent)", "incomplete chain",
+                 ("tls-certificate-incomplete-chain",), None,
+                 "ssl-cert prints the leaf; no NSE script builds the chain"),
+    ProblemClass("TLS weak leaf key (RSA-1024)", "RSA-1024", ("tls-certificate-weak-key",),
+                 _cert_weak_key, "ssl-cert prints the key size; judged here (< 2048)"),
+    ProblemClass("TLS SHA-1 certificate signature", "SHA-1 signature",
+                 ("tls-certificate-weak-signature",), _cert_sha1,
+                 "ssl-cert prints sig_algo; judged here"),
 )
 
 
@@ -387,9 +465,15 @@ def mamori_findings(json_text: str) -> tuple[Counter[str], Counter[str]]:
     for c in data.get("checks", []):
         if c.get("status") == "finding":
             found[c["check_id"]] += 1
+            found[f"{c['check_id']}@{c.get('port')}"] += 1  # for classes sharing a check
         elif c.get("status") == "not-tested":
             untested[f"{c['check_id']}@{c.get('port')}: {c.get('summary', '')[:80]}"] += 1
     return found, untested
+
+
+def _total(found: Counter[str]) -> int:
+    """Findings in ``found`` (without the per-port copies, "check@port")."""
+    return sum(n for k, n in found.items() if "@" not in k)
 
 
 # --- running -----------------------------------------------------------------------------------
@@ -522,7 +606,7 @@ def bench(lab: labs.Lab, args: argparse.Namespace, tmp: Path) -> int:
         res = parse_nmap(n_out)
         last_errors = res.errors()
         verdicts = {c.label: c.nmap(res) for c in CLASSES if c.nmap is not None}
-        print(f"  {label}: mamori {m_s:.2f}s ({sum(found.values())} findings)  "
+        print(f"  {label}: mamori {m_s:.2f}s ({_total(found)} findings)  "
               f"nmap {n_s:.2f}s ({sum(v[0] for v in verdicts.values())} problems)", flush=True)
         m_times.append(m_s)
         n_times.append(n_s)
@@ -546,10 +630,11 @@ def report(lab: labs.Lab, args: argparse.Namespace, m_times: list[float], n_time
     print(f"nmap -sV --script median {n_med:.2f}s (runs {', '.join(f'{t:.2f}' for t in n_times)})")
     print(f"ratio mamori/nmap {ratio:.3f} (goal < 1: {'met' if ratio < 1 else 'MISSED'})")
 
-    print(f"\nmamori findings: {sum(found.values())} "
+    print(f"\nmamori findings: {_total(found)} "
           f"({'same' if _stable(m_counts) else 'DIFFERENT'} in every run)")
     for check_id, n in sorted(found.items()):
-        print(f"  {check_id:32s} {n}")
+        if "@" not in check_id:
+            print(f"  {check_id:32s} {n}")
     if untested:
         print("mamori not tested:")
         for line, n in sorted(untested.items()):
@@ -570,7 +655,7 @@ def report(lab: labs.Lab, args: argparse.Namespace, m_times: list[float], n_time
     for c in CLASSES:
         if c.daemon.lower() not in started:
             continue
-        m_ok = any(found.get(i, 0) for i in c.mamori)
+        m_ok = any(found.get(i if c.port is None else f"{i}@{c.port}", 0) for i in c.mamori)
         if c.nmap is None:
             n_txt, n_ok = "n/a", None
         else:
@@ -608,8 +693,8 @@ def report(lab: labs.Lab, args: argparse.Namespace, m_times: list[float], n_time
             "ratio": round(ratio, 4), "goal_met": ratio < 1,
             "mamori_runs_s": [round(t, 3) for t in m_times],
             "nmap_runs_s": [round(t, 3) for t in n_times],
-            "mamori_findings": dict(sorted(found.items())),
-            "mamori_findings_total": sum(found.values()),
+            "mamori_findings": {k: n for k, n in sorted(found.items()) if "@" not in k},
+            "mamori_findings_total": _total(found),
             "nmap_problems": dict(n_found), "nmap_problems_total": len(n_found),
             "classes": rows, "daemons": {k: f"{p.port}/{p.proto}" for k, p in lab.ports.items()},
             "skipped": lab.skipped,
