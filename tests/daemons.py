@@ -225,10 +225,12 @@ def start_vsftpd(workdir: Path, host: str, port: int) -> Daemon:
 
 
 def start_postfix(
-    workdir: Path, host: str, port: int, submission_port: int | None = None
+    workdir: Path, host: str, port: int, submission_port: int | None = None,
+    banner: str = "$myhostname ESMTP $mail_name (Debian/GNU)",
 ) -> Daemon:
     """Postfix's master in the foreground (``postfix start-fg``) with its own config,
-    queue and data directories; smtpd on host:port (and submission on host:submission_port)."""
+    queue and data directories; smtpd on host:port (and submission on host:submission_port);
+    ``banner`` is its ``smtpd_banner``."""
     postfix = _need("/usr/sbin/postfix")
     # Postfix's unprivileged processes must traverse to their queue and data directories,
     # and pytest's tmp_path is root-only: use a world-traversable directory of our own.
@@ -247,7 +249,7 @@ def start_postfix(
         "mail_owner = postfix\nsetgid_group = postdrop\n"
         "myhostname = mamori-test.localdomain\nmydomain = localdomain\n"
         "inet_interfaces = loopback-only\ninet_protocols = ipv4\n"
-        "smtpd_banner = $myhostname ESMTP $mail_name (Debian/GNU)\n"
+        f"smtpd_banner = {banner}\n"
         "mydestination =\nlocal_transport = error:local delivery disabled\n"
         "alias_maps =\nalias_database =\nbiff = no\n"
         "smtp_dns_support_level = disabled\nsmtpd_peername_lookup = no\n"
@@ -295,7 +297,10 @@ def start_postfix(
     return _started(d, lambda: wait_tcp(host, port, timeout=15, proc=proc))
 
 
-def start_dovecot(workdir: Path, host: str, imap_port: int, pop3_port: int) -> Daemon:
+def start_dovecot(
+    workdir: Path, host: str, imap_port: int, pop3_port: int, greeting: str | None = None
+) -> Daemon:
+    """Dovecot with IMAP and POP3 on host (no TLS); ``greeting`` is its ``login_greeting``."""
     dovecot = _need("/usr/sbin/dovecot")
     base = workdir / "dovecot-run"
     state = workdir / "dovecot-state"
@@ -306,8 +311,9 @@ def start_dovecot(workdir: Path, host: str, imap_port: int, pop3_port: int) -> D
         f"base_dir = {base}\nstate_dir = {state}\nprotocols = imap pop3\nlisten = {host}\n"
         f"log_path = {workdir}/dovecot.log\nssl = no\ndisable_plaintext_auth = yes\n"
         "auth_mechanisms = plain\n"
+        + (f"login_greeting = {greeting}\n" if greeting else "")
         # No stats service here: login processes would wait 5 s for it when stopping.
-        "stats_writer_socket_path =\n"
+        + "stats_writer_socket_path =\n"
         "passdb {\n  driver = static\n  args = password=never-used-" + os.urandom(8).hex() + "\n}\n"
         "userdb {\n  driver = static\n  args = uid=nobody gid=nogroup home=/nonexistent\n}\n"
         "service imap-login {\n"

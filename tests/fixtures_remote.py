@@ -102,10 +102,12 @@ def start_rsyncd(workdir: Path, host: str, port: int, *, auth: bool) -> Daemon:
 
 
 def start_vsftpd(
-    workdir: Path, host: str, port: int, *, anonymous: bool, upload: bool = False
+    workdir: Path, host: str, port: int, *, anonymous: bool, upload: bool = False,
+    banner: str | None = None,
 ) -> Daemon:
     """vsftpd with anonymous login on (a root with a file and an "incoming" directory) or
-    off (local users only); ``upload`` lets anonymous users store and delete in incoming/."""
+    off (local users only); ``upload`` lets anonymous users store and delete in incoming/;
+    ``banner`` replaces its greeting (``ftpd_banner``: "220 <banner>", no product name)."""
     vsftpd = _need("/usr/sbin/vsftpd")
     workdir.mkdir(parents=True, exist_ok=True)
     workdir.chmod(0o755)
@@ -136,6 +138,7 @@ def start_vsftpd(
         f"background=NO\n{access}pam_service_name=vsftpd\npasv_enable=YES\n"
         f"secure_chroot_dir={empty}\nxferlog_enable=NO\nvsftpd_log_file={workdir}/vsftpd.log\n"
         "seccomp_sandbox=NO\nrun_as_launching_user=NO\n"
+        + (f"ftpd_banner={banner}\n" if banner else "")
     )
     proc, log = _spawn([vsftpd, str(cfg)], workdir, "vsftpd.out")
     d = Daemon("vsftpd", host, port, proc, workdir, None, log)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from mamori.protocols import (
     afp,
     dns,
+    ftp,
     http,
     memcached,
     mongodb,
@@ -348,4 +349,5 @@ READERS: dict[str, Reader] = {
     "afp": afp.reply_complete,
     "mqtt": mqtt.reply_complete,
     "dns_tcp": dns.tcp_reply_complete,
+    "greeting_reply": ftp.greeting_and_reply_complete,
 }

@@ -71,6 +71,29 @@ def reply_complete(buf: bytes) -> bool:
     return parse_reply(buf) is not None
 
 
+_GREETING_CAP = 4096
+
+
+def greeting_and_reply_complete(buf: bytes) -> bool:
+    """True once a 220 greeting and the reply to one command after it have both arrived.
+
+    Also True at once when the first reply is not a greeting (the peer refused us: judge
+    that), when binary bytes came (not a text protocol), or after 4 KiB (a flood is judged on
+    what came). For identifying FTP and SMTP (RFC 959 / RFC 5321 reply grammar) on a fresh
+    connection: the greeting comes first, the answer to our command after it.
+    """
+    if len(buf) >= _GREETING_CAP:
+        return True
+    if any(b < 0x09 or 0x0E <= b < 0x20 or b >= 0x7F for b in buf[:64]):
+        return True
+    first = parse_reply(buf)
+    if first is None:
+        return False
+    if first.code != 220:
+        return True
+    return parse_reply(buf[first.size:]) is not None
+
+
 def parse_pasv(reply: Reply) -> int | None:
     """The data port of a 227 reply (the address in it is ignored: we only ever connect to
     the server we probe, which also defeats a PASV reply that points elsewhere)."""

@@ -17,6 +17,7 @@ SECURITY_NAMES = {
     22: "Colin Dean xvp", 30: "Apple Remote Desktop", 113: "MSLogonII",
 }
 NONE, VNC_AUTH = 1, 2
+VERSION_SIZE = 12  # "RFB xxx.yyy\n"
 _MAX_NAME = 1024
 
 

@@ -542,13 +542,27 @@ async def vnc_security(ctx: ProbeContext, params: Params) -> Observation:
         version = vnc.client_version(server)
         fields["version"] = f"{server[0]}.{server[1]}"
         await _send(stream, sent, vnc.build_version(version))
-        start = len(got)
-        got += await stream.read_until(lambda b: vnc.parse_security(b, version) is not None)
+        # Bytes that came in the version line's segment (a refusal sent at once) are the
+        # start of the security message: parse them, do not drop them.
+        start = vnc.VERSION_SIZE
+        early = bytes(got[start:])
+        if vnc.parse_security(early, version) is None:
+            try:
+                got += await stream.read_until(
+                    lambda b: vnc.parse_security(early + b, version) is not None)
+            except ProbeFailure as exc:
+                if not early:
+                    raise
+                got += exc.partial  # the peer closed after its early message: judge that
         offer = vnc.parse_security(bytes(got[start:]), version)
         if offer is None:
             raise ProbeFailure(ErrorKind.PROTOCOL, "incomplete RFB security message")
+        if not offer.types:
+            # A refusal tells nothing about the security types: the check could not run.
+            raise ProbeFailure(ErrorKind.REFUSED,
+                               f"the VNC server refused the handshake: {offer.reason}")
         names = [vnc.SECURITY_NAMES.get(t, str(t)) for t in offer.types]
-        fields["security_types"] = ", ".join(names) or f"refused: {offer.reason}"
+        fields["security_types"] = ", ".join(names)
         fields["none_offered"] = "yes" if vnc.NONE in offer.types else "no"
         if vnc.NONE in offer.types:
             fields["grade"] = "offered"

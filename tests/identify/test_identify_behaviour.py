@@ -1,0 +1,106 @@
+"""FTP, SMTP, IMAP and POP3 named by how they behave, not by the product name in their banner.
+
+Real vsftpd, postfix and dovecot with their greetings changed to text that names no product
+and no protocol ("220 lab file drop"), on their usual ports and on unusual ones, each on its own
+127.0.84.x address. Then the FTP checks must run on what identification named (issue #14).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+
+import pytest
+
+import daemons as dm
+import fixtures_remote as fr
+from mamori.checks.catalog import CATALOG_DIR, load_check
+from mamori.checks.engine import run_checks
+from mamori.identify.engine import identify_tcp
+from mamori.model import CheckStatus, Confidence, Endpoint, PortState, Proto, Reason, Service
+
+pytestmark = pytest.mark.daemon
+
+FTP_DROP = ("127.0.84.1", 21)  # anonymous upload allowed, banner "lab file drop"
+FTP_ODD = ("127.0.84.2", 4021)  # anonymous off, same banner, unusual port
+SMTP = ("127.0.84.3", 25)
+SMTP_ODD = ("127.0.84.3", 4025)
+MAIL = "127.0.84.4"
+IMAP, POP3 = (MAIL, 143), (MAIL, 110)
+IMAP_ODD, POP3_ODD = (MAIL, 4143), (MAIL, 4110)
+
+
+@pytest.fixture(scope="module")
+def lab() -> Iterator[dm.Lab]:
+    with fr.world_readable_dir() as base:
+        starts = {
+            "ftp-drop": lambda: fr.start_vsftpd(base / "f1", *FTP_DROP, anonymous=True,
+                                                upload=True, banner="lab file drop"),
+            "ftp-odd": lambda: fr.start_vsftpd(base / "f2", *FTP_ODD, anonymous=False,
+                                               banner="lab file drop"),
+            "smtp": lambda: dm.start_postfix(_mk(base / "s1"), *SMTP, SMTP_ODD[1],
+                                             banner="$myhostname lab relay"),
+            "dovecot": lambda: dm.start_dovecot(_mk(base / "d1"), MAIL, 143, 110,
+                                                greeting="lab mail"),
+            "dovecot-odd": lambda: dm.start_dovecot(_mk(base / "d2"), MAIL, 4143, 4110,
+                                                    greeting="lab mail"),
+        }
+        with dm.running_lab(starts) as running:
+            yield running
+
+
+def _mk(path: dm.Path) -> dm.Path:
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def identify(where: tuple[str, int]) -> Service:
+    service, errors = asyncio.run(identify_tcp(*where, budget=15.0))
+    assert service is not None, errors
+    return service
+
+
+@pytest.mark.parametrize("name,where,expected", [
+    ("ftp-drop", FTP_DROP, "ftp"), ("ftp-odd", FTP_ODD, "ftp"),
+    ("smtp", SMTP, "smtp"), ("smtp", SMTP_ODD, "smtp"),
+    ("dovecot", IMAP, "imap"), ("dovecot", POP3, "pop3"),
+    ("dovecot-odd", IMAP_ODD, "imap"), ("dovecot-odd", POP3_ODD, "pop3"),
+], ids=lambda v: f"{v[0]}:{v[1]}" if isinstance(v, tuple) else str(v))
+def test_unusual_greeting_is_named_by_behaviour(
+    lab: dm.Lab, name: str, where: tuple[str, int], expected: str
+) -> None:
+    lab.need(name)
+    service = identify(where)
+    assert service.name == expected, service
+    assert service.confidence == "confirmed", service
+    assert service.product is None, service  # no product claimed from a banner that names none
+    assert "lab" in service.banner, service
+
+
+def _run(check_id: str, where: tuple[str, int], service: Service) -> tuple[str, ...]:
+    spec = load_check(CATALOG_DIR / f"{check_id}.yaml")
+    ep = Endpoint(where[0], where[1], Proto.TCP, PortState.OPEN, Reason.SYN_ACK)
+    results = asyncio.run(run_checks([spec], ep, service))
+    assert len(results) == 1, results
+    result = results[0]
+    return (result.status.value, result.confidence.value if result.confidence else "",
+            result.summary)
+
+
+def test_ftp_checks_run_on_the_server_identification_named(lab: dm.Lab) -> None:
+    lab.need("ftp-drop")
+    service = identify(FTP_DROP)
+    status, confidence, summary = _run("ftp-anonymous-login", FTP_DROP, service)
+    assert (status, confidence) == (CheckStatus.FINDING.value, Confidence.CONFIRMED.value), summary
+    status, confidence, summary = _run("ftp-anonymous-write", FTP_DROP, service)
+    assert (status, confidence) == (CheckStatus.FINDING.value, Confidence.CONFIRMED.value), summary
+    incoming = lab["ftp-drop"].workdir / "ftp-root" / "incoming"
+    assert list(incoming.iterdir()) == []  # the proof upload was deleted
+
+
+def test_ftp_checks_pass_on_the_hardened_twin(lab: dm.Lab) -> None:
+    lab.need("ftp-odd")
+    service = identify(FTP_ODD)
+    for check_id in ("ftp-anonymous-login", "ftp-anonymous-write"):
+        status, _, summary = _run(check_id, FTP_ODD, service)
+        assert status == CheckStatus.PASSED.value, summary
