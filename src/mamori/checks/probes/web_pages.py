@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 
+from mamori.checks.canary import source_address_for
 from mamori.checks.observation import Observation, ProbeContext, excerpt
 from mamori.checks.params import Params
 from mamori.checks.primitive import Primitive
@@ -26,13 +27,16 @@ from mamori.net.stream import ProbeFailure
 from mamori.protocols import http, http_pages
 
 
-def _from_loopback(ctx: ProbeContext) -> bool:
-    """Is the target this machine's loopback? Servers commonly allow their status pages to
-    local clients only (Apache's ``Require local``, nginx ``allow 127.0.0.1``): what they
-    show over loopback may be hidden from everyone else."""
+def _seen_locally(ctx: ProbeContext) -> bool:
+    """Is the target this machine itself (loopback, or one of its own addresses, which the
+    kernel then uses as our source too)? Servers commonly allow their status pages to local
+    clients only (Apache's ``Require local`` is exactly "loopback, or client address = server
+    address"; nginx ``allow 127.0.0.1``): what they show here may be hidden from others."""
     try:
-        return ipaddress.ip_address(ctx.address).is_loopback
-    except ValueError:
+        if ipaddress.ip_address(ctx.address).is_loopback:
+            return True
+        return source_address_for(ctx.address, ctx.port) == ctx.address
+    except (ValueError, OSError):
         return False
 
 
@@ -52,11 +56,12 @@ async def http_status_pages(ctx: ProbeContext, params: Params) -> Observation:
 
     Fields: status_kind/status_path/status_facts (the first status page: mod_status, nginx
     stub_status or PHP-FPM), info_path/info_facts (mod_info), pages (every page found,
-    "kind at path"), baseline_status, checked, grade ("loopback" when the target is this
-    machine's loopback, where local-only pages show too). Raises ProbeFailure when the
+    "kind at path"), baseline_status, checked, grade ("local" when the target is this
+    machine itself, where local-only pages show too; "remote" otherwise). Raises ProbeFailure when the
     baseline cannot be fetched, or a path could not be and nothing was found.
     """
     paths = _paths(params)
+    local = _seen_locally(ctx)
     baseline = await fetch(ctx, "GET", f"/{_random_name()}-status")
     fabricated = baseline.ok and http_pages.status_page(baseline.resp.body) is not None
     results = await _fetch_all(ctx, paths)
@@ -86,11 +91,11 @@ async def http_status_pages(ctx: ProbeContext, params: Params) -> Observation:
         shown = [*shown, (f, p.snippet)] if status else [(f, p.snippet)]
     if found:
         fields["pages"] = ", ".join(f"{p.kind} at {f.path}" for f, p in found)[:512]
-        fields["grade"] = "loopback" if _from_loopback(ctx) else "remote"
+        fields["grade"] = "local" if local else "remote"
     return Observation(
         test=(f"fetched a random path as a baseline, then {len(paths)} path(s) "
               f"({', '.join(paths[:6])}{', ...' if len(paths) > 6 else ''}) from "
-              f"{'this machine (loopback)' if _from_loopback(ctx) else 'the network'}, "
+              f"{'this machine itself' if local else 'the network'}, "
               "judging each 200 reply by its content (status page structure)"),
         fields=fields,
         request=excerpt(b"".join(f.request for f, _ in shown)),
