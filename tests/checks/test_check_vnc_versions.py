@@ -2,7 +2,7 @@
 
 TigerVNC's Xvnc (tests/checks/test_check_remote.py) always announces RFB 3.8, so the older
 versions' layouts (3.3: the server picks one u32 type; 3.7: a list, no SecurityResult for None)
-come from faithful fakes here, each on its own 127.0.84.x address. A server that sends its
+come from faithful fakes here, each on its own 127.0.85.x address. A server that sends its
 version line and its refusal in one segment must be reported with the server's reason, never
 "incomplete RFB security message" (issue #14).
 """
@@ -30,7 +30,7 @@ from mamori.model import (
 )
 from threaded_server import ThreadedServer
 
-HOST = "127.0.84.20"
+HOST = "127.0.85.20"
 REASON = b"Too many security failures"
 NAME = b"fake-desktop"
 SERVER_INIT = struct.pack(">HHBBBBHHHBBB3xI", 800, 600, 32, 24, 0, 1, 255, 255, 255,

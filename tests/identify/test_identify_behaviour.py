@@ -2,7 +2,7 @@
 
 Real vsftpd, postfix and dovecot with their greetings changed to text that names no product
 and no protocol ("220 lab file drop"), on their usual ports and on unusual ones, each on its own
-127.0.84.x address. Then the FTP checks must run on what identification named (issue #14).
+127.0.85.x address. Then the FTP checks must run on what identification named (issue #14).
 """
 
 from __future__ import annotations
@@ -21,11 +21,11 @@ from mamori.model import CheckStatus, Confidence, Endpoint, PortState, Proto, Re
 
 pytestmark = pytest.mark.daemon
 
-FTP_DROP = ("127.0.84.1", 21)  # anonymous upload allowed, banner "lab file drop"
-FTP_ODD = ("127.0.84.2", 4021)  # anonymous off, same banner, unusual port
-SMTP = ("127.0.84.3", 25)
-SMTP_ODD = ("127.0.84.3", 4025)
-MAIL = "127.0.84.4"
+FTP_DROP = ("127.0.85.1", 21)  # anonymous upload allowed, banner "lab file drop"
+FTP_ODD = ("127.0.85.2", 4021)  # anonymous off, same banner, unusual port
+SMTP = ("127.0.85.3", 25)
+SMTP_ODD = ("127.0.85.3", 4025)
+MAIL = "127.0.85.4"
 IMAP, POP3 = (MAIL, 143), (MAIL, 110)
 IMAP_ODD, POP3_ODD = (MAIL, 4143), (MAIL, 4110)
 
