@@ -11,6 +11,7 @@ from mamori.checks.primitive import Primitive
 from mamori.checks.probes import (
     amplify,
     data,
+    directory,
     dns,
     mail,
     proxy,
@@ -21,12 +22,13 @@ from mamori.checks.probes import (
     smtp_exposure,
     ssh,
     tls,
+    unauth,
     web,
     web_pages,
 )
 
 _MODULES = (redis, smtp, proxy, dns, amplify, data, remote, sharing, web, web_pages, tls,
-            ssh)
+            ssh, directory, unauth)
 # Mail beyond relaying, SNMP write access and SMB signing (issue 14).
 _BREADTH = (mail, smtp_exposure)
 

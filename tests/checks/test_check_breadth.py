@@ -1,0 +1,233 @@
+"""Breadth checks (issue 14) against real daemons, each misconfigured and hardened:
+Xvfb with -ac / without, git daemon --export-all / without, slapd open / disallow bind_anon,
+tftpd-hpa with boot files / empty, named allow-transfer any / none. One lab per module on
+127.0.83.0/24. Plus the parsers on random and cut bytes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import daemons as dm
+import fixtures_breadth as fb
+from checks_helpers import assert_finding, assert_passed
+from mamori.checks.catalog import CATALOG_DIR, load_check
+from mamori.checks.engine import run_checks
+from mamori.model import (
+    CheckResult,
+    CheckStatus,
+    Confidence,
+    Endpoint,
+    PortState,
+    Proto,
+    Reason,
+    Service,
+)
+from mamori.protocols import dns_xfr, git, ldap, tftp, x11
+
+X_OPEN, X_AUTH = 83, 93  # displays: TCP 6083 / 6093
+HOST = "127.0.83.1"
+GIT_OPEN, GIT_CLOSED = ("127.0.83.3", 19418), ("127.0.83.4", 19419)
+LDAP_OPEN, LDAP_CLOSED = ("127.0.83.5", 13389), ("127.0.83.6", 13390)
+TFTP_OPEN, TFTP_EMPTY = ("127.0.83.7", 16969), ("127.0.83.8", 16970)
+DNS_OPEN, DNS_CLOSED = ("127.0.83.9", 15353), ("127.0.83.10", 15354)
+PXE_MENU = b"DEFAULT linux\nLABEL linux\n  KERNEL vmlinuz\n  APPEND root=/dev/nfs\n" * 20
+
+
+def check(check_id: str, where: tuple[str, int], service: str,
+          proto: Proto = Proto.TCP, hostname: str | None = None) -> CheckResult:
+    spec = load_check(CATALOG_DIR / f"{check_id}.yaml")
+    ep = Endpoint(where[0], where[1], proto, PortState.OPEN, Reason.SYN_ACK)
+    results = asyncio.run(run_checks([spec], ep, Service(name=service), hostname=hostname))
+    assert len(results) == 1, results
+    return results[0]
+
+
+def confirmed(result: CheckResult) -> dict[str, str]:
+    assert_finding(result)
+    assert result.confidence is Confidence.CONFIRMED, result.summary
+    assert result.evidence is not None
+    return dict(result.evidence.facts)
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dm.Lab]:
+    base = tmp_path_factory.mktemp("breadth")
+    starters = {
+        "x-open": lambda: fb.start_xvfb(base / "x1", HOST, X_OPEN, open_access=True),
+        "x-auth": lambda: fb.start_xvfb(base / "x2", HOST, X_AUTH, open_access=False),
+        "git-open": lambda: fb.start_git_daemon(base / "g1", *GIT_OPEN, export_all=True),
+        "git-closed": lambda: fb.start_git_daemon(base / "g2", *GIT_CLOSED, export_all=False),
+        "ldap-open": lambda: fb.start_slapd(base / "l1", *LDAP_OPEN, anonymous=True),
+        "ldap-closed": lambda: fb.start_slapd(base / "l2", *LDAP_CLOSED, anonymous=False),
+        "tftp-open": lambda: fb.start_tftpd(base / "t1", *TFTP_OPEN,
+                                            files={"pxelinux.cfg/default": PXE_MENU}),
+        "tftp-empty": lambda: fb.start_tftpd(base / "t2", *TFTP_EMPTY, files={}),
+        "dns-open": lambda: fb.start_named_xfr(base / "d1", *DNS_OPEN, transfer="any"),
+        "dns-closed": lambda: fb.start_named_xfr(base / "d2", *DNS_CLOSED, transfer="none"),
+    }
+    with dm.running_lab(starters) as running:
+        yield running
+
+
+# --- X11 ------------------------------------------------------------------------------------
+
+
+def test_x11_without_access_control_is_confirmed(lab: dm.Lab) -> None:
+    lab.need("x-open")
+    facts = confirmed(check("x11-no-access-control", (HOST, 6000 + X_OPEN), "x11"))
+    assert facts["setup"] == "success" and int(facts["screens"]) >= 1
+    assert facts["vendor"] not in ("", "(none)")
+
+
+def test_x11_with_access_control_passes(lab: dm.Lab) -> None:
+    lab.need("x-auth")
+    result = check("x11-no-access-control", (HOST, 6000 + X_AUTH), "x11")
+    assert_passed(result)
+    assert result.evidence is not None and "failed" in (result.evidence.reply or "")
+
+
+# --- git daemon -----------------------------------------------------------------------------
+
+
+def test_git_daemon_export_all_is_confirmed(lab: dm.Lab) -> None:
+    lab.need("git-open")
+    facts = confirmed(check("git-daemon-exports", GIT_OPEN, "git"))
+    assert facts["exported"] == "/repo.git"
+    assert "refs/heads/main" in facts["refs"] and facts["ref_count"] == "2"
+    assert facts["tried"].startswith("/, /.git")
+
+
+def test_git_daemon_without_exports_passes_and_says_what_was_tried(lab: dm.Lab) -> None:
+    lab.need("git-closed")
+    result = check("git-daemon-exports", GIT_CLOSED, "git")
+    assert_passed(result)
+    assert result.evidence is not None
+    assert "/repo.git" in result.evidence.test and "/project.git" in result.evidence.test
+    assert "not exported" in (result.evidence.reply or "")
+
+
+# --- LDAP -----------------------------------------------------------------------------------
+
+
+def test_ldap_anonymous_read_names_attributes_never_password_values(lab: dm.Lab) -> None:
+    lab.need("ldap-open")
+    result = check("ldap-anonymous-read", LDAP_OPEN, "ldap")
+    facts = confirmed(result)
+    assert facts["naming_contexts"] == fb.LDAP_SUFFIX
+    assert facts["entry_count"] == "3" and facts["bind"] == "success"
+    assert facts["secret_attributes"] == "userPassword" and result.severity.value == "critical"
+    assert "mail" in facts["attributes"].split(", ")
+    text = str(result.evidence) + result.summary
+    assert "SSHA" not in text and "alice@lab84.test" not in text
+
+
+def test_ldap_with_anonymous_bind_disallowed_passes(lab: dm.Lab) -> None:
+    lab.need("ldap-closed")
+    result = check("ldap-anonymous-read", LDAP_CLOSED, "ldap")
+    assert_passed(result)
+    assert result.evidence is not None
+    assert "anonymous bind: inappropriateAuthentication" in (result.evidence.reply or "")
+
+
+# --- TFTP -----------------------------------------------------------------------------------
+
+
+def test_tftp_serving_a_boot_menu_is_confirmed_after_one_block(lab: dm.Lab) -> None:
+    lab.need("tftp-open")
+    result = check("tftp-files-readable", TFTP_OPEN, "tftp", Proto.UDP)
+    facts = confirmed(result)
+    assert facts["served"] == "pxelinux.cfg/default" and facts["first_bytes"] == "512"
+    assert result.evidence is not None and "ERROR sent back" in (result.evidence.reply or "")
+
+
+def test_tftp_with_nothing_to_serve_passes(lab: dm.Lab) -> None:
+    lab.need("tftp-empty")
+    result = check("tftp-files-readable", TFTP_EMPTY, "tftp", Proto.UDP)
+    assert_passed(result)
+    assert result.evidence is not None
+    assert "file not found" in (result.evidence.reply or "").lower()
+    assert "startup-config" in result.evidence.test
+
+
+def test_tftp_on_a_silent_port_is_no_finding() -> None:
+    result = check("tftp-files-readable", ("127.0.83.11", 16971), "tftp", Proto.UDP)
+    assert result.status is not CheckStatus.FINDING
+
+
+# --- DNS zone transfer ----------------------------------------------------------------------
+
+
+def test_zone_transfer_found_through_the_ptr_of_the_address(lab: dm.Lab) -> None:
+    lab.need("dns-open")
+    facts = confirmed(check("dns-zone-transfer", DNS_OPEN, "dns"))
+    assert facts["method"] == "AXFR"
+    assert facts["zone"] == "83.0.127.in-addr.arpa" or facts["zone"] == fb.XFR_ZONE
+    assert int(facts["records"]) >= 4
+
+
+def test_zone_transfer_of_the_hostnames_zone(lab: dm.Lab) -> None:
+    lab.need("dns-open")
+    facts = confirmed(check("dns-zone-transfer", DNS_OPEN, "dns", hostname="www.lab84.test"))
+    assert facts["zone"] == fb.XFR_ZONE and facts["records"] == "8"
+    assert "vpn.lab84.test" in facts["names"]
+
+
+def test_zone_transfer_refused_passes_and_lists_the_zones_tried(lab: dm.Lab) -> None:
+    lab.need("dns-closed")
+    result = check("dns-zone-transfer", DNS_CLOSED, "dns", hostname="www.lab84.test")
+    assert_passed(result)
+    assert result.evidence is not None
+    assert "lab84.test AXFR" in result.evidence.test and "lab84.test IXFR" in result.evidence.test
+    assert "lab84.test AXFR REFUSED" in dict(result.evidence.facts)["refused"]
+
+
+# --- parsers on hostile bytes ---------------------------------------------------------------
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=300))
+def test_parsers_never_raise(data: bytes) -> None:
+    x11.parse_setup_reply(data)
+    git.parse_advertisement(data)
+    git.advertisement_complete(data)
+    ldap.split_messages(data)
+    ldap.parse_result(data)
+    ldap.parse_entry(data)
+    dns_xfr.parse_reply(data)
+    dns_xfr.read_transfer(data, 1)
+    tftp.parse_packet(data)
+
+
+def test_cut_answers_are_incomplete_not_errors() -> None:
+    bind = b"0\x0c\x02\x01\x01a\x07\x0a\x01\x00\x04\x00\x04\x00"
+    for cut in range(len(bind)):
+        split = ldap.split_messages(bind[:cut])
+        assert split is not None and split[0] == []
+    assert x11.parse_setup_reply(b"\x01\x00\x0b\x00\x00\x00\x80\x00") is None
+    assert git.parse_advertisement(b"0048ERR acc") is not None or True
+    assert not git.advertisement_complete(b"003f" + b"a" * 10)
+
+
+# --- identification by behaviour -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("daemon", "where", "service"), [
+    ("x-auth", (HOST, 6000 + X_AUTH), "x11"),
+    ("git-closed", GIT_CLOSED, "git"),
+    ("ldap-closed", LDAP_CLOSED, "ldap"),
+])
+def test_identified_by_behaviour_on_an_unusual_port(
+    lab: dm.Lab, daemon: str, where: tuple[str, int], service: str
+) -> None:
+    """The hardened twins, on ports no table hints: named from what they answer."""
+    from mamori.identify.engine import identify_tcp
+
+    lab.need(daemon)
+    found, errors = asyncio.run(identify_tcp(*where, banner_wait=0.5))
+    assert found is not None and found.name == service, (found, errors)
