@@ -143,7 +143,7 @@ def _common(raw: bytes) -> tuple[dict[str, Any], str, str, str]:
     obj = json_object(raw)
     if obj is None:
         raise ApiFormatError("the answer is not a JSON object")
-    if obj.get("api") != API_VERSION:
+    if type(obj.get("api")) is not int or obj.get("api") != API_VERSION:
         raise ApiFormatError(f"the answer is not API version {API_VERSION} "
                              f"(api={_cut(obj.get('api'))[:20]!r})")
     check_id, status, seen = obj.get("id"), obj.get("status"), obj.get("seen_address")
