@@ -36,6 +36,13 @@ SMB_PROFILES = {
         "  restrict anonymous = 1\n  map to guest = bad user\n",
         "[backup]\n  path = {share}\n  read only = yes\n  guest ok = no\n",
     ),
+    # Session security (issue 14): SMB3 encryption switched off; SMB 2.1 at most (no
+    # encryption at all); the hardened twin: signing mandatory, SMB3 only, encryption required.
+    "no-encryption": ("  server smb encrypt = off\n", ""),
+    "smb2-only": ("  server max protocol = SMB2_10\n", ""),
+    "signed-encrypted": (
+        "  server signing = mandatory\n  server min protocol = SMB3\n"
+        "  server smb encrypt = required\n", ""),
     # Hardened: anonymous may not reach IPC$, unknown users are refused, no guest shares.
     "hardened": (
         "  restrict anonymous = 2\n  map to guest = never\n  server min protocol = SMB2_10\n",

@@ -18,6 +18,7 @@ from mamori.checks.probes import (
     redis,
     remote,
     sharing,
+    smb_security,
     smtp,
     smtp_exposure,
     ssh,
@@ -30,7 +31,7 @@ from mamori.checks.probes import (
 _MODULES = (redis, smtp, proxy, dns, amplify, data, remote, sharing, web, web_pages, tls,
             ssh, directory, unauth)
 # Mail beyond relaying, SNMP write access and SMB signing (issue 14).
-_BREADTH = (mail, smtp_exposure)
+_BREADTH = (mail, smtp_exposure, smb_security)
 
 
 def _merge() -> dict[str, Primitive]:
