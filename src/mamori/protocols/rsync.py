@@ -207,3 +207,13 @@ def parse_file_list(data: bytes, limit: int = 200) -> FileList | None:
         if not entries:
             return None
     return FileList(tuple(entries), False)
+
+
+def build_push_request(module: str) -> bytes:
+    """Server arguments for an upload into the module's top directory (what "rsync -r SRC
+    rsync://host/module/" sends: the daemon becomes the receiver). Nothing follows them: a
+    read-only module refuses right after its checksum seed, a writable one waits for a file
+    list that we never send."""
+    build_module_request(module)  # validates the name
+    args = ["--server", "-r", ".", f"{module}/"]
+    return "".join(a + "\n" for a in args).encode() + b"\n"

@@ -1,5 +1,5 @@
 """Check primitives for services that hand something out to whoever connects: an X display
-without access control, git daemon repositories, TFTP files.
+without access control, git daemon repositories, TFTP files, rsync modules open to uploads.
 
 Each sends what a stranger's client would send first, without credentials, and stops as soon
 as the answer proves (or disproves) access: no window is opened, no screen read, no object
@@ -15,8 +15,8 @@ from mamori.checks.params import Params
 from mamori.checks.primitive import Primitive
 from mamori.model import ErrorKind
 from mamori.net.datagram_tid import ask_any_port
-from mamori.net.stream import ProbeFailure, exchange
-from mamori.protocols import git, tftp, x11
+from mamori.net.stream import BoundedStream, ProbeFailure, exchange
+from mamori.protocols import git, rsync, tftp, x11
 
 # git daemon cannot list its repositories: these are the paths tried when the check file
 # gives none. "/" is the base path itself (a daemon run inside one repository); the rest are
@@ -164,7 +164,98 @@ async def tftp_files(ctx: ProbeContext, params: Params) -> Observation:
     )
 
 
+async def _rsync_session(ctx: ProbeContext, line: bytes) -> tuple[BoundedStream, bytes]:
+    """Connect, check the greeting, send our version and ``line``; return the stream and what
+    the daemon said. Raises ProbeFailure when the peer is no rsync daemon."""
+    stream = await BoundedStream.open(ctx.address, ctx.port, ctx.options.limits)
+    try:
+        greeting = await stream.read_line()
+        if rsync.parse_greeting(greeting) is None:
+            raise ProbeFailure(ErrorKind.GARBAGE, f"no rsync greeting: {excerpt(greeting, 80)}")
+        await stream.send(rsync.build_hello() + line)
+    except BaseException:
+        await stream.close()
+        raise
+    return stream, greeting
+
+
+async def _push_answer(stream: BoundedStream) -> tuple[bytes, list[str]]:
+    """After the push arguments: the 4-byte checksum seed, then either the daemon's error
+    messages or silence (it waits for our file list) until the idle timeout."""
+    def refused(buf: bytes) -> bool:
+        return len(buf) > 4 and bool(rsync.demultiplex(buf[4:])[1])
+    try:
+        buf = await stream.read_until(refused)
+    except ProbeFailure as exc:
+        if exc.kind not in (ErrorKind.TIMEOUT, ErrorKind.CLOSED, ErrorKind.RESET):
+            raise
+        buf = exc.partial
+    return buf, rsync.demultiplex(buf[4:])[1] if len(buf) > 4 else []
+
+
+async def rsync_module_write(ctx: ProbeContext, params: Params) -> Observation:
+    """List the modules ("#list"), then for each (up to ``max_modules``) ask, without
+    credentials, to upload into it ("--server -r . MODULE/", the daemon as receiver) and read
+    whether it refuses (e.g. "module is read only") or waits for our file list; the
+    connection is then closed without any file list, so nothing is written.
+
+    Fields: modules, writable_module, refused (module: the daemon's words), auth_required,
+    grade ("accepted"). Raises ProbeFailure when the peer is no rsync daemon.
+    """
+    limit = int(params.number("max_modules", 4))
+    stream, greeting = await _rsync_session(ctx, rsync.build_module_request("#list"))
+    try:
+        listing = await stream.read_until(rsync.module_list_complete)
+    finally:
+        await stream.close()
+    modules = [m.name for m in rsync.parse_module_list(listing) or []][:limit]
+    fields: dict[str, str] = {"modules": ", ".join(modules)[:300] or "(none listed)"}
+    log: list[str] = []
+    refused: list[str] = []
+    auth: list[str] = []
+    for module in modules:
+        stream, _ = await _rsync_session(ctx, rsync.build_module_request(module))
+        try:
+            buf = await stream.read_until(rsync.module_reply_complete)
+            answer = rsync.parse_module_reply(buf)
+            if answer is None or answer.status != "ok":
+                status = answer.status if answer else "no answer"
+                log.append(f"{module}: {status} {answer.detail if answer else ''}".strip())
+                if status == "auth-required":
+                    auth.append(module)
+                continue
+            await stream.send(rsync.build_push_request(module))
+            seed, messages = await _push_answer(stream)
+        finally:
+            await stream.close()
+        if messages:
+            log.append(f"{module}: upload refused: {'; '.join(messages[:2])}")
+            refused.append(f"{module}: {messages[0]}")
+        elif len(seed) >= 4:
+            log.append(f"{module}: upload accepted (checksum seed sent, then waiting for our "
+                       "file list); closed without sending one, nothing written")
+            fields.update(writable_module=module, grade="accepted")
+            break
+        else:
+            log.append(f"{module}: closed without a checksum seed")
+    if refused:
+        fields["refused"] = ", ".join(refused)[:300]
+    if auth:
+        fields["auth_required"] = ", ".join(auth)[:300]
+    tried = modules[:len(log)]
+    return Observation(
+        test='asked the rsync daemon for "#list", then for each module an upload session '
+             "without credentials (the daemon as receiver, protocol 29), closed before sending "
+             "any file: " + (", ".join(tried) or "no module listed"),
+        fields=fields,
+        request=excerpt(rsync.build_hello() + b"#list\n" + b"".join(
+            rsync.build_module_request(m) + rsync.build_push_request(m) for m in tried)),
+        reply=excerpt(greeting.decode("utf-8", "replace") + "\n".join(log)),
+    )
+
+
 PRIMITIVES: dict[str, Primitive] = {
+    "rsync_module_write": rsync_module_write,
     "x11_access": x11_access,
     "git_exports": git_exports,
     "tftp_files": tftp_files,
