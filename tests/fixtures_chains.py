@@ -39,6 +39,10 @@ _MD5_RSA = bytes.fromhex("2a864886f70d010104")  # 1.2.840.113549.1.1.4
 # to load an RSA-1024 or SHA-1 certificate. The suites themselves stay strong.
 WEAK_CHAIN_CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20:@SECLEVEL=0"
 
+# Where the "incomplete-aia" leaf says its issuer can be downloaded (a test serves it there).
+AIA_HOST, AIA_PORT = "127.0.86.31", 18631
+AIA_URL = f"http://{AIA_HOST}:{AIA_PORT}/intermediate.der"
+
 
 @dataclass(frozen=True)
 class ChainFiles:
@@ -134,6 +138,7 @@ def resign_rsa(cert: x509.Certificate, issuer_key: rsa.RSAPrivateKey,
 class Chains:
     ca_file: Path  # the test root, for --ca-file
     servers: dict[str, ChainFiles]  # by name: good, client-auth, name-constraints, ...
+    intermediate_der: Path  # the intermediate most chains hang from, DER (what AIA_URL serves)
 
 
 def _write(workdir: Path, name: str, chain: list[x509.Certificate], key: PrivateKey,
@@ -185,8 +190,13 @@ def make_chains(workdir: Path, addresses: dict[str, str]) -> Chains:
     # The leaf alone: the server does not send the intermediate that signed it.
     leaf, key = make_leaf(names("incomplete"), inter)
     built["incomplete"] = ([leaf], key)
+    leaf, key = make_leaf(names("incomplete-aia"), inter, aia=AIA_URL)
+    built["incomplete-aia"] = ([leaf], key)
+    inter_der = workdir / "intermediate.der"
+    inter_der.write_bytes(inter[0].public_bytes(serialization.Encoding.DER))
     return Chains(ca_file, {name: _write(workdir, name, chain, key)
-                            for name, (chain, key) in built.items() if name in addresses})
+                            for name, (chain, key) in built.items() if name in addresses},
+                  inter_der)
 
 
 def start_nginx_chains(workdir: Path, servers: dict[str, tuple[str, int]],

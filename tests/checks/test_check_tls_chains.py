@@ -5,10 +5,14 @@ leaf, SHA-1 signature), and their hardened twin, which must stay clean."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
+import json
 import subprocess
+import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from http import server as httpd
 from pathlib import Path
 
 import pytest
@@ -23,6 +27,7 @@ import daemons as dm
 import fixtures_chains as fch
 import fixtures_crypto as fc
 from checks_helpers import assert_finding, assert_passed, run_check
+from conftest import run_mamori
 from mamori.checks.catalog import default_catalog
 from mamori.checks.engine import run_checks
 from mamori.checks.observation import CheckOptions
@@ -51,6 +56,7 @@ SERVERS = {
     "rsa-1024": ("127.0.67.5", 16705),
     "sha1": ("127.0.67.6", 16706),
     "incomplete": ("127.0.86.30", 18630),  # the leaf alone: its intermediate is not sent
+    "incomplete-aia": ("127.0.86.32", 18632),  # the same, naming fch.AIA_URL as its issuer's
 }
 
 
@@ -109,6 +115,71 @@ def test_each_chain_is_judged_as_a_verifier_does(
     if check_id == "tls-certificate-untrusted":
         assert facts["trust_reason"] == reason
         assert words in facts["trust_detail"]
+
+
+@contextlib.contextmanager
+def _aia_server(body: bytes) -> Iterator[list[str]]:
+    """An HTTP server at fch.AIA_URL's address answering every GET with ``body``; yields the
+    paths asked for."""
+    hits: list[str] = []
+
+    class Handler(httpd.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            hits.append(self.path)
+            self.send_response(200)
+            self.send_header("Content-Type", "application/pkix-cert")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    srv = httpd.ThreadingHTTPServer((fch.AIA_HOST, fch.AIA_PORT), Handler)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        yield hits
+    finally:
+        srv.shutdown()
+        srv.server_close()
+
+
+@pytest.mark.daemon
+def test_aia_url_is_fetched_only_when_allowed(chains: fch.Chains) -> None:
+    check, where = "tls-certificate-incomplete-chain", SERVERS["incomplete-aia"]
+    with _aia_server(chains.intermediate_der.read_bytes()) as hits:
+        off = run_check(check, *where, "https", tls=True,
+                        options=CheckOptions(ca_file=str(chains.ca_file)))
+        assert_finding(off)
+        assert hits == []  # outside fetches are off by default
+        facts = off.evidence.facts  # type: ignore[union-attr]
+        assert facts["aia_ca_issuers"] == fch.AIA_URL
+        assert "was not fetched" in facts["trust_detail"] and "--fetch-aia" in facts["trust_detail"]
+        on = run_check(check, *where, "https", tls=True,
+                       options=CheckOptions(ca_file=str(chains.ca_file), fetch_aia=True))
+        assert hits == ["/intermediate.der"]
+    # Still a finding (the server does not send it), now with what the download showed.
+    assert_finding(on)
+    detail = on.evidence.facts["trust_detail"]  # type: ignore[union-attr]
+    assert "fetched" in detail and "mamori chain-test root" in detail, detail
+    assert "the chain completes" in detail
+
+
+@pytest.mark.daemon
+@pytest.mark.parametrize("body,words", [
+    (b"not a certificate", "not a certificate"),
+    (b"\x30\x82" + b"\x00" * 70000, "more than"),
+], ids=["garbage", "huge"])
+def test_a_bad_aia_answer_is_a_recorded_error(chains: fch.Chains, body: bytes,
+                                              words: str) -> None:
+    with _aia_server(body) as hits:
+        result = run_check("tls-certificate-incomplete-chain", *SERVERS["incomplete-aia"],
+                           "https", tls=True,
+                           options=CheckOptions(ca_file=str(chains.ca_file), fetch_aia=True))
+    assert hits == ["/intermediate.der"]
+    assert_finding(result)
+    detail = result.evidence.facts["trust_detail"]  # type: ignore[union-attr]
+    assert "could not be used" in detail and words in detail, detail
 
 
 @pytest.mark.daemon
@@ -200,7 +271,6 @@ def test_incomplete_chain_names_the_aia_url_without_fetching_it() -> None:
     fields = _judge([leaf], [root[0]])
     assert fields["trust_reason"] == "incomplete-chain"
     assert fields["aia_ca_issuers"] == "http://127.0.86.99:9/i.der"
-    assert "not fetched" in fields["trust_detail"]
     # With the intermediate sent, the same leaf is trusted: the reason was the chain alone.
     assert _judge([leaf, inter[0]], [root[0]])["trust_reason"] == "none"
 
@@ -463,3 +533,23 @@ def test_a_ca_certificate_as_the_leaf_is_named() -> None:
     ).sign(root[1], hashes.SHA256())
     fields = _judge([ca_leaf], [root[0]])
     assert fields["trusted"] == "no" and fields["trust_reason"] == "leaf-is-ca"
+
+
+@pytest.mark.daemon
+def test_scan_fetch_aia_option(chains: fch.Chains, tmp_path: Path) -> None:
+    """`mamori scan --fetch-aia` hands the permission to the TLS checks; without it the URL
+    is only named."""
+    host, port = SERVERS["incomplete-aia"]
+    base = ("scan", host, "-p", str(port), "--checks", "tls-certificate-incomplete-chain",
+            "--ca-file", str(chains.ca_file), "--format", "json")
+    with _aia_server(chains.intermediate_der.read_bytes()) as hits:
+        off = run_mamori(*base, "--db", str(tmp_path / "off.db"))
+        assert hits == []
+        on = run_mamori(*base, "--fetch-aia", "--db", str(tmp_path / "on.db"))
+        assert hits == ["/intermediate.der"]
+    for proc, words in ((off, "was not fetched"), (on, "the chain completes")):
+        assert proc.returncode == 0, proc.stderr
+        (check,) = [c for c in json.loads(proc.stdout)["checks"]
+                    if c["check_id"] == "tls-certificate-incomplete-chain"]
+        assert check["status"] == "finding", check
+        assert words in check["evidence"]["facts"]["trust_detail"]

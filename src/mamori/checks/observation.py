@@ -25,6 +25,9 @@ class CheckOptions:
     proxy_canary_url: str | None = None
     proxy_canary_pattern: str | None = None
     ca_file: str | None = None  # trust this CA for TLS checks
+    # TLS checks may download a missing intermediate from the leaf's caIssuers (AIA) URL: a
+    # request to a host outside the scan, so only when the user allows it (--fetch-aia).
+    fetch_aia: bool = False
     # Open-resolver check: a name the target is not authoritative for, and the addresses its
     # true answer has (overrides the check file's default well-known name).
     resolver_check_name: str | None = None

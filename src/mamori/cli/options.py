@@ -172,12 +172,13 @@ SkipChecksOption = Annotated[
 
 def check_options(
     ca_file: Path | None, proxy_url: str | None, proxy_pattern: str | None,
-    smtp_domain: str | None, smtp_inbox: Path | None,
+    smtp_domain: str | None, smtp_inbox: Path | None, *, fetch_aia: bool = False,
 ) -> CheckOptions:
     from mamori.checks.observation import CheckOptions
 
     return CheckOptions(
         ca_file=str(ca_file) if ca_file else None,
+        fetch_aia=fetch_aia,
         proxy_canary_url=proxy_url,
         proxy_canary_pattern=proxy_pattern,
         smtp_canary_domain=smtp_domain,

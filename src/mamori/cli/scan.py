@@ -132,6 +132,10 @@ def scan(
         "(info, low, medium, high, critical).")] = None,
     ca_file: Annotated[Path | None, typer.Option(
         "--ca-file", help="Trust this CA (PEM) in TLS checks.")] = None,
+    fetch_aia: Annotated[bool, typer.Option(
+        "--fetch-aia", help="When a TLS server does not send its intermediate certificate, "
+        "download it from the caIssuers URL the certificate names (a host outside the scan; "
+        "off by default).")] = False,
     proxy_url: Annotated[str | None, typer.Option(
         "--proxy-url", help="Canary URL open-proxy checks fetch through the target "
         "(default: a listener mamori starts).")] = None,
@@ -206,7 +210,8 @@ def scan(
         host_timeout=host_limit,
         checks=tuple(specs),
         check_options=check_options(
-            ca_file, proxy_url, proxy_pattern, smtp_canary_domain, smtp_canary_inbox
+            ca_file, proxy_url, proxy_pattern, smtp_canary_domain, smtp_canary_inbox,
+            fetch_aia=fetch_aia,
         ) if specs else None,
     )
     options = {

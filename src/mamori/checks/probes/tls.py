@@ -21,6 +21,7 @@ from cryptography.utils import CryptographyDeprecationWarning
 from mamori.checks.observation import Observation, ProbeContext, excerpt
 from mamori.checks.params import Params
 from mamori.checks.primitive import Primitive
+from mamori.checks.probes.tls_aia import with_aia
 from mamori.checks.probes.tls_certs import UNDECODABLE, looks_ip, trust_anchors, unreadable
 from mamori.checks.probes.tls_chain import judge_certificate
 from mamori.model import ErrorKind
@@ -120,7 +121,9 @@ async def tls_certificate(ctx: ProbeContext, params: Params) -> Observation:
     chain = _load_chain(ders)
     anchors = trust_anchors(ctx.options.ca_file)
     target = ctx.hostname or ctx.address
-    fields = judge_certificate(chain, anchors, target, datetime.now(UTC))
+    now = datetime.now(UTC)
+    fields = await with_aia(judge_certificate(chain, anchors, target, now), chain, anchors,
+                            target, now, ctx)
     # A name the user gave is the name clients use; an address alone may not be.
     by_name = bool(ctx.hostname) and not looks_ip(target)
     fields.update(tls_version=version, grade="hostname" if by_name else "address")

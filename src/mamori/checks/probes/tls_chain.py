@@ -162,14 +162,11 @@ def _unanchored(path: list[x509.Certificate]) -> Problem:
     # The server certificate's issuer is neither sent nor in the store (servers need not
     # send the root, but must send intermediates): clients that have not cached that issuer
     # (most non-browser ones) fail.
-    aia = ca_issuers_url(last)
     return Problem("incomplete-chain", (
         f"the chain is incomplete: the server does not send the issuer of "
         f"{subject_words(last)} ({last.issuer.rfc4514_string()[:128]}) and no trusted store "
         "holds it; send the intermediate certificate(s) with the leaf (or, if that issuer "
-        "is a private root, trust it with --ca-file)"
-        + (f"; its caIssuers URL {aia[:200]} was not fetched (outside fetches are off)"
-           if aia else "")))
+        "is a private root, trust it with --ca-file)"))
 
 
 def ca_issuers_url(cert: x509.Certificate) -> str | None:

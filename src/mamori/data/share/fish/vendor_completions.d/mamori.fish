@@ -32,6 +32,7 @@ complete -c mamori -n '__fish_seen_subcommand_from scan' -l no-checks -d 'Do not
 complete -c mamori -n '__fish_seen_subcommand_from scan' -l checks -r -d 'Run only these checks (comma-separated ids; see `mamori checks list`).'
 complete -c mamori -n '__fish_seen_subcommand_from scan' -l fail-on -r -d 'Exit 1 when a finding at or above this severity is found (info, low, medium, high, critical).'
 complete -c mamori -n '__fish_seen_subcommand_from scan' -l ca-file -r -d 'Trust this CA (PEM) in TLS checks.'
+complete -c mamori -n '__fish_seen_subcommand_from scan' -l fetch-aia -d 'When a TLS server does not send its intermediate certificate, download it from the caIssuers URL the certificate names (a host outside the scan; off by default).'
 complete -c mamori -n '__fish_seen_subcommand_from scan' -l proxy-url -r -d 'Canary URL open-proxy checks fetch through the target (default: a listener mamori starts).'
 complete -c mamori -n '__fish_seen_subcommand_from scan' -l proxy-pattern -r -d 'Text the --proxy-url page must contain.'
 complete -c mamori -n '__fish_seen_subcommand_from scan' -l smtp-canary-domain -r -d 'A domain whose mail reaches `mamori canary smtp`: open-relay checks then prove delivery.'
