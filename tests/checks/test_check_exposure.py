@@ -1,4 +1,4 @@
-"""Breadth checks (issue 14) against real daemons, each misconfigured and hardened:
+"""Exposure checks (issue 14) against real daemons, each misconfigured and hardened:
 Xvfb with -ac / without, git daemon --export-all / without, slapd open / disallow bind_anon,
 tftpd-hpa with boot files / empty, named allow-transfer any / none. One lab per module on
 127.0.83.0/24. Plus the parsers on random and cut bytes.
@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import daemons as dm
-import fixtures_breadth as fb
+import fixtures_exposure as fb
 from checks_helpers import assert_finding, assert_passed
 from mamori.checks.catalog import CATALOG_DIR, load_check
 from mamori.checks.engine import run_checks
