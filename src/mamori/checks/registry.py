@@ -17,6 +17,7 @@ from mamori.checks.probes import (
     proxy,
     redis,
     remote,
+    rpc,
     sharing,
     smb_security,
     smtp,
@@ -32,11 +33,12 @@ _MODULES = (redis, smtp, proxy, dns, amplify, data, remote, sharing, web, web_pa
             ssh, directory, unauth)
 # Mail beyond relaying, SNMP write access and SMB signing (issue 14).
 _BREADTH = (mail, smtp_exposure, smb_security)
+_PRINT_DISCOVERY = (rpc,)  # portmapper listing, printing (issue 14)
 
 
 def _merge() -> dict[str, Primitive]:
     merged: dict[str, Primitive] = {}
-    for module in (*_MODULES, *_BREADTH):
+    for module in (*_MODULES, *_BREADTH, *_PRINT_DISCOVERY):
         for name, fn in module.PRIMITIVES.items():
             if name in merged:
                 raise RuntimeError(f"check primitive {name!r} is registered twice")

@@ -45,6 +45,11 @@ def build_getport(xid: int, program: int, version: int, protocol: int = IPPROTO_
                       struct.pack(">IIII", program, version, protocol, 0))
 
 
+def build_dump(xid: int) -> bytes:
+    """PMAPPROC_DUMP (portmapper v2): the list of every registered program."""
+    return build_call(xid, PORTMAP, PORTMAP_VERSION, PMAPPROC_DUMP)
+
+
 def build_export(xid: int, version: int = 3) -> bytes:
     return build_call(xid, MOUNT, version, MOUNTPROC_EXPORT)
 
@@ -83,6 +88,42 @@ def parse_reply(data: bytes, xid: int) -> bytes | None:
         return body.data[body.pos :]
     except Truncated:
         return None
+
+
+_ACCEPT_STATS = {1: "program unavailable", 2: "program version mismatch",
+                 3: "procedure unavailable", 4: "garbage arguments", 5: "system error"}
+_AUTH_STATS = {1: "bad credentials", 2: "rejected credentials", 3: "bad verifier",
+               4: "rejected verifier", 5: "too weak", 6: "invalid response verifier",
+               7: "failed"}
+
+
+def parse_refusal(data: bytes, xid: int) -> str | None:
+    """Why a REPLY to ``xid`` in one TCP record refused the call ("denied: authentication
+    error (too weak)", "accepted: procedure unavailable"); None for a successful reply or
+    anything that is not a reply to ``xid``. Never raises."""
+    try:
+        r = Reader(data)
+        mark = r.u32be()
+        length = mark & 0x7FFFFFFF
+        if not mark & 0x80000000 or length > MAX_RECORD:
+            return None
+        body = Reader(r.take(length))
+        if body.u32be() != xid or body.u32be() != _REPLY:
+            return None
+        if body.u32be() != _MSG_ACCEPTED:
+            if body.u32be() == 0:
+                return "denied: RPC version mismatch"
+            stat = body.u32be()
+            return f"denied: authentication error ({_AUTH_STATS.get(stat, str(stat))})"
+        body.skip(4)
+        verf_len = body.u32be()
+        if verf_len > 400:
+            return None
+        body.skip((verf_len + 3) & ~3)
+        stat = body.u32be()
+    except Truncated:
+        return None
+    return None if stat == _SUCCESS else f"accepted: {_ACCEPT_STATS.get(stat, str(stat))}"
 
 
 def parse_getport(result: bytes) -> int | None:
