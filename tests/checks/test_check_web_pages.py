@@ -209,6 +209,52 @@ def test_nginx_basic_auth_and_sign_in_form_over_http(nginx_open: dm.Daemon) -> N
     assert facts["form_method"] == "POST" and facts["password_fields"] == "pass"
 
 
+class _Redirecting(httpd.BaseHTTPRequestHandler):
+    """/ redirects to /portal/, whose page links to /intranet/ (Basic) and /portal/signin
+    (a password form posted to an absolute http:// URL); nothing is on the guessed paths."""
+
+    def do_GET(self) -> None:
+        if self.path == "/":
+            self._send(302, b"", (("Location", f"http://{GENERIC}:{HTTP}/portal/"),))
+        elif self.path == "/portal/":
+            self._send(200, b'<a href="/intranet/">Intranet</a> <a href="signin">Enter</a>')
+        elif self.path == "/intranet/":
+            self._send(401, b"no", (("WWW-Authenticate", 'Basic realm="intranet"'),))
+        elif self.path == "/portal/signin":
+            self._send(200, f'<form method=post action="http://{GENERIC}:{HTTP}/portal/go">'
+                            '<input type=password name=secret></form>'.encode())
+        else:
+            self._send(404, b"not here")
+
+    def _send(self, status: int, body: bytes,
+              headers: tuple[tuple[str, str], ...] = ()) -> None:
+        self.send_response(status)
+        for k, v in headers:
+            self.send_header(k, v)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_pages_reached_by_redirect_and_links_are_read() -> None:
+    srv = httpd.ThreadingHTTPServer((GENERIC, HTTP), _Redirecting)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        auth = run_check("http-auth-cleartext", GENERIC, HTTP, "http")
+        form = run_check("http-login-form-cleartext", GENERIC, HTTP, "http")
+    finally:
+        srv.shutdown()
+        srv.server_close()
+    assert_finding(auth)
+    assert _facts(auth)["auth_path"] == "/intranet/" and _facts(auth)["realm"] == "intranet"
+    assert_finding(form)
+    assert _facts(form)["form_path"] == "/portal/signin"
+    assert _facts(form)["form_action"] == f"http://{GENERIC}:{HTTP}/portal/go"
+
+
 @pytest.mark.daemon
 def test_apache_digest_over_http(apache_open: dm.Daemon) -> None:
     auth = run_check("http-auth-cleartext", APACHE_OPEN, HTTP, "http")
@@ -261,9 +307,14 @@ def test_form_targets(action: str, page: str, cleartext: bool) -> None:
 
 def test_forms_without_password_and_foreign_links_are_ignored() -> None:
     body = (b'<form action="/s"><input name=q></form><a href="http://other/login">x</a>'
-            b'<a href="/members/login">y</a><a href="/about">Log in here</a>')
+            b'<a href="/news/">News</a><a href="/members/login">y</a>'
+            b'<a href="/about">Log in here</a><a href="#top">top</a><a href="/">home</a>'
+            b'<a href="mailto:a@b">mail</a>')
     assert http_pages.password_forms(body) == ()
-    assert http_pages.login_links(body, "http://h:80/") == ("/members/login", "/about")
+    # Links with words of logging in first, then the other same-origin pages.
+    assert http_pages.links_to_follow(body, "http://h:80/") == (
+        "/members/login", "/about", "/news/")
+    assert http_pages.links_to_follow(body, "http://h:80/", limit=1) == ("/members/login",)
 
 
 @settings(max_examples=200, deadline=None)
@@ -271,7 +322,7 @@ def test_forms_without_password_and_foreign_links_are_ignored() -> None:
 def test_parsers_never_raise_on_hostile_bytes(data: bytes) -> None:
     http_pages.status_page(data)
     http_pages.password_forms(data)
-    http_pages.login_links(data, "http://h/")
+    http_pages.links_to_follow(data, "http://h/")
     http_pages.password_challenges((("WWW-Authenticate", data.decode("latin-1")),))
 
 

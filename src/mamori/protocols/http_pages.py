@@ -252,23 +252,32 @@ _LOGIN_WORDS = re.compile(r"log ?in|sign ?in|log ?on|auth|admin|account|password
                           re.I)
 
 
-def login_links(body: bytes, page_url: str, limit: int = 3) -> tuple[str, ...]:
-    """Paths on the same origin as ``page_url`` that the page links to with words of logging
-    in (href or text), at most ``limit``."""
-    origin = urlsplit(page_url)
-    seen: list[str] = []
+def same_origin_path(href: str, page_url: str) -> str | None:
+    """The path (and query) ``href`` points to when it stays on ``page_url``'s scheme, host
+    and port; None for other origins, fragments and non-HTTP links."""
+    try:
+        origin = urlsplit(page_url)
+        url = urlsplit(urljoin(page_url, href.strip()))
+    except ValueError:
+        return None
+    if (url.scheme, url.netloc) != (origin.scheme, origin.netloc) or not url.path:
+        return None
+    return url.path + (f"?{url.query}" if url.query else "")
+
+
+def links_to_follow(body: bytes, page_url: str, limit: int = 5) -> tuple[str, ...]:
+    """Paths on the same origin as ``page_url`` that the page links to, those with words of
+    logging in (href or text) first, at most ``limit``; the page itself left out."""
+    here = same_origin_path(page_url, page_url)
+    login: list[str] = []
+    other: list[str] = []
     for href, words in read_page(body)[1]:
-        if not (_LOGIN_WORDS.search(href) or _LOGIN_WORDS.search(words)):
+        path = same_origin_path(href, page_url)
+        if path is None or path == here or path in login or path in other:
             continue
-        url = urlsplit(urljoin(page_url, href))
-        if (url.scheme, url.netloc) != (origin.scheme, origin.netloc) or not url.path:
-            continue
-        path = url.path + (f"?{url.query}" if url.query else "")
-        if path not in seen and path != origin.path:
-            seen.append(path)
-        if len(seen) >= limit:
-            break
-    return tuple(seen)
+        wanted = _LOGIN_WORDS.search(href) or _LOGIN_WORDS.search(words)
+        (login if wanted else other).append(path)
+    return tuple((login + other)[:limit])
 
 
 def posts_in_cleartext(form: Form, page_url: str) -> bool:

@@ -57,8 +57,9 @@ async def http_status_pages(ctx: ProbeContext, params: Params) -> Observation:
     Fields: status_kind/status_path/status_facts (the first status page: mod_status, nginx
     stub_status or PHP-FPM), info_path/info_facts (mod_info), pages (every page found,
     "kind at path"), baseline_status, checked, grade ("local" when the target is this
-    machine itself, where local-only pages show too; "remote" otherwise). Raises ProbeFailure when the
-    baseline cannot be fetched, or a path could not be and nothing was found.
+    machine itself, where local-only pages show too; "remote" otherwise). Raises
+    ProbeFailure when the baseline cannot be fetched, or a path could not be and nothing
+    was found.
     """
     paths = _paths(params)
     local = _seen_locally(ctx)
@@ -112,8 +113,42 @@ def _url(ctx: ProbeContext, tls: bool, path: str) -> str:
     return f"{'https' if tls else 'http'}://{host}{path}"
 
 
+MAX_FOLLOWED = 8  # pages fetched beyond the listed paths: a redirect of / and its links
+_REDIRECTS = (301, 302, 303, 307, 308)
+
+
+async def _fetched_ok(ctx: ProbeContext, paths: list[str]) -> list[Fetch]:
+    return [r for r in await _fetch_all(ctx, paths) if not isinstance(r, ProbeFailure)]
+
+
+async def _reachable_from_front(ctx: ProbeContext, tls: bool,
+                                fetched: list[Fetch]) -> list[Fetch]:
+    """The page / redirects to on the same origin (one hop), and the same-origin pages it
+    (or / itself) links to, login links first; at most MAX_FOLLOWED new pages."""
+    known = {f.path for f in fetched}
+    front = next((f for f in fetched if f.path == "/"), None)
+    if front is None:
+        return []
+    landing: list[Fetch] = [front] if front.ok else []
+    more: list[Fetch] = []
+    if front.resp.status in _REDIRECTS:
+        target = http_pages.same_origin_path(front.resp.header("Location") or "",
+                                             _url(ctx, tls, "/"))
+        if target is not None and target not in known:
+            known.add(target)
+            more = await _fetched_ok(ctx, [target])
+            landing += [f for f in more if f.ok]
+    links: list[str] = []
+    for page in landing:
+        for path in http_pages.links_to_follow(page.resp.body, _url(ctx, tls, page.path)):
+            if path not in known and path not in links:
+                links.append(path)
+    return more + await _fetched_ok(ctx, links[: MAX_FOLLOWED - len(more)])
+
+
 async def http_cleartext_passwords(ctx: ProbeContext, params: Params) -> Observation:
-    """Fetch each of ``paths`` (and up to 3 login pages / links to) without credentials:
+    """Fetch each of ``paths`` (and where / redirects and links to, on the same origin: login
+    links first, MAX_FOLLOWED pages at most) without credentials:
     a 401 with a Basic or Digest challenge, or a page whose form holds a password input and
     posts it to an http:// URL (a relative action on an http:// page included).
 
@@ -129,11 +164,7 @@ async def http_cleartext_passwords(ctx: ProbeContext, params: Params) -> Observa
     fetched = [r for r in results if not isinstance(r, ProbeFailure)]
     if not fetched:
         raise _failed(results, paths)
-    front = next((f for f in fetched if f.path == "/" and f.ok), None)
-    if front is not None:
-        extra = [p for p in http_pages.login_links(front.resp.body, _url(ctx, tls, "/"))
-                 if p not in paths]
-        fetched += [r for r in await _fetch_all(ctx, extra) if not isinstance(r, ProbeFailure)]
+    fetched += await _reachable_from_front(ctx, tls, fetched)
     fields: dict[str, str] = {"cleartext": "no" if tls else "yes",
                               "checked": str(len(fetched))}
     challenged: list[tuple[Fetch, http_pages.Challenge]] = []
