@@ -8,6 +8,7 @@ address (127.0.85.0/24 in the tests) and returns a ``daemons.Daemon``; they rais
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import struct
 import time
@@ -16,7 +17,9 @@ from pathlib import Path
 from daemons import Daemon, DaemonUnavailable, _need, _spawn, _started, wait_tcp
 from mamori.protocols import sunrpc
 
-__all__ = ["register_rpc_program", "start_rpcbind"]
+__all__ = ["register_rpc_program", "start_proftpd", "start_rpcbind"]
+
+PROFTPD = "/opt/mamori-test/proftpd/usr/sbin/proftpd"  # unpacked by scripts/install-test-deps
 
 RPCBIND_PORT = 111
 
@@ -95,3 +98,41 @@ def register_rpc_program(host: str, program: int, version: int, port: int) -> bo
             data += chunk
     result = sunrpc.parse_reply(data, 9)
     return result is not None and result[-4:] == b"\x00\x00\x00\x01"
+
+
+def start_proftpd(workdir: Path, host: str, port: int, *, anonymous: bool,
+                  greeting: str = "lab file drop") -> Daemon:
+    """ProFTPD in the foreground (``-n -c``) on host:port with a greeting that names no
+    product (``ServerIdent on``). ``anonymous``: an <Anonymous> block that logs in
+    "anonymous" and lets it store and delete in incoming/ (the vulnerable twin); otherwise
+    no <Anonymous> block (the hardened twin). ``workdir`` must be world-traversable.
+    """
+    proftpd = _need(PROFTPD)
+    workdir.mkdir(parents=True, exist_ok=True)
+    workdir.chmod(0o755)
+    root = workdir / "anon-root"
+    incoming = root / "incoming"
+    incoming.mkdir(parents=True, exist_ok=True)
+    (root / "README.txt").write_text("family photos mirror\n")
+    shutil.chown(incoming, "ftp", "nogroup")
+    anon = (
+        f"<Anonymous {root}>\n  User ftp\n  Group nogroup\n  UserAlias anonymous ftp\n"
+        "  RequireValidShell off\n  <Limit WRITE>\n    DenyAll\n  </Limit>\n"
+        "  <Directory incoming>\n    <Limit WRITE>\n      AllowAll\n    </Limit>\n"
+        "  </Directory>\n</Anonymous>\n"
+    ) if anonymous else ""
+    pid = workdir / "proftpd.pid"
+    cfg = workdir / "proftpd.conf"
+    cfg.write_text(
+        f'ServerType standalone\nServerName "lab"\nServerIdent on "{greeting}"\n'
+        f"DefaultAddress {host}\nSocketBindTight on\nPort {port}\nUseIPv6 off\n"
+        "DefaultServer on\nUser nobody\nGroup nogroup\nUmask 022\nMaxInstances 20\n"
+        f"PidFile {pid}\nScoreboardFile {workdir}/proftpd.scoreboard\n"
+        f"DelayTable {workdir}/proftpd.delay\nSystemLog {workdir}/proftpd.log\n"
+        "TransferLog none\nWtmpLog off\nUseReverseDNS off\nAuthPAM off\n"
+        "AuthOrder mod_auth_unix.c\nControlsEngine off\nRequireValidShell off\n"
+        + anon
+    )
+    proc, log = _spawn([proftpd, "-n", "-c", str(cfg)], workdir, "proftpd.out")
+    d = Daemon("proftpd", host, port, proc, workdir, pid, log)
+    return _started(d, lambda: wait_tcp(host, port, proc=proc))

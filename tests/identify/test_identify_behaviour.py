@@ -1,8 +1,10 @@
 """FTP, SMTP, IMAP and POP3 named by how they behave, not by the product name in their banner.
 
-Real vsftpd, postfix and dovecot with their greetings changed to text that names no product
+Real vsftpd, ProFTPD, postfix and dovecot with their greetings changed to text that names no product
 and no protocol ("220 lab file drop"), on their usual ports and on unusual ones, each on its own
-127.0.85.x address. Then the FTP checks must run on what identification named (issue #14).
+127.0.85.x address. Then the FTP checks must run on what identification named (issue #14):
+anonymous login and upload confirmed on vsftpd and ProFTPD (an <Anonymous> block with a
+writable incoming/), and passed on their hardened twins.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from collections.abc import Iterator
 import pytest
 
 import daemons as dm
+import fixtures_breadth as fb
 import fixtures_remote as fr
 from mamori.checks.catalog import CATALOG_DIR, load_check
 from mamori.checks.engine import run_checks
@@ -23,6 +26,8 @@ pytestmark = pytest.mark.daemon
 
 FTP_DROP = ("127.0.85.1", 21)  # anonymous upload allowed, banner "lab file drop"
 FTP_ODD = ("127.0.85.2", 4021)  # anonymous off, same banner, unusual port
+PRO_ANON = ("127.0.85.5", 21)  # ProFTPD <Anonymous> with a writable incoming/
+PRO_HARD = ("127.0.85.6", 2121)  # ProFTPD without an <Anonymous> block
 SMTP = ("127.0.85.3", 25)
 SMTP_ODD = ("127.0.85.3", 4025)
 MAIL = "127.0.85.4"
@@ -38,6 +43,8 @@ def lab() -> Iterator[dm.Lab]:
                                                 upload=True, banner="lab file drop"),
             "ftp-odd": lambda: fr.start_vsftpd(base / "f2", *FTP_ODD, anonymous=False,
                                                banner="lab file drop"),
+            "proftpd-anon": lambda: fb.start_proftpd(base / "p1", *PRO_ANON, anonymous=True),
+            "proftpd-hard": lambda: fb.start_proftpd(base / "p2", *PRO_HARD, anonymous=False),
             "smtp": lambda: dm.start_postfix(_mk(base / "s1"), *SMTP, SMTP_ODD[1],
                                              banner="$myhostname lab relay"),
             "dovecot": lambda: dm.start_dovecot(_mk(base / "d1"), MAIL, 143, 110,
@@ -62,6 +69,7 @@ def identify(where: tuple[str, int]) -> Service:
 
 @pytest.mark.parametrize("name,where,expected", [
     ("ftp-drop", FTP_DROP, "ftp"), ("ftp-odd", FTP_ODD, "ftp"),
+    ("proftpd-anon", PRO_ANON, "ftp"), ("proftpd-hard", PRO_HARD, "ftp"),
     ("smtp", SMTP, "smtp"), ("smtp", SMTP_ODD, "smtp"),
     ("dovecot", IMAP, "imap"), ("dovecot", POP3, "pop3"),
     ("dovecot-odd", IMAP_ODD, "imap"), ("dovecot-odd", POP3_ODD, "pop3"),
@@ -87,20 +95,27 @@ def _run(check_id: str, where: tuple[str, int], service: Service) -> tuple[str, 
             result.summary)
 
 
-def test_ftp_checks_run_on_the_server_identification_named(lab: dm.Lab) -> None:
-    lab.need("ftp-drop")
-    service = identify(FTP_DROP)
-    status, confidence, summary = _run("ftp-anonymous-login", FTP_DROP, service)
+@pytest.mark.parametrize("name,where,root", [
+    ("ftp-drop", FTP_DROP, "ftp-root"), ("proftpd-anon", PRO_ANON, "anon-root")])
+def test_ftp_checks_run_on_the_server_identification_named(
+    lab: dm.Lab, name: str, where: tuple[str, int], root: str
+) -> None:
+    lab.need(name)
+    service = identify(where)
+    status, confidence, summary = _run("ftp-anonymous-login", where, service)
     assert (status, confidence) == (CheckStatus.FINDING.value, Confidence.CONFIRMED.value), summary
-    status, confidence, summary = _run("ftp-anonymous-write", FTP_DROP, service)
+    status, confidence, summary = _run("ftp-anonymous-write", where, service)
     assert (status, confidence) == (CheckStatus.FINDING.value, Confidence.CONFIRMED.value), summary
-    incoming = lab["ftp-drop"].workdir / "ftp-root" / "incoming"
+    incoming = lab[name].workdir / root / "incoming"
     assert list(incoming.iterdir()) == []  # the proof upload was deleted
 
 
-def test_ftp_checks_pass_on_the_hardened_twin(lab: dm.Lab) -> None:
-    lab.need("ftp-odd")
-    service = identify(FTP_ODD)
+@pytest.mark.parametrize("name,where", [("ftp-odd", FTP_ODD), ("proftpd-hard", PRO_HARD)])
+def test_ftp_checks_pass_on_the_hardened_twins(
+    lab: dm.Lab, name: str, where: tuple[str, int]
+) -> None:
+    lab.need(name)
+    service = identify(where)
     for check_id in ("ftp-anonymous-login", "ftp-anonymous-write"):
-        status, _, summary = _run(check_id, FTP_ODD, service)
+        status, _, summary = _run(check_id, where, service)
         assert status == CheckStatus.PASSED.value, summary
