@@ -7,7 +7,9 @@ tftpd-hpa with boot files / empty, named allow-transfer any / none. One lab per 
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -16,6 +18,7 @@ from hypothesis import strategies as st
 import daemons as dm
 import fixtures_exposure as fb
 from checks_helpers import assert_finding, assert_passed
+from conftest import run_mamori
 from mamori.checks.catalog import CATALOG_DIR, load_check
 from mamori.checks.engine import run_checks
 from mamori.model import (
@@ -259,3 +262,19 @@ def test_identified_by_behaviour_on_an_unusual_port(
     lab.need(daemon)
     found, errors = asyncio.run(identify_tcp(*where, banner_wait=0.5))
     assert found is not None and found.name == service, (found, errors)
+
+
+def test_scan_finds_tftp_on_an_unusual_udp_port_and_runs_the_check(
+    lab: dm.Lab, tmp_path: Path
+) -> None:
+    """The sweep's connected sockets never see TFTP's answer (it comes from another port):
+    the silent port is asked once more, named by behaviour, and checked."""
+    lab.need("tftp-open")
+    proc = run_mamori("scan", TFTP_OPEN[0], "-p", f"U:{TFTP_OPEN[1]}", "--udp",
+                      "--format", "json", "--db", str(tmp_path / "m.db"))
+    assert proc.returncode in (0, 1), proc.stderr
+    doc = json.loads(proc.stdout)
+    (host,) = doc["hosts"]
+    (endpoint,) = [e for e in host["endpoints"] if e["port"] == TFTP_OPEN[1]]
+    assert endpoint["state"] == "open" and endpoint["service"]["name"] == "tftp"
+    assert "tftp-files-readable" in json.dumps(doc)

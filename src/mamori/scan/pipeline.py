@@ -22,6 +22,7 @@ from mamori.model import (
     PortState,
     ProbeError,
     Proto,
+    Reason,
     Service,
     Target,
 )
@@ -115,6 +116,7 @@ class _Runner:
         self.loop = asyncio.get_running_loop()
         self.open_tcp: asyncio.Queue[PortResult | None] = asyncio.Queue()
         self.udp_replies: list[PortResult] = []
+        self.tftp_found: list[tuple[PortResult, Service]] = []  # named after the sweep
         self.filtered: dict[tuple[str, str], list[PortResult]] = {}
         self.not_shown: dict[str, dict[str, dict[str, int]]] = {}
         # Per-host bounds (time.monotonic(): the sweep thread reads the sweep's deadline).
@@ -240,9 +242,31 @@ class _Runner:
                 self._merge_stats(stats, Proto.UDP)
                 self._report_unswept(stats, Proto.UDP, len(self.plan.udp_ports))
                 await self._reprobe_silent_udp()
+                await self._probe_silent_udp_for_tftp()
         finally:
             for _ in range(self.plan.identify_concurrency):
                 self.open_tcp.put_nowait(None)
+
+    async def _probe_silent_udp_for_tftp(self) -> None:
+        """TFTP answers from another port, which the sweep cannot see: ask the ports still
+        silent (at most MAX_UDP_REPROBE) for a random file; an answer makes them open."""
+        from mamori.identify.tftp import tftp_behaviour
+
+        answered = {(u.address, u.port) for u in self.udp_replies}
+        silent = [
+            r for (_, proto), results in self.filtered.items() if proto == Proto.UDP.value
+            for r in results
+            if r.state is PortState.OPEN_FILTERED and (r.address, r.port) not in answered
+        ][:MAX_UDP_REPROBE]
+        if not silent or not self.plan.identify:
+            return
+        found = await asyncio.gather(*(tftp_behaviour(r.address, r.port) for r in silent))
+        for r, svc in zip(silent, found, strict=True):
+            if svc is not None:
+                opened = PortResult(r.address, r.port, Proto.UDP, PortState.OPEN,
+                                    Reason.UDP_RESPONSE, reply=(svc.banner or "").encode())
+                self.sink.on_endpoints([_endpoint(opened)])
+                self.tftp_found.append((opened, svc))
 
     async def _reprobe_silent_udp(self) -> None:
         from mamori.identify.engine import udp_payload, udp_payloads
@@ -370,6 +394,9 @@ class _Runner:
             if svc is not None:
                 self.sink.on_service(r.address, Proto.UDP, r.port, svc)
                 await self._check(_endpoint(r), svc, names.get(r.address))
+        for r, svc in self.tftp_found:
+            self.sink.on_service(r.address, Proto.UDP, r.port, svc)
+            await self._check(_endpoint(r), svc, names.get(r.address))
         for address, counts in self.not_shown.items():
             self.sink.on_not_shown(address, counts)
         for address, (n, why) in self.cut.items():
