@@ -113,12 +113,14 @@ def test_apache_status_and_info_open_to_anyone(apache_open: dm.Daemon) -> None:
     assert "apache-info at /server-info" in facts["pages"]
     # Seen over loopback, where `Require local` pages show too: likely, and it says so.
     assert status.confidence is Confidence.LIKELY
-    assert "seen from this machine" in status.summary
+    assert "seen from this machine itself" in status.summary
+    assert status.summary.startswith("/server-status is a status page (apache-status; ")
     assert "Scoreboard" in (status.evidence.reply or "")  # type: ignore[union-attr]
     info = run_check("http-server-info-exposed", APACHE_OPEN, HTTP, "http")
     assert_finding(info)
     assert _facts(info)["info_path"] == "/server-info"
     assert "modules listed" in _facts(info)["info_facts"]
+    assert "server version: Apache/2.4" in _facts(info)["info_facts"]
 
 
 @pytest.mark.daemon
@@ -197,6 +199,8 @@ def test_nginx_basic_auth_and_sign_in_form_over_http(nginx_open: dm.Daemon) -> N
     facts = _facts(auth)
     assert facts["auth_scheme"] == "Basic" and facts["auth_path"] == "/private/"
     assert facts["realm"] == "Members only"
+    assert facts["challenge"].startswith("HTTP/1.1 401 ")
+    assert 'WWW-Authenticate: Basic realm="Members only"' in facts["challenge"]
     assert auth.severity is Severity.MEDIUM and auth.confidence is Confidence.CONFIRMED
     assert "WWW-Authenticate: Basic" in (auth.evidence.reply or "")  # type: ignore[union-attr]
     assert "Authorization" not in (auth.evidence.request or "")  # type: ignore[union-attr]

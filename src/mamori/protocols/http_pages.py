@@ -38,7 +38,7 @@ _SCOREBOARD_HTML = re.compile(rb"<pre>\s*([_SRWKDCLGI.\n]{4,65536})</pre>")
 _SCOREBOARD_KEY = re.compile(rb'Scoreboard Key:|"<b><code>_</code></b>" Waiting for Connection')
 _UPTIME = re.compile(rb"Server uptime:\s*([^<\n]{1,80})")
 _BUSY = re.compile(rb"(\d{1,9}) requests? currently being processed,\s*(\d{1,9}) (?:idle|workers)")
-_VERSION = re.compile(rb"Server Version:\s*(?:</[a-z]+>\s*)?(?:<tt>)?([^<\n]{1,120})")
+_VERSION = re.compile(rb"Server Version:\s*(?:<[^<>]{0,40}>\s*){0,4}([^<\s][^<\n]{0,119})")
 _EXTENDED = re.compile(rb"<th>Client</th>|<th>Request</th>|<th>VHost</th>", re.I)
 _ROW_REQUEST = re.compile(rb"<td nowrap>((?:GET|POST|HEAD|PUT|DELETE|OPTIONS) [^<]{0,200})</td>",
                           re.I)

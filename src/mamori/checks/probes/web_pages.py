@@ -113,6 +113,13 @@ def _url(ctx: ProbeContext, tls: bool, path: str) -> str:
     return f"{'https' if tls else 'http'}://{host}{path}"
 
 
+def _challenge_line(f: Fetch) -> str:
+    """The reply's status line and WWW-Authenticate headers, as evidence."""
+    lines = [f"HTTP/{f.resp.version} {f.resp.status} {f.resp.reason}".strip()]
+    lines += [f"{k}: {v}" for k, v in f.resp.headers if k.lower() == "www-authenticate"]
+    return " | ".join(lines)[:300]
+
+
 MAX_FOLLOWED = 8  # pages fetched beyond the listed paths: a redirect of / and its links
 _REDIRECTS = (301, 302, 303, 307, 308)
 
@@ -153,10 +160,10 @@ async def http_cleartext_passwords(ctx: ProbeContext, params: Params) -> Observa
     posts it to an http:// URL (a relative action on an http:// page included).
 
     Fields: cleartext ("yes" on plain HTTP, "no" over TLS: nothing is sent in the clear
-    there), auth_scheme, auth_path, realm, digest_algorithm, challenges (every scheme/path
-    seen), form_path, form_action (the absolute URL posted to), form_method,
-    password_fields, checked, grade ("basic"/"digest"). Raises ProbeFailure when no path
-    could be fetched.
+    there), auth_scheme, auth_path, realm, digest_algorithm, challenge (the status line and
+    WWW-Authenticate headers), challenges (every scheme/path seen), form_path, form_action
+    (the absolute URL posted to), form_method, password_fields, checked, grade
+    ("basic"/"digest"). Raises ProbeFailure when no path could be fetched.
     """
     tls = ctx.service is not None and ctx.service.tls
     paths = _paths(params)
@@ -177,7 +184,7 @@ async def http_cleartext_passwords(ctx: ProbeContext, params: Params) -> Observa
         challenged.sort(key=lambda fc: fc[1].scheme != "Basic")
         f, c = challenged[0]
         fields.update(auth_scheme=c.scheme, auth_path=f.path, realm=c.realm or "(none)",
-                      grade=c.scheme.lower())
+                      grade=c.scheme.lower(), challenge=_challenge_line(f))
         if c.scheme == "Digest":
             fields["digest_algorithm"] = c.algorithm
         fields["challenges"] = ", ".join(sorted({f"{c.scheme} at {f.path}"
