@@ -225,7 +225,8 @@ def test_a_finding_graded_by_exposure_keeps_its_summary_and_says_its_exposure(
     doc = json.loads(render(checked, "json"))
     (got,) = [c for c in doc["checks"] if c["check_id"] == "redis-unauthenticated"]
     assert got["exposure"] == {"address": "0.0.0.0", "port": 6379, "scope": "all",
-                               "firewall": "allowed", "check_severity": spec.severity.value}
+                               "firewall": "allowed", "check_severity": spec.severity.value,
+                               "reach": None}
     assert got["texts"]["ja"]["summary"] == redis.texts["ja"].summary
 
 

@@ -243,7 +243,8 @@ def test_check_scan_listeners_in_full(tmp_path: Path, schema: dict[str, Any]) ->
     # A finding graded by its listener's exposure says so in its own field (1.3).
     redis = next(c for c in doc["checks"] if c["check_id"] == "redis-unauthenticated")
     assert redis["exposure"] == {"address": "0.0.0.0", "port": 6379, "scope": "all",
-                                 "firewall": "allowed", "check_severity": "critical"}
+                                 "firewall": "allowed", "check_severity": "critical",
+                                 "reach": None}
     assert redis["summary"] == REDIS_INSIDE.summary and "[listening" not in redis["summary"]
 
 

@@ -567,6 +567,7 @@ def test_models_and_migrations_agree_and_downgrade_works(tmp_path: Path) -> None
             "web_checks",
             "serve_blocks",
             "accepted_risks",
+            "path_reports",
         }
         with engine.connect() as conn:
             assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []

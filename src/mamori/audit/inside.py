@@ -12,10 +12,12 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import ipaddress
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from mamori.audit.path import HostAddresses, worst_reach
+from mamori.audit.path_findings import path_exposure, path_results
 from mamori.model import (
     CheckResult,
     CheckStatus,
@@ -29,6 +31,7 @@ from mamori.model import (
     Target,
 )
 from mamori.model.audit import AuditNote, FirewallDecision, Listener, Scope, Verdict
+from mamori.model.path import OutsideResult, PathReport, PathVerdict, Reach, RouterView
 from mamori.scan.pipeline import ProgressFn, ScanPlan, ScanSink, run_scan
 
 _ORDER = list(Severity)
@@ -38,15 +41,24 @@ def _step(severity: Severity, by: int) -> Severity:
     return _ORDER[max(0, min(len(_ORDER) - 1, _ORDER.index(severity) + by))]
 
 
-def escalate(severity: Severity, scope: Scope, verdict: Verdict | None) -> Severity:
+def escalate(severity: Severity, scope: Scope, verdict: Verdict | None,
+             reach: Reach | None = None) -> Severity:
     """The severity of a finding on a listener, given how exposed that listener is.
 
-    Loopback only: at most low (only local users and processes reach it). Reachable from the
-    network and let in by the firewall (or no firewall): one step worse. Reachable but blocked
-    by the firewall: one step milder. Undetermined firewall: as the check says.
+    Loopback only: at most low (only local users and processes reach it). When the joined
+    verdict (``audit/path.py``: router, NAT, IPv6, outside probe) knows the reach, it decides:
+    internet one step worse, LAN-only as the check says, this host only one step milder.
+    Otherwise by the firewall: let in (or no firewall) one step worse, blocked one step
+    milder, undetermined as the check says.
     """
     if scope is Scope.LOOPBACK:
         return min(severity, Severity.LOW, key=lambda s: s.rank)
+    if reach is Reach.INTERNET:
+        return _step(severity, +1)
+    if reach is Reach.LAN:
+        return severity
+    if reach is Reach.HOST:
+        return _step(severity, -1)
     if verdict in (Verdict.ALLOWED, Verdict.NO_FIREWALL):
         return _step(severity, +1)
     if verdict is Verdict.BLOCKED:
@@ -117,9 +129,11 @@ class ExposureSink:
     """Passes records on, re-grading each finding by its listener's exposure."""
 
     def __init__(self, inner: ScanSink, exposure: dict[tuple[str, Proto, int],
-                                                        tuple[Listener, FirewallDecision | None]]):
+                                                        tuple[Listener, FirewallDecision | None]],
+                 reach: Mapping[Listener, Reach | None] | None = None):
         self.inner = inner
         self.exposure = exposure
+        self.reach = reach or {}
         self.services: dict[tuple[str, Proto, int], Service] = {}
 
     def on_host(self, target: Target) -> None:
@@ -145,11 +159,15 @@ class ExposureSink:
             verdict = decision.verdict if decision else None
             if decision is not None and decision.only_from:
                 verdict = Verdict.UNDETERMINED  # open to some sources only: keep the grade
+            reach = self.reach.get(listener)
+            if reach is Reach.UNDETERMINED:
+                reach = None  # a piece is missing: graded by the firewall alone
             exposure = Exposure(address=listener.address, port=listener.port,
                                 scope=listener.scope, firewall=verdict,
-                                check_severity=result.severity)
+                                check_severity=result.severity,
+                                reach=reach.value if reach is not None else None)
             result = dataclasses.replace(
-                result, severity=escalate(result.severity, listener.scope, verdict),
+                result, severity=escalate(result.severity, listener.scope, verdict, reach),
                 exposure=exposure)
         self.inner.on_check(result)
 
@@ -172,6 +190,7 @@ class InsideSink(Protocol):
 
     def on_check(self, result: CheckResult) -> None: ...
     def on_listener(self, record: ListenerRecord) -> None: ...
+    def on_paths(self, report: PathReport) -> None: ...
 
 
 def listener_record(
@@ -194,9 +213,11 @@ def listener_record(
 
 def exposure_results(
     listeners: Sequence[Listener], decide: Callable[[Listener], FirewallDecision | None],
+    paths: Mapping[Listener, Sequence[PathVerdict]] | None = None,
 ) -> list[CheckResult]:
     """One "exposed-listener" result per listener reachable from the network (keyed by its
-    bind address and port), and whether any firewall filters inbound traffic at all."""
+    bind address and port), and whether any firewall filters inbound traffic at all. With
+    joined path verdicts (``paths``), the reach they found decides (``path_exposure``)."""
     from mamori.audit.notes import note_result
 
     results: list[CheckResult] = []
@@ -204,6 +225,10 @@ def exposure_results(
     for lst, decision in decisions:
         where = f"{lst.proto.value}/{lst.port} on {lst.address} ({lst.process or 'unknown'}"
         where += f", pid {lst.pid})" if lst.pid else ")"
+        joined = path_exposure(where, lst, (paths or {}).get(lst, ()))
+        if joined is not None:
+            results.append(joined)
+            continue
         if decision is None or decision.verdict is Verdict.UNDETERMINED:
             reason = decision.reason if decision else "no firewall backend could be read"
             note = AuditNote("exposed-listener", None, f"{where}: {reason}", "firewall")
@@ -268,6 +293,38 @@ class CheckJob:
     read_listeners: Callable[[], list[Listener]]
     decide: Callable[[Listener], FirewallDecision | None]
     read_notes: Callable[[], list[AuditNote]]
+    # The path from the internet (issue 13): the router's view (None: not read), the outside
+    # probe for (proto, port)s (None: no --outside), this host's own addresses. None: no join.
+    read_router: Callable[[], RouterView | None] | None = None
+    probe_outside: Callable[[list[tuple[Proto, int]]], Sequence[OutsideResult]] | None = None
+    read_addresses: Callable[[], HostAddresses] | None = None
+
+
+def join_job(job: CheckJob, listeners: Sequence[Listener],
+             decisions: Mapping[Listener, FirewallDecision | None]) -> PathReport | None:
+    """Read the router, ask the outside service, and join them with the inside view (I/O
+    here, the join itself is pure: ``audit/path.join_paths``). None when the job joins
+    nothing. A listener on "::" is asked about IPv4 as well (dual-stack), unless an IPv4
+    socket holds the same port (then the IPv6 one is v6-only)."""
+    if job.read_addresses is None:
+        return None
+    from mamori.audit.path import Inside, families, join_paths
+
+    v4_ports = {(lst.proto, lst.port) for lst in listeners if lst.family == 4}
+    v6only = frozenset(key for lst in listeners
+                       if lst.address.split("%", 1)[0] == "::"
+                       and (key := (lst.proto, lst.port)) in v4_ports)
+    insides = []
+    for lst in listeners:
+        firewall: dict[int, FirewallDecision | None] = {lst.family: decisions[lst]}
+        if 4 in families(lst, (lst.proto, lst.port) in v6only) and lst.family == 6:
+            firewall[4] = job.decide(dataclasses.replace(lst, address="0.0.0.0"))
+        insides.append(Inside(lst, firewall))
+    ports = sorted({(lst.proto, lst.port) for lst in listeners if lst.scope is not Scope.LOOPBACK},
+                   key=lambda p: (p[0].value, p[1]))
+    outside = tuple(job.probe_outside(ports)) if job.probe_outside and ports else ()
+    router = job.read_router() if job.read_router else None
+    return join_paths(insides, router, outside, job.read_addresses(), v6only)
 
 
 async def run_check_job(job: CheckJob, sink: InsideSink, progress: ProgressFn) -> None:
@@ -281,7 +338,17 @@ async def run_check_job(job: CheckJob, sink: InsideSink, progress: ProgressFn) -
     probes, skipped = plan_probes(listeners, probe_bound=job.probe_bound, excluded=job.excluded)
     exposure = {(p.address, p.listener.proto, p.listener.port): (p.listener, decisions[p.listener])
                 for p in probes}
-    probing = ExposureSink(sink, exposure)  # type: ignore[arg-type]
+    progress(stage="path")
+    paths = await asyncio.to_thread(join_job, job, listeners, decisions)
+    by_listener: dict[Listener, list[PathVerdict]] = {}
+    if paths is not None:
+        keyed = {(v.proto, v.address, v.port): lst for lst in listeners
+                 for v in paths.verdicts if (lst.proto, lst.address, lst.port) ==
+                 (v.proto, v.address, v.port)}
+        for v in paths.verdicts:
+            by_listener.setdefault(keyed[(v.proto, v.address, v.port)], []).append(v)
+    reach = {lst: worst_reach(vs) for lst, vs in by_listener.items()}
+    probing = ExposureSink(sink, exposure, reach)  # type: ignore[arg-type]
     await run_probes(group_plans(probes, job.template), probing, progress)
     probed = {p.listener: p.address for p in probes}
     why_not = {s.listener: s.reason for s in skipped}
@@ -289,7 +356,11 @@ async def run_check_job(job: CheckJob, sink: InsideSink, progress: ProgressFn) -
         address = probed.get(lst)
         service = probing.services.get((address, lst.proto, lst.port)) if address else None
         sink.on_listener(listener_record(lst, decisions[lst], service, address, why_not.get(lst)))
-    for result in exposure_results(listeners, lambda lst: decisions[lst]):
+    for result in exposure_results(listeners, lambda lst: decisions[lst], by_listener):
         sink.on_check(result)
+    if paths is not None:
+        for result in path_results(paths):
+            sink.on_check(result)
+        sink.on_paths(paths)
     for note in await asyncio.to_thread(job.read_notes):
         sink.on_check(note_result(note))

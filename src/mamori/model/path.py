@@ -117,3 +117,18 @@ class PathVerdict:
     mapping: PortMapping | None = None  # the router mapping that reaches this listener
     proven: bool = False  # the outside probe connected: confirmed, not inferred
     notes: tuple[str, ...] = field(default_factory=tuple)
+
+
+@dataclass(frozen=True, slots=True)
+class PathReport:
+    """Everything ``mamori check`` learnt about the path from the internet, for one run: the
+    router's view (None: not read), the outside results, this host's IPv6 addresses (global
+    unicast and ULA, with their kind), the joined verdicts, and the mappings that point at
+    other LAN hosts (listed, not findings about this host)."""
+
+    verdicts: tuple[PathVerdict, ...] = ()
+    router: RouterView | None = None
+    outside: tuple[OutsideResult, ...] = ()
+    ipv6: tuple[tuple[str, str], ...] = ()  # (address, "global" | "ula")
+    other_hosts: tuple[PortMapping, ...] = ()
+    unmatched: tuple[PortMapping, ...] = ()  # mappings to this host where nothing listens

@@ -13,8 +13,9 @@ from typing import Any
 from mamori.model.accept import Acceptance
 from mamori.model.audit import ListenerRecord, Scope, Verdict
 from mamori.model.base import Proto, Severity
+from mamori.model.path import PathReport
 
-JSON_SCHEMA_VERSION = "1.4"
+JSON_SCHEMA_VERSION = "1.5"
 
 _EMPTY: Mapping[str, str] = MappingProxyType({})
 
@@ -200,6 +201,9 @@ class Exposure:
     scope: Scope
     firewall: Verdict | None  # None: not asked (loopback) or no backend could be read
     check_severity: Severity
+    # the joined reach (model.path.Reach value: internet, lan, host, undetermined) when
+    # mamori check joined the router / outside views; None: graded by bind and firewall only
+    reach: str | None = None
 
 
 _NO_TEXTS: Mapping[str, CheckText] = MappingProxyType({})
@@ -263,6 +267,7 @@ class ScanRecord:
     mamori_version: str = ""
     checks: tuple[CheckResult, ...] = ()
     listeners: tuple[ListenerRecord, ...] = ()  # kind "check": this machine's sockets
+    paths: PathReport | None = None  # kind "check": the joined verdicts (None: not joined)
 
     @property
     def findings(self) -> tuple[CheckResult, ...]:

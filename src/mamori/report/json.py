@@ -29,6 +29,7 @@ from mamori.model import (
     Service,
     Severity,
 )
+from mamori.model.path_json import path_report_dict
 
 SCAN_SCHEMA_ID = f"mamori.scan/{JSON_SCHEMA_VERSION}"
 
@@ -164,6 +165,7 @@ def exposure_to_dict(e: Exposure) -> dict[str, Any]:
         "scope": e.scope.value,
         "firewall": e.firewall.value if e.firewall is not None else None,
         "check_severity": e.check_severity.value,
+        "reach": e.reach,
     }
 
 
@@ -258,6 +260,7 @@ def scan_to_dict(record: ScanRecord) -> dict[str, Any]:
         "errors": [error_to_dict(e) for e in record.errors],
         "checks": [check_to_dict(c) for c in record.checks],
         "listeners": [listener_to_dict(r) for r in record.listeners],
+        "paths": path_report_dict(record.paths) if record.paths is not None else None,
     }
 
 

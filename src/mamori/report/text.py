@@ -66,9 +66,13 @@ def exposure(c: CheckResult, lang: str) -> str | None:
     where = _host_port(e.address[:64], e.port)
     scope = t(f"exposure.scope.{e.scope.value}", lang)
     if e.firewall is None:
-        return t("exposure.listening", lang, where=where, scope=scope)
-    return t("exposure.listening_fw", lang, where=where, scope=scope,
-             firewall=t(f"exposure.fw.{e.firewall.value}", lang))
+        text = t("exposure.listening", lang, where=where, scope=scope)
+    else:
+        text = t("exposure.listening_fw", lang, where=where, scope=scope,
+                 firewall=t(f"exposure.fw.{e.firewall.value}", lang))
+    if e.reach:
+        text += t("exposure.reach", lang, reach=t(f"path.reach.{e.reach}", lang))
+    return text
 
 
 def one_line(c: CheckResult, lang: str) -> str:

@@ -22,6 +22,7 @@ from mamori.model import (
     Service,
     Target,
 )
+from mamori.model.path import PathReport
 
 if TYPE_CHECKING:
     from mamori.store import Store
@@ -141,3 +142,7 @@ class StoreSink:
 
     def on_listener(self, record: ListenerRecord) -> None:
         self._do(lambda s, i: s.add_listener(i, record))
+
+    def on_paths(self, report: PathReport) -> None:
+        """The joined path verdicts of a `mamori check` run (one per run)."""
+        self._do(lambda s, i: s.set_path_report(i, report))

@@ -210,6 +210,18 @@ class ListenerRow(Base):
     not_probed: Mapped[str | None] = mapped_column(Text, nullable=True)
 
 
+class PathReportRow(Base):
+    """The joined path verdicts of one `mamori check` run (``model.path.PathReport`` as JSON:
+    verdicts per listener and family, the router's view, the outside results)."""
+
+    __tablename__ = "path_reports"
+    __table_args__ = (UniqueConstraint("scan_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    scan_id: Mapped[int] = mapped_column(ForeignKey("scans.id", ondelete="CASCADE"))
+    report: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
 class IncidentRow(Base):
     """One incident of ``mamori watch``: events from one source address grouped in a time
     window (see ``mamori.watch.incidents``). ``types``, ``signatures`` and ``examples`` are

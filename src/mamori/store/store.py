@@ -42,6 +42,7 @@ from mamori.model import (
     Severity,
 )
 from mamori.model.audit import Scope, Verdict
+from mamori.model.path import PathReport
 from mamori.procs import pid_alive
 from mamori.store.engine import (
     default_db_url,
@@ -61,6 +62,7 @@ from mamori.store.models import (
     ScanRow,
     ServiceRow,
 )
+from mamori.store.paths import read_path_report, write_path_report
 
 __all__ = ["Store", "StoreError", "default_db_url", "sort_listeners"]
 
@@ -125,7 +127,7 @@ def _exposure_value(e: Exposure | None) -> dict[str, Any] | None:
         return None
     return {"address": _no_nul(e.address), "port": e.port, "scope": e.scope.value,
             "firewall": e.firewall.value if e.firewall is not None else None,
-            "check_severity": e.check_severity.value}
+            "check_severity": e.check_severity.value, "reach": e.reach}
 
 
 def _texts_from_row(value: Any) -> dict[str, CheckText]:
@@ -150,7 +152,8 @@ def _exposure_from_row(value: Any) -> Exposure | None:
     return Exposure(address=str(value["address"]), port=int(value["port"]),
                     scope=Scope(value["scope"]),
                     firewall=Verdict(firewall) if firewall is not None else None,
-                    check_severity=Severity(value["check_severity"]))
+                    check_severity=Severity(value["check_severity"]),
+                    reach=str(value["reach"]) if value.get("reach") else None)
 
 
 def _check_from_row(m: Any) -> CheckResult:
@@ -514,6 +517,11 @@ class Store:
             else:
                 conn.execute(update(ListenerRow).where(where).values(**values))
 
+    def set_path_report(self, scan_id: int, report: PathReport) -> None:
+        """Record (or replace) the joined path verdicts of a check run, and commit."""
+        with self._tx() as conn:
+            write_path_report(conn, scan_id, report)
+
     def finish_scan(self, scan_id: int, status: ScanStatus) -> None:
         """Set the scan's final status and finish time.
 
@@ -620,6 +628,7 @@ class Store:
             listener_rows = conn.execute(
                 select(ListenerRow.__table__).where(ListenerRow.scan_id == scan_id)
             ).all()
+            paths = read_path_report(conn, scan_id)
 
         endpoints: dict[str, list[Endpoint]] = {}
         for r in ep_rows:
@@ -693,6 +702,7 @@ class Store:
                 [_check_from_row(r) for r in check_rows], [h.address for h in hosts]
             ),
             listeners=sort_listeners([_listener_from_row(r) for r in listener_rows]),
+            paths=paths,
         )
 
     def list_scans(self, limit: int = 50) -> list[ScanSummary]:
