@@ -278,3 +278,22 @@ def test_scan_finds_tftp_on_an_unusual_udp_port_and_runs_the_check(
     (endpoint,) = [e for e in host["endpoints"] if e["port"] == TFTP_OPEN[1]]
     assert endpoint["state"] == "open" and endpoint["service"]["name"] == "tftp"
     assert "tftp-files-readable" in json.dumps(doc)
+
+
+def test_scan_with_dns_zone_asks_for_that_zone_first(lab: dm.Lab, tmp_path: Path) -> None:
+    lab.need("dns-open")
+    proc = run_mamori("scan", DNS_OPEN[0], "-p", f"T:{DNS_OPEN[1]}", "--checks",
+                      "dns-zone-transfer", "--dns-zone", "LAB84.test.", "--format", "json",
+                      "--db", str(tmp_path / "m.db"))
+    assert proc.returncode in (0, 1), proc.stderr
+    text = json.dumps(json.loads(proc.stdout))
+    assert "zone lab84.test by AXFR" in text and "vpn.lab84.test" in text
+
+
+@pytest.mark.parametrize("zone", ["bad..name", "-x.example", "a" * 64 + ".org", "", "a b"])
+def test_a_bad_dns_zone_is_one_usage_line_and_nothing_stored(zone: str, tmp_path: Path) -> None:
+    db = tmp_path / "m.db"
+    proc = run_mamori("scan", "127.0.83.14", "-p", "T:1", "--dns-zone", zone, "--db", str(db))
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("mamori: error: --dns-zone") and proc.stderr.count("\n") == 1
+    assert not db.exists()

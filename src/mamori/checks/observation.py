@@ -28,6 +28,9 @@ class CheckOptions:
     # TLS checks may download a missing intermediate from the leaf's caIssuers (AIA) URL: a
     # request to a host outside the scan, so only when the user allows it (--fetch-aia).
     fetch_aia: bool = False
+    # Zone names the zone-transfer check asks for first (--dns-zone), before the names it
+    # learns from the server itself.
+    dns_zones: tuple[str, ...] = ()
     # Open-resolver check: a name the target is not authoritative for, and the addresses its
     # true answer has (overrides the check file's default well-known name).
     resolver_check_name: str | None = None

@@ -3,6 +3,7 @@ which the command turns into one line on stderr and exit 2 before anything is st
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Literal
 
@@ -173,6 +174,7 @@ SkipChecksOption = Annotated[
 def check_options(
     ca_file: Path | None, proxy_url: str | None, proxy_pattern: str | None,
     smtp_domain: str | None, smtp_inbox: Path | None, *, fetch_aia: bool = False,
+    dns_zones: tuple[str, ...] = (),
 ) -> CheckOptions:
     from mamori.checks.observation import CheckOptions
 
@@ -183,4 +185,24 @@ def check_options(
         proxy_canary_pattern=proxy_pattern,
         smtp_canary_domain=smtp_domain,
         smtp_canary_inbox=str(smtp_inbox) if smtp_inbox else None,
+        dns_zones=dns_zones,
     )
+
+
+_ZONE_LABEL = re.compile(r"^[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?$")
+
+
+def dns_zone_names(values: list[str] | None) -> tuple[str, ...]:
+    """The --dns-zone values as lower-case names without the final dot; raise UsageProblem
+    for anything that is not a DNS name (empty labels, labels over 63 bytes, odd bytes)."""
+    out: list[str] = []
+    for value in values or ():
+        name = value.strip().rstrip(".").lower()
+        labels = name.split(".")
+        if not name or len(name) > 253 or not all(_ZONE_LABEL.match(x) for x in labels):
+            raise UsageProblem(f"--dns-zone {value!r} is not a DNS zone name (example.org)")
+        if name not in out:
+            out.append(name)
+    if len(out) > 8:
+        raise UsageProblem("--dns-zone: at most 8 zones")
+    return tuple(out)

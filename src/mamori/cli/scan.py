@@ -29,6 +29,7 @@ from mamori.cli.options import (
     check_canary_inputs,
     check_options,
     chosen_checks,
+    dns_zone_names,
     exclusions,
     fail_on_severity,
     report_lang,
@@ -146,6 +147,9 @@ def scan(
         "relay checks then prove delivery.")] = None,
     smtp_canary_inbox: Annotated[Path | None, typer.Option(
         "--smtp-canary-inbox", help="The directory that sink writes received mail to.")] = None,
+    dns_zone: Annotated[list[str] | None, typer.Option(
+        "--dns-zone", help="A zone the zone-transfer check asks DNS servers for first "
+        "(repeatable; it also tries names it learns from the server).")] = None,
     fmt: FormatOption = "table",
     output: OutputOption = None,
     lang: LangOption = None,
@@ -198,6 +202,7 @@ def scan(
         specs = skip_checks(chosen_checks(checks, no_checks, identify), skip)
         check_canary_inputs(ca_file, proxy_url, proxy_pattern, smtp_canary_domain,
                              smtp_canary_inbox)
+        zones = dns_zone_names(dns_zone)
     except (UsageProblem, PortSpecError, TargetSpecError) as exc:
         fail(EXIT_USAGE, str(exc))
 
@@ -211,7 +216,7 @@ def scan(
         checks=tuple(specs),
         check_options=check_options(
             ca_file, proxy_url, proxy_pattern, smtp_canary_domain, smtp_canary_inbox,
-            fetch_aia=fetch_aia,
+            fetch_aia=fetch_aia, dns_zones=zones,
         ) if specs else None,
     )
     options = {

@@ -191,8 +191,8 @@ async def _lookup(ctx: ProbeContext, name: str, qtype: int, *, chaos: bool = Fal
 
 
 async def _zone_candidates(ctx: ProbeContext, params: Params, log: list[str]) -> list[str]:
-    """Zone names worth asking for, in order: the check file's and the user's (hostname),
-    then what the server itself says about the scanned address and about itself."""
+    """Zone names worth asking for, in order: the user's (--dns-zone), the check file's, the
+    hostname's, then what the server itself says about the scanned address and about itself."""
     out: list[str] = []
 
     def add(names: list[str]) -> None:
@@ -200,6 +200,7 @@ async def _zone_candidates(ctx: ProbeContext, params: Params, log: list[str]) ->
             if n and n not in out:
                 out.append(n)
 
+    add(list(ctx.options.dns_zones))
     add([z.strip(".").lower() for z in params.texts("zones", [])])
     if ctx.hostname:
         add(_parents(ctx.hostname))
@@ -235,7 +236,7 @@ async def _transfer(ctx: ProbeContext, zone: str, ixfr: bool) -> dns_xfr.Transfe
 
 
 async def dns_zone_transfer(ctx: ProbeContext, params: Params) -> Observation:
-    """Find zone names (check file ``zones``, the hostname given, the PTR of the scanned
+    """Find zone names (--dns-zone, check file ``zones``, the hostname given, the PTR of the scanned
     address and its SOA, hostname.bind / id.server) and ask for each zone by AXFR, then IXFR
     (serial 0) when AXFR is refused, over TCP, without a key.
 

@@ -37,6 +37,7 @@ complete -c mamori -n '__fish_seen_subcommand_from scan' -l proxy-url -r -d 'Can
 complete -c mamori -n '__fish_seen_subcommand_from scan' -l proxy-pattern -r -d 'Text the --proxy-url page must contain.'
 complete -c mamori -n '__fish_seen_subcommand_from scan' -l smtp-canary-domain -r -d 'A domain whose mail reaches `mamori canary smtp`: open-relay checks then prove delivery.'
 complete -c mamori -n '__fish_seen_subcommand_from scan' -l smtp-canary-inbox -r -d 'The directory that sink writes received mail to.'
+complete -c mamori -n '__fish_seen_subcommand_from scan' -l dns-zone -r -d 'A zone the zone-transfer check asks DNS servers for first (repeatable; it also tries names it learns from the server).'
 complete -c mamori -n '__fish_seen_subcommand_from scan' -s f -l format -r -f -a 'table json markdown html sarif' -d 'Report format.'
 complete -c mamori -n '__fish_seen_subcommand_from scan' -s o -l output -r -d 'Write the report to this file.'
 complete -c mamori -n '__fish_seen_subcommand_from scan' -l lang -r -d 'Report language: en or ja (default: from LC_ALL / LC_MESSAGES / LANG).'
