@@ -22,6 +22,7 @@ from mamori.checks.probes import (
     smb_security,
     smtp,
     smtp_exposure,
+    snmp_access,
     ssh,
     tls,
     unauth,
@@ -32,7 +33,7 @@ from mamori.checks.probes import (
 _MODULES = (redis, smtp, proxy, dns, amplify, data, remote, sharing, web, web_pages, tls,
             ssh, directory, unauth)
 # Mail beyond relaying, SNMP write access and SMB signing (issue 14).
-_BREADTH = (mail, smtp_exposure, smb_security)
+_BREADTH = (mail, smtp_exposure, smb_security, snmp_access)
 _PRINT_DISCOVERY = (rpc,)  # portmapper listing, printing (issue 14)
 
 

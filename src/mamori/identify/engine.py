@@ -391,6 +391,15 @@ def udp_payload(port: int, *, table: ProbeTable | None = None) -> bytes:
     return b""
 
 
+def udp_alternates(port: int, *, table: ProbeTable | None = None) -> list[bytes]:
+    """The other datagrams hinted for ``port`` after ``udp_payload``'s, for when it stayed
+    silent (an SNMP agent that drops "public" but answers another factory-default community).
+    """
+    table = table or default_table()
+    hinted = [p.build(BuildContext("", port)) for p in table.udp() if port in p.ports]
+    return list(dict.fromkeys(b for b in hinted[1:] if b and b != hinted[0]))
+
+
 def udp_payloads(*, table: ProbeTable | None = None) -> list[tuple[str, bytes]]:
     """Every distinct UDP probe payload as (probe name, datagram), in table order.
 

@@ -8,7 +8,11 @@ from mamori.protocols._wire import Reader, Truncated
 
 SYS_DESCR = "1.3.6.1.2.1.1.1.0"
 SYS_OBJECT_ID = "1.3.6.1.2.1.1.2.0"
-_GET, _RESPONSE = 0xA0, 0xA2
+SYS_CONTACT = "1.3.6.1.2.1.1.4.0"
+SYS_NAME = "1.3.6.1.2.1.1.5.0"
+SYS_LOCATION = "1.3.6.1.2.1.1.6.0"
+OCTET_STRING = 0x04
+_GET, _RESPONSE, _SET = 0xA0, 0xA2, 0xA3
 _MAX_VARBINDS = 32
 
 
@@ -48,6 +52,14 @@ def build_get(oids: tuple[str, ...] = (SYS_DESCR, SYS_OBJECT_ID), community: str
     return _tlv(0x30, _int(version) + _tlv(0x04, community.encode()) + pdu)
 
 
+def build_set(oid: str, tag: int, value: bytes, community: str, version: int = 1,
+              request_id: int = 0x4D4E) -> bytes:
+    """A SetRequest of one variable: ``oid`` = (``tag``, ``value``) exactly as given."""
+    varbind = _tlv(0x30, _oid(oid) + _tlv(tag, value))
+    pdu = _tlv(_SET, _int(request_id) + _int(0) + _int(0) + _tlv(0x30, varbind))
+    return _tlv(0x30, _int(version) + _tlv(0x04, community.encode()) + pdu)
+
+
 @dataclass(frozen=True, slots=True)
 class SnmpResponse:
     version: int
@@ -55,6 +67,7 @@ class SnmpResponse:
     request_id: int
     error_status: int
     varbinds: tuple[tuple[str, str], ...]  # (oid, value as text)
+    raw: tuple[tuple[int, bytes], ...] = ()  # (BER tag, value bytes), one per varbind
 
     def value(self, oid: str) -> str | None:
         for key, val in self.varbinds:
@@ -126,13 +139,16 @@ def parse_response(data: bytes) -> SnmpResponse | None:
         _decode_int(_expect(pdu, 0x02))
         binds = Reader(_expect(pdu, 0x30))
         varbinds: list[tuple[str, str]] = []
+        raw: list[tuple[int, bytes]] = []
         while binds.remaining and len(varbinds) < _MAX_VARBINDS:
             vb = Reader(_expect(binds, 0x30))
             oid = _decode_oid(_expect(vb, 0x06))
             tag, body = _read_tlv(vb)
             varbinds.append((oid, _value_text(tag, body)))
+            raw.append((tag, body))
     except Truncated:
         return None
     if version not in (0, 1):
         return None
-    return SnmpResponse(version, community, request_id, error_status, tuple(varbinds))
+    return SnmpResponse(version, community, request_id, error_status, tuple(varbinds),
+                        tuple(raw))

@@ -269,18 +269,24 @@ class _Runner:
                 self.tftp_found.append((opened, svc))
 
     async def _reprobe_silent_udp(self) -> None:
-        from mamori.identify.engine import udp_payload, udp_payloads
+        from mamori.identify.engine import udp_alternates, udp_payload, udp_payloads
+
+        # Unhinted silent ports get every payload; hinted ones their port's alternates only.
+        def payloads_for(port: int) -> list[bytes]:
+            return ([p for _, p in udp_payloads()] if not udp_payload(port)
+                    else udp_alternates(port))
 
         silent = [
             r for (_, proto), results in self.filtered.items() if proto == Proto.UDP.value
-            for r in results if not udp_payload(r.port)
+            for r in results if payloads_for(r.port)
         ][:MAX_UDP_REPROBE]
         if not silent or not self.plan.identify:
             return
         self.progress(stage="UDP probes")
-        by_address: dict[str, list[int]] = {}
+        by_payload: dict[tuple[str, bytes], list[int]] = {}
         for r in silent:
-            by_address.setdefault(r.address, []).append(r.port)
+            for payload in payloads_for(r.port):
+                by_payload.setdefault((r.address, payload), []).append(r.port)
         answered: dict[tuple[str, int], list[PortResult]] = {}
 
         def remember(r: PortResult) -> None:
@@ -298,8 +304,7 @@ class _Runner:
             )
 
         await asyncio.gather(*(
-            one(address, ports, payload)
-            for address, ports in by_address.items() for _, payload in udp_payloads()
+            one(address, ports, payload) for (address, payload), ports in by_payload.items()
         ))
         await asyncio.sleep(0)
         from mamori.identify.engine import identify_udp

@@ -328,10 +328,13 @@ def _judge_snmp(got: DatagramReplies, request_id: int, community: str) -> dict[s
 
 
 async def snmp_getbulk(ctx: ProbeContext, params: Params) -> Observation:
-    """Send an SNMPv2c GetBulkRequest (community ``community``, ``max_repetitions`` rows from
+    """Send an SNMPv2c GetBulkRequest (the community identification heard, else ``community``;
+    ``max_repetitions`` rows from
     mib-2); fields: sizes, ``factor``, ``valid`` (a Response to our request id without
     error, with variable bindings), ``varbinds``, ``first_value`` (usually sysDescr)."""
-    community = params.text("community", "public")
+    # The community identification heard back (an agent that knows only "private") first.
+    heard = ctx.service.extra.get("community") if ctx.service is not None else None
+    community = heard or params.text("community", "public")
     request_id = 1 + secrets.randbelow(0x7FFFFFFE)
     request = build_getbulk((MIB_2,), community=community,
                             max_repetitions=int(params.number("max_repetitions", 50)),
