@@ -44,6 +44,7 @@ import fixtures_chains as fch  # noqa: E402
 import fixtures_crypto as fc  # noqa: E402
 import fixtures_data as fdata  # noqa: E402
 import fixtures_dns as fdns  # noqa: E402
+import fixtures_exposure as fx  # noqa: E402
 import fixtures_remote as fr  # noqa: E402
 import fixtures_sharing as fs  # noqa: E402
 import fixtures_smtp as fsmtp  # noqa: E402
@@ -336,6 +337,20 @@ def _starters(lab: Lab, stack: contextlib.ExitStack
         ("nginx TLS (incomplete chain)", Port(tcp, 8443), chain("incomplete", 8443)),
         ("nginx TLS (RSA-1024 leaf)", Port(tcp, 8444), chain("rsa-1024", 8444)),
         ("nginx TLS (SHA-1 signature)", Port(tcp, 8445), chain("sha1", 8445)),
+        # Issue 14 exposure families. Xvfb listens on every address of the namespace (it
+        # cannot bind one); named on 5300 (unbound has UDP 53; nmap is told the port).
+        ("Xvfb :0 (-ac, no access control)", Port(tcp, 6000), lambda: fx.start_xvfb(
+            _mkdir(w / "xvfb"), HOST, 0, open_access=True)),
+        ("git daemon (--export-all)", Port(tcp, 9418), lambda: fx.start_git_daemon(
+            _mkdir(w / "git"), HOST, 9418, export_all=True)),
+        ("slapd (anonymous read)", Port(tcp, 389), lambda: fx.start_slapd(
+            _mkdir(w / "slapd"), HOST, 389, anonymous=True)),
+        ("tftpd-hpa (boot menu)", Port(udp, 69), lambda: fx.start_tftpd(
+            _mkdir(w / "tftpd"), HOST, 69, files={"pxelinux.cfg/default": b"DEFAULT linux\n"})),
+        ("named (zone transfer to anyone)", Port(tcp, 5300), lambda: fx.start_named_xfr(
+            _mkdir(w / "named"), HOST, 5300, transfer="any")),
+        ("rsyncd (module writable)", Port(tcp, 8873), lambda: fx.start_rsyncd_drop(
+            _mkdir(w / "rsyncd-drop"), HOST, 8873, writable=True)),
     ]
 
 

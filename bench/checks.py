@@ -83,6 +83,7 @@ NSE_SCRIPTS = (
     "http-git", "http-methods", "http-webdav-scan", "ssl-enum-ciphers", "ssl-cert",
     "ssh2-enum-algos", "ssh-auth-methods", "snmp-info", "snmp-sysdescr",
     "http-apache-server-status", "http-auth", "http-auth-finder",
+    "x11-access", "ldap-rootdse", "ldap-search", "tftp-enum", "dns-zone-transfer",
     # PostgreSQL: nmap's only pgsql script is pgsql-brute (password guessing): not run.
 )
 
@@ -448,6 +449,19 @@ CLASSES = (
                  "ssl-cert prints the leaf; no NSE script builds the chain"),
     ProblemClass("TLS weak leaf key (RSA-1024)", "RSA-1024", ("tls-certificate-weak-key",),
                  _cert_weak_key, "ssl-cert prints the key size; judged here (< 2048)"),
+    ProblemClass("X11 without access control", "Xvfb", ("x11-no-access-control",),
+                 _says("x11-access", "X server access is granted")),
+    ProblemClass("git daemon exports a repository", "git daemon", ("git-daemon-exports",),
+                 _service("git"), "from -sV: no NSE script reads git://"),
+    ProblemClass("LDAP anonymous read", "slapd", ("ldap-anonymous-read",),
+                 _says("ldap-search", "dn:"), "ldap-search binds anonymously"),
+    ProblemClass("TFTP serves files", "tftpd", ("tftp-files-readable",),
+                 _says("tftp-enum", "pxelinux")),
+    ProblemClass("DNS zone transfer (AXFR)", "named", ("dns-zone-transfer",),
+                 _answered("dns-zone-transfer"),
+                 "nmap needs the zone name (given); mamori finds it from the PTR"),
+    ProblemClass("rsync module writable", "rsyncd (module writable)",
+                 ("rsync-module-writable",), None, "no NSE script tries an upload"),
     ProblemClass("TLS SHA-1 certificate signature", "SHA-1 signature",
                  ("tls-certificate-weak-signature",), _cert_sha1,
                  "ssl-cert prints sig_algo; judged here"),
@@ -573,6 +587,9 @@ def bench(lab: labs.Lab, args: argparse.Namespace, tmp: Path) -> int:
         f"proxy.url={lab.canary_url}", f"proxy.pattern={lab.canary_pattern}",
         "smtp-open-relay.domain=nmap-relay.invalid", "smtp-open-relay.from=antispam",
         "smtp-open-relay.to=relaytest",
+        # named listens on 5300 (unbound has 53/udp): the script's prerule is told where.
+        f"dns-zone-transfer.server={labs.HOST}", "dns-zone-transfer.port=5300",
+        f"dns-zone-transfer.domain={labs.fx.XFR_ZONE}",
     ])
     nmap = ["nmap", "-n", "-Pn", "-sV", "-sT", *(["-sU"] if lab.udp_ports() else []),
             "-p", spec, "--dns-servers", labs.DNS_HOST, "--script", ",".join(NSE_SCRIPTS),
