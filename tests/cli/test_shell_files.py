@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,8 @@ from mamori.cli.app import app
 from mamori.cli.cmdtree import walk
 from mamori.cli.shell import SHIPPED, shipped_files
 
-SHARE = Path(__file__).resolve().parents[2] / "src" / "mamori" / "data" / "share"
+REPO = Path(__file__).resolve().parents[2]
+SHARE = REPO / "src" / "mamori" / "data" / "share"
 ROOT = typer.main.get_command(app)
 
 
@@ -25,6 +27,32 @@ def test_the_shipped_files_are_what_the_command_line_generates() -> None:
         assert shipped.is_file(), f"{rel} missing: run scripts/gen-shell-files"
         assert shipped.read_text(encoding="utf-8") == text, \
             f"{rel} is stale: run scripts/gen-shell-files"
+
+
+def test_the_build_generates_them_whatever_the_committed_copies_say(tmp_path: Path) -> None:
+    """setup.py's build_py and install_data write the current files (package data and the
+    share/ data files) in a tree whose committed copies are missing or stale (scripts/
+    check-install proves the same of a real PEP 517 wheel)."""
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    for name in ("setup.py", "pyproject.toml", "README.md", "LICENSE", "NOTICE"):
+        shutil.copy2(REPO / name, tree / name)
+    shutil.copytree(REPO / "src", tree / "src",
+                    ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    copies = tree / "src" / "mamori" / "data" / "share"
+    shutil.rmtree(copies)
+    (copies / "bash-completion" / "completions").mkdir(parents=True)
+    (copies / SHIPPED["bash"]).write_text("stale\n", encoding="utf-8")
+    r = subprocess.run(
+        [sys.executable, "setup.py", "-q", "build_py", "--build-lib", str(tmp_path / "lib"),
+         "install_data", "--install-dir", str(tmp_path / "prefix")],
+        cwd=tree, capture_output=True, text=True, timeout=120, check=False)
+    assert r.returncode == 0, r.stderr
+    for rel, text in shipped_files(ROOT).items():
+        for built in (tmp_path / "lib" / "mamori" / "data" / "share" / rel,
+                      tmp_path / "prefix" / "share" / rel):
+            assert built.is_file(), f"{built} not generated"
+            assert built.read_text(encoding="utf-8") == text, f"{built} is not current"
 
 
 def test_man_renders_without_warnings_and_lists_every_command(tmp_path: Path) -> None:

@@ -1,13 +1,15 @@
 """`mamori completion bash|zsh|fish` and `mamori man`: the shell completion scripts and the
 man page, printed for users who installed without the packaged copies.
 
-The packaged copies (src/mamori/data/share/..., installed as share/man/man1/mamori.1 and in
-the shells' completion directories) are the same text (``shipped_files``), written by
-``scripts/gen-shell-files``; a test fails when they drift from the command line.
+The packaged copies (installed as share/man/man1/mamori.1 and in the shells' completion
+directories) are the same text (``shipped_files``), generated in the build (setup.py calls
+``write_shipped_files``); the copies committed under src/mamori/data/share/ are written by
+``scripts/gen-shell-files`` and a test fails when they drift from the command line.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import typer
@@ -51,3 +53,15 @@ def shipped_files(root: Any) -> dict[str, str]:
     for shell in completion_scripts.SHELLS:
         out[SHIPPED[shell]] = completion_scripts.render(shell, cmds)
     return out
+
+
+def write_shipped_files(root: Any, share: Path) -> list[Path]:
+    """Write every packaged file of the command tree ``root`` under the directory ``share``;
+    the paths written (setup.py in the build, scripts/gen-shell-files in the checkout)."""
+    written = []
+    for rel, text in shipped_files(root).items():
+        target = share / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(text, encoding="utf-8")
+        written.append(target)
+    return written
