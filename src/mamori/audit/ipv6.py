@@ -12,6 +12,8 @@ import ipaddress
 from collections.abc import Iterable
 from pathlib import Path
 
+from mamori.audit.path import HostAddresses
+
 IF_INET6 = Path("/proc/net/if_inet6")
 _MAX_LINES = 4096
 _TENTATIVE = 0x40
@@ -81,3 +83,19 @@ def host_ipv6_addresses() -> tuple[tuple[str, str], ...]:
         return ()
     return kinds_of(a.address for addrs in table.values() for a in addrs
                     if a.family == socket.AF_INET6)
+
+
+def host_addresses() -> HostAddresses:
+    """This host's IPv4 addresses (every interface's, for matching router mappings) and its
+    global/ULA IPv6 addresses."""
+    import socket
+
+    import psutil
+
+    try:
+        table = psutil.net_if_addrs()
+    except (OSError, RuntimeError):
+        table = {}
+    v4 = tuple(dict.fromkeys(a.address for addrs in table.values() for a in addrs
+                             if a.family == socket.AF_INET))
+    return HostAddresses(ipv4=v4, ipv6=host_ipv6_addresses())

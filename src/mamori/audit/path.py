@@ -35,11 +35,8 @@ from mamori.model.path import (
     Reach,
     RouterView,
 )
-from mamori.model.path_json import mapping_words
+from mamori.model.path_json import CGNAT_NOTE, CONTRADICTION, NAT_HIDES, mapping_words
 
-CONTRADICTION = "contradiction"
-NAT_HIDES = "ipv6-exposes-what-nat-hides"
-CGNAT_NOTE = "behind CGNAT: not reachable over IPv4"
 _RANK = {Reach.HOST: 0, Reach.LAN: 1, Reach.UNDETERMINED: 2, Reach.INTERNET: 3}
 
 
@@ -242,9 +239,9 @@ def join_paths(insides: Sequence[Inside], router: RouterView | None,
             v6 = joined[1]
             joined[1] = PathVerdict(v6.proto, v6.address, v6.port, 6, v6.reach, v6.steps,
                                     v6.missing, v6.mapping, v6.proven,
-                                    (*v6.notes, f"{NAT_HIDES}: IPv4 is closed at the router "
-                                     "but IPv6 is not known to be: IPv6 exposes what NAT "
-                                     "hides"))
+                                    (*v6.notes, f"{NAT_HIDES}: IPv6 exposes what NAT hides: "
+                                     "IPv4 is closed at the router, IPv6 is not known to "
+                                     "be"))
         verdicts += joined
     other: list[PortMapping] = []
     unmatched: list[PortMapping] = []

@@ -11,11 +11,11 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 
-from mamori.audit.path import CONTRADICTION, NAT_HIDES, chain_text, worst_reach
+from mamori.audit.path import chain_text, worst_reach
 from mamori.model import CheckResult, Severity
 from mamori.model.audit import AuditNote, Listener
 from mamori.model.path import PathReport, PathVerdict, Reach
-from mamori.model.path_json import mapping_words
+from mamori.model.path_json import CONTRADICTION, NAT_HIDES, mapping_words
 
 
 def _why(v: PathVerdict) -> str:

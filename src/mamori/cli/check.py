@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -34,7 +35,7 @@ from mamori.cli.options import (
     report_lang,
     skip_checks,
 )
-from mamori.cli.outside import OutsideOption, outside_url, run_outside
+from mamori.cli.outside import OutsideOption, outside_prober, outside_url
 from mamori.cli.stats import (
     QuietOption,
     StatsEveryOption,
@@ -104,11 +105,14 @@ def check(
         fail(EXIT_USAGE, str(exc))
 
     from mamori.audit.inside import run_check_job
+    from mamori.audit.ipv6 import host_addresses
     from mamori.report.coverage import probed_option
     from mamori.scan.job import run_job
     from mamori.store import StoreError, StoreUsageError
 
     job = _check_job(specs, ca_file, probe_bound, excluded)
+    job = dataclasses.replace(job, probe_outside=outside_prober(outside, quiet),
+                              read_addresses=host_addresses)
     options = {"probe_bound": probe_bound, "exclude_ports": exclude_ports,
                "checks": [c.id for c in specs], "fail_on": fail_on,
                # Every listener of the machine is read: all ports but the excluded ones.
@@ -126,13 +130,9 @@ def check(
         fail(EXIT_USAGE, str(exc))
     except StoreError as exc:
         fail(EXIT_FAILED, str(exc))
-    show_outside = run_outside(outside, result.record, quiet)
-    try:
-        finish(result, fmt, output, threshold, lang=lang, only_problems=only_problems,
-               all_platforms=all_platforms,
-               accepted=load_acceptances(db))
-    finally:
-        show_outside(fmt, output)
+    finish(result, fmt, output, threshold, lang=lang, only_problems=only_problems,
+           all_platforms=all_platforms,
+           accepted=load_acceptances(db))
 
 
 def _check_job(

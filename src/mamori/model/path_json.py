@@ -22,6 +22,12 @@ from mamori.model.path import (
     RouterView,
 )
 
+# The notes a joined verdict carries start with one of these tokens (then ": " and English
+# evidence); reports say them in their own language.
+CONTRADICTION = "contradiction"
+NAT_HIDES = "ipv6-exposes-what-nat-hides"
+CGNAT_NOTE = "behind CGNAT: not reachable over IPv4"
+
 
 def mapping_words(m: PortMapping) -> str:
     """"opened by UPnP, description 'Transmission', lease 0 = permanent" and where it goes."""

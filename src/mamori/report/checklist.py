@@ -32,6 +32,7 @@ from mamori.report import problems
 from mamori.report import text as catalog_text
 from mamori.report.accepted import accepted_text
 from mamori.report.i18n import confidence_name, t
+from mamori.report.paths import path_renderables
 from mamori.report.problems import Hidden
 from mamori.report.table import (
     _SEVERITY_STYLE,
@@ -350,6 +351,7 @@ def render_checklist(
     items += summary_renderables(record, lang, hidden)
     items += checklist_renderables(record, why, lang, hidden)
     items += listeners_renderables(record.listeners, lang)
+    items += path_renderables(record.paths, lang)
     items += _errors_renderables(record.errors, lang)
     for item in items:
         console.print(item)

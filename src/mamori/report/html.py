@@ -46,6 +46,7 @@ from mamori.report.checklist import exposed, listener_for
 from mamori.report.diff import ScanDiff, reason_text
 from mamori.report.i18n import confidence_name, layer_name, severity_name, t
 from mamori.report.json import duration_s
+from mamori.report.paths import outside_lines, path_lines, path_rows
 from mamori.report.problems import Hidden
 from mamori.report.table import (
     clean,
@@ -394,6 +395,16 @@ def _listeners(record: ScanRecord, lang: str) -> dict[str, Any] | None:
     return {"title": title, "rows": rows, "notes": notes}
 
 
+def _paths(record: ScanRecord, lang: str) -> dict[str, Any] | None:
+    """The joined verdicts (``report/paths.py``; Jinja autoescape does the escaping)."""
+    if record.paths is None:
+        return None
+    heads = [t(f"path.col.{k}", lang) for k in ("listener", "family", "reach", "chain", "why")]
+    return {"title": t("path.title", lang), "heads": heads,
+            "rows": path_rows(record.paths, lang), "lines": path_lines(record.paths, lang),
+            "outside": "\n".join(outside_lines(record.paths.outside, lang))}
+
+
 def _error_line(e: ProbeError, lang: str) -> str:
     if e.address and e.port:
         where = _where(e.address, e.port, e.proto.value if e.proto else "tcp", lang)
@@ -444,6 +455,7 @@ def report_context(
         "ports": ports,
         "not_shown": not_shown,
         "listeners": _listeners(record, lang),
+        "paths": _paths(record, lang),
         "errors": [_error_line(e, lang) for e in record.errors],
         "footer": t("html.generated", lang, version=clean(record.mamori_version or _version(), 40)),
     }

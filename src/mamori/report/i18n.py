@@ -367,6 +367,12 @@ MESSAGES: Final[dict[str, Msg]] = {
     "path.unmatched": Msg("Mapping to this host where nothing listens: {what}",
                           "何も待ち受けていないこのホストへのマッピング: {what}"),
     "path.note": Msg("note: {what}", "注: {what}"),
+    "path.nat_hides": Msg("IPv6 exposes what NAT hides: IPv4 is closed at the router, IPv6 is "
+                          "not known to be", "NAT が隠すものを IPv6 が晒している: IPv4 はルーター"
+                          "で閉じているが、IPv6 は閉じていると分かっていない"),
+    "path.cgnat": Msg("behind CGNAT: not reachable over IPv4",
+                      "CGNAT の内側: IPv4 では届かない"),
+    "path.contradiction": Msg("contradiction: {what}", "矛盾: {what}"),
     "outside.title": Msg("What the internet sees (mamori serve's outside probe)",
                          "インターネットから見えるもの (mamori serve による外部からの検査)"),
     "outside.via": Msg("IPv{family} via {service}", "{service} 経由の IPv{family}"),

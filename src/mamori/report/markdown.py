@@ -27,10 +27,12 @@ from mamori.model import (
     ScanRecord,
     Severity,
 )
+from mamori.model.path import PathReport
 from mamori.report import problems
 from mamori.report import text as catalog_text
 from mamori.report.accepted import accepted_text
 from mamori.report.i18n import confidence_name, layer_name, severity_name, t
+from mamori.report.paths import outside_lines, path_lines, path_rows
 from mamori.report.problems import Hidden
 from mamori.report.table import clean, findings_by_layer, format_time, worst_first
 
@@ -339,6 +341,27 @@ def _listeners(listeners: Sequence[ListenerRecord], lang: str = "en") -> list[st
     return lines
 
 
+def _paths(report: PathReport | None, lang: str = "en") -> list[str]:
+    """The joined verdict per listener and family, then the router, IPv6 and outside lines."""
+    if report is None:
+        return []
+    lines = ["", f"## {t('path.title', lang)}", ""]
+    heads = ("path.col.listener", "path.col.family", "path.col.reach", "path.col.chain",
+             "path.col.why")
+    lines.append("| " + " | ".join(t(h, lang) for h in heads) + " |")
+    lines.append("|---|---|---|---|---|")
+    for row in path_rows(report, lang):
+        reach = f"**{row.reach}**" if row.reach_value == "internet" else row.reach
+        lines.append(f"| {md_text(row.listener, 120)} | {row.family} | {reach} | "
+                     f"{md_text(row.chain, 400)} | {md_text(row.why, 900)} |")
+    lines.append("")
+    lines += [f"- {md_text(line, 900)}" for line in path_lines(report, lang)]
+    outside = outside_lines(report.outside, lang)
+    if outside:
+        lines += ["", fenced("\n".join(outside), 4000)]
+    return lines
+
+
 def _errors(errors: Sequence[ProbeError], lang: str = "en") -> list[str]:
     if not errors:
         return []
@@ -370,5 +393,6 @@ def render_markdown(record: ScanRecord, *, lang: str = "en", only_problems: bool
     lines += _ports(record, lang)
     if record.kind == "check" or record.listeners:
         lines += _listeners(record.listeners, lang)
+    lines += _paths(record.paths, lang)
     lines += _errors(record.errors, lang)
     return "\n".join(lines).rstrip("\n") + "\n"

@@ -10,8 +10,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from rich.console import RenderableType
+from rich.padding import Padding
+from rich.table import Table
+from rich.text import Text
+
 from mamori.model.path import OutsideResult, PathReport, PathVerdict, PortMapping, Reach
-from mamori.model.path_json import mapping_words
+from mamori.model.path_json import CGNAT_NOTE, CONTRADICTION, NAT_HIDES, mapping_words
 from mamori.report.i18n import t
 from mamori.report.table import clean
 
@@ -52,12 +57,28 @@ def _why(v: PathVerdict, lang: str) -> str:
         parts.append(t("path.mapping", lang, what=mapping_text(v.mapping)))
     if v.missing:
         parts.append(t("path.missing", lang, what=clean(v.missing, _LIMIT)))
-    parts += [t("path.note", lang, what=clean(n, _LIMIT)) for n in v.notes]
+    parts += [_note(n, lang) for n in v.notes]
     if not parts:
-        last = [s for s in v.steps if s.verdict not in ("open", "all", "not-tested")]
-        if last:
-            parts.append(clean(last[-1].detail, _LIMIT))
+        telling = [s for s in v.steps if s.verdict in _TELLING] or [
+            s for s in v.steps if s.verdict not in ("open", "all", "not-tested")]
+        if telling:
+            parts.append(clean(telling[0].detail, _LIMIT))
     return "; ".join(parts)
+
+
+# the step that closes a path, said first when nothing else explains the reach
+_TELLING = ("loopback", "blocked", "closed", "filtered", "cgnat", "double-nat", "no-mapping",
+            "no-global-address")
+
+
+def _note(note: str, lang: str) -> str:
+    if note.startswith(NAT_HIDES):
+        return t("path.nat_hides", lang)
+    if note == CGNAT_NOTE:
+        return t("path.cgnat", lang)
+    if note.startswith(CONTRADICTION):
+        return t("path.contradiction", lang, what=clean(note.split(": ", 1)[-1], _LIMIT))
+    return t("path.note", lang, what=clean(note, _LIMIT))
 
 
 def path_rows(report: PathReport, lang: str) -> list[PathRow]:
@@ -112,3 +133,28 @@ def outside_lines(results: tuple[OutsideResult, ...], lang: str) -> list[str]:
             lines.append(f"    {p.proto.value}/{p.port:<5} {t(f'outside.{p.state.value}', lang)}"
                          f"{why}")
     return lines
+
+
+_REACH_STYLE = {"internet": "bold red", "undetermined": "yellow", "lan": "", "host": "green"}
+
+
+def path_renderables(report: PathReport | None, lang: str) -> list[RenderableType]:
+    """The terminal section: the verdicts table, then the router / IPv6 / mapping lines and
+    what the outside probe saw. [] when the run joined nothing."""
+    if report is None:
+        return []
+    out: list[RenderableType] = [Text(""), Text(t("path.title", lang), style="bold")]
+    table = Table(box=None, pad_edge=False, show_edge=False, header_style="bold")
+    for key in ("listener", "family", "reach", "chain", "why"):
+        table.add_column(t(f"path.col.{key}", lang), overflow="fold",
+                         no_wrap=key in ("family", "reach"))
+    for row in path_rows(report, lang):
+        table.add_row(row.listener, row.family, Text(row.reach, style=_REACH_STYLE[
+            row.reach_value]), row.chain, row.why)
+    out.append(table)
+    out += [Padding(Text(line), (0, 0, 0, 2)) for line in path_lines(report, lang)]
+    lines = outside_lines(report.outside, lang)
+    if lines:
+        out.append(Text(""))
+        out += [Text(line) for line in lines]
+    return out

@@ -23,7 +23,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from mamori.model import CheckResult, CheckStatus, ProbeError, ScanRecord, Severity
+from mamori.model.path import PathReport
 from mamori.report import text as catalog_text
+from mamori.report.paths import outside_lines, path_lines, path_rows
 from mamori.report.table import clean
 
 SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
@@ -136,6 +138,7 @@ def _result(c: CheckResult, rule_index: int, lang: str) -> dict[str, Any]:
             "address": clean(e.address, 64), "port": e.port, "scope": e.scope.value,
             "firewall": e.firewall.value if e.firewall is not None else None,
             "checkSeverity": e.check_severity.value,
+            "reach": e.reach,
         }
     ev = c.evidence
     if ev is not None:
@@ -252,9 +255,20 @@ def sarif_document(record: ScanRecord, lang: str = "en") -> dict[str, Any]:
                 "results": results,
                 "columnKind": "unicodeCodePoints",
                 "language": "ja-JP" if lang == "ja" else "en-US",
+                **({"properties": _paths(record.paths, lang)} if record.paths else {}),
             }
         ],
     }
+
+
+def _paths(report: PathReport, lang: str) -> dict[str, Any]:
+    """The joined verdict per listener and family (run properties: SARIF has no place for
+    facts that are not results), with the router, IPv6 and outside lines, in ``lang``."""
+    rows = [{"listener": r.listener, "family": r.family, "reach": r.reach_value,
+             "reachText": r.reach, "chain": r.chain, "why": r.why}
+            for r in path_rows(report, lang)]
+    return {"paths": rows, "pathNotes": path_lines(report, lang),
+            "outside": outside_lines(report.outside, lang)}
 
 
 def _mamori_version() -> str:
