@@ -17,7 +17,7 @@ from pathlib import Path
 from daemons import Daemon, DaemonUnavailable, _need, _spawn, _started, wait_tcp
 from mamori.protocols import sunrpc
 
-__all__ = ["register_rpc_program", "start_proftpd", "start_rpcbind"]
+__all__ = ["register_rpc_program", "start_cupsd", "start_proftpd", "start_rpcbind"]
 
 PROFTPD = "/opt/mamori-test/proftpd/usr/sbin/proftpd"  # unpacked by scripts/install-test-deps
 
@@ -136,3 +136,47 @@ def start_proftpd(workdir: Path, host: str, port: int, *, anonymous: bool,
     proc, log = _spawn([proftpd, "-n", "-c", str(cfg)], workdir, "proftpd.out")
     d = Daemon("proftpd", host, port, proc, workdir, pid, log)
     return _started(d, lambda: wait_tcp(host, port, proc=proc))
+
+
+def start_cupsd(workdir: Path, host: str, *, open_to_all: bool) -> Daemon:
+    """cupsd in the foreground on host:631 with its own ServerRoot, spool, cache, state and
+    logs under ``workdir`` (world-traversable: CGIs run as lp), one printer "labprinter"
+    (a raw queue to file:/dev/null, FileDevice Yes; no job is ever printed).
+
+    ``open_to_all``: the printer is shared and ``<Location />`` and ``<Location /admin>`` say
+    ``Allow all`` (printers and remote administration open). Otherwise the hardened twin:
+    nothing shared and every location refuses (``Order allow,deny`` with no Allow line).
+    """
+    cupsd = _need("/usr/sbin/cupsd")
+    workdir.mkdir(parents=True, exist_ok=True)
+    workdir.chmod(0o755)
+    dirs = {name: workdir / name for name in ("etc", "spool", "cache", "state", "log", "tmp")}
+    for path in dirs.values():
+        path.mkdir(exist_ok=True)
+        path.chmod(0o755)
+    dirs["tmp"].chmod(0o1777)
+    (dirs["etc"] / "cups-files.conf").write_text(
+        f"ServerRoot {dirs['etc']}\nRequestRoot {dirs['spool']}\nCacheDir {dirs['cache']}\n"
+        f"StateDir {dirs['state']}\nTempDir {dirs['tmp']}\nErrorLog {dirs['log']}/error_log\n"
+        f"AccessLog {dirs['log']}/access_log\nPageLog {dirs['log']}/page_log\n"
+        "FileDevice Yes\nSystemGroup root\nSandboxing Relaxed\n"
+    )
+    allow = "  Allow all\n" if open_to_all else ""
+    (dirs["etc"] / "cupsd.conf").write_text(
+        f"Listen {host}:631\nListen {workdir}/cups.sock\nBrowsing No\nBrowseLocalProtocols none\n"
+        f"WebInterface Yes\nDefaultShared {'Yes' if open_to_all else 'No'}\nLogLevel warn\n"
+        f"<Location />\n  Order allow,deny\n{allow}</Location>\n"
+        f"<Location /admin>\n  Order allow,deny\n{allow}</Location>\n"
+        "<Policy default>\n  <Limit All>\n    Order deny,allow\n  </Limit>\n</Policy>\n"
+    )
+    (dirs["etc"] / "printers.conf").write_text(
+        "<DefaultPrinter labprinter>\nInfo Lab printer\nLocation lab shelf\n"
+        "MakeModel Local Raw Printer\nDeviceURI file:/dev/null\nState Idle\nStateTime 0\n"
+        f"Type 4\nAccepting Yes\nShared {'Yes' if open_to_all else 'No'}\n"
+        "JobSheets none none\nQuotaPeriod 0\nPageLimit 0\nKLimit 0\nOpPolicy default\n"
+        "ErrorPolicy stop-printer\n</DefaultPrinter>\n"
+    )
+    proc, _ = _spawn([cupsd, "-f", "-c", str(dirs["etc"] / "cupsd.conf"),
+                        "-s", str(dirs["etc"] / "cups-files.conf")], workdir, "cupsd.out")
+    d = Daemon("cupsd", host, 631, proc, workdir, None, dirs["log"] / "error_log")
+    return _started(d, lambda: wait_tcp(host, 631, proc=proc))

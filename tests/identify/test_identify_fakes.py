@@ -250,5 +250,6 @@ def test_every_tcp_probe_is_exercised_by_a_test_server() -> None:
                "memcached", "mongodb", "postgresql", "mysql", "smb", "rsync", "mqtt", "vnc",
                "rdp", "elasticsearch", "docker", "afp",
                "rpcbind",  # tests/identify/test_identify_rpcbind.py
-               "socks5"}  # tests/identify/test_identify_rpcbind.py (a real dante)
+               "socks5",  # tests/identify/test_identify_rpcbind.py (a real dante)
+               "ipp"}  # tests/checks/test_check_printing.py (a real cupsd)
     assert tcp_services <= covered

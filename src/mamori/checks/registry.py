@@ -14,6 +14,7 @@ from mamori.checks.probes import (
     directory,
     dns,
     mail,
+    printing,
     proxy,
     redis,
     remote,
@@ -34,7 +35,7 @@ _MODULES = (redis, smtp, proxy, dns, amplify, data, remote, sharing, web, web_pa
             ssh, directory, unauth)
 # Mail beyond relaying, SNMP write access and SMB signing (issue 14).
 _BREADTH = (mail, smtp_exposure, smb_security, snmp_access)
-_PRINT_DISCOVERY = (rpc,)  # portmapper listing, printing (issue 14)
+_PRINT_DISCOVERY = (rpc, printing)  # portmapper listing, printing (issue 14)
 
 
 def _merge() -> dict[str, Primitive]:

@@ -14,6 +14,7 @@ from mamori.protocols import (
     dns,
     ftp,
     http,
+    ipp,
     memcached,
     mongodb,
     mqtt,
@@ -53,6 +54,14 @@ def _http_get(ctx: BuildContext, args: Mapping[str, str]) -> bytes:
     host = ctx.server_hostname or ctx.host
     return http.build_request("GET", args.get("path", "/"), http.host_header(host, ctx.port),
                               ctx.user_agent)
+
+
+def _ipp(ctx: BuildContext, args: Mapping[str, str]) -> bytes:
+    host = ctx.server_hostname or ctx.host
+    uri = f"ipp://{http.host_header(host, ctx.port, 0)}/"
+    body = ipp.build_request(ipp.OP_GET_PRINTER_ATTRIBUTES, 1, printer_uri=uri,
+                             requested=("printer-name",))
+    return ipp.build_http(body, host, ctx.port, ctx.user_agent)
 
 
 def _tls_hello(ctx: BuildContext, args: Mapping[str, str]) -> bytes:
@@ -123,6 +132,7 @@ def _nbns(ctx: BuildContext, args: Mapping[str, str]) -> bytes:
 
 BUILDERS: dict[str, Builder] = {
     "http_get": _http_get,
+    "ipp_get_printer_attributes": _ipp,
     "tls_client_hello": _tls_hello,
     "redis_command": _redis,
     "mongodb_command": _mongodb,
