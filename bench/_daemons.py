@@ -45,9 +45,11 @@ import fixtures_crypto as fc  # noqa: E402
 import fixtures_data as fdata  # noqa: E402
 import fixtures_dns as fdns  # noqa: E402
 import fixtures_exposure as fx  # noqa: E402
+import fixtures_mail as fmail  # noqa: E402
 import fixtures_remote as fr  # noqa: E402
 import fixtures_sharing as fs  # noqa: E402
 import fixtures_smtp as fsmtp  # noqa: E402
+import fixtures_snmp as fsnmp  # noqa: E402
 import fixtures_web as fw  # noqa: E402
 import fixtures_web_pages as fp  # noqa: E402
 from mamori.protocols import dns  # noqa: E402
@@ -328,8 +330,10 @@ def _starters(lab: Lab, stack: contextlib.ExitStack
         ("openssl s_server (TLS 1.0, expired self-signed)", Port(tcp, 443), s_server),
         ("sshd (password auth, weak algorithms)", Port(tcp, 22), lambda: fc.start_sshd(
             w / "sshd", HOST, 22, fc.SSHD_WEAK)),
-        ("snmpd (community public)", Port(udp, 161), lambda: dm.start_snmpd(
-            _mkdir(w / "snmpd"), HOST, 161)),
+        ("snmpd (public read-only, private read-write)", Port(udp, 161),
+         lambda: fsnmp.start_snmpd_access(
+             _mkdir(w / "snmpd"), HOST, 161,
+             "rocommunity public 127.0.0.0/8\nrwcommunity private 127.0.0.0/8\n")),
         ("apache2 (server-status, server-info, Digest on HTTP, login form)", Port(tcp, 8080),
          apache_pages),
         ("nginx pages (stub_status, php-fpm status, Basic on HTTP, login form)",
@@ -337,6 +341,19 @@ def _starters(lab: Lab, stack: contextlib.ExitStack
         ("nginx TLS (incomplete chain)", Port(tcp, 8443), chain("incomplete", 8443)),
         ("nginx TLS (RSA-1024 leaf)", Port(tcp, 8444), chain("rsa-1024", 8444)),
         ("nginx TLS (SHA-1 signature)", Port(tcp, 8445), chain("sha1", 8445)),
+        # Issue 14, mail and SMB: dovecot with cleartext logins (IMAP on 143, POP3 on 110:
+        # two instances, one scanned port each), postfix with VRFY on and no TLS (submission
+        # with AUTH PLAIN/LOGIN on 587; its MX listener on 2525 is not scanned), smbd without
+        # SMB3 encryption on 1445 (samba on 445 keeps signing "enabled, not required").
+        ("dovecot IMAP (cleartext logins)", Port(tcp, 143), lambda: fmail.start_dovecot_mail(
+            _mkdir(w / "dovecot-imap"), HOST, 143, 11110, mode="cleartext")),
+        ("dovecot POP3 (cleartext logins)", Port(tcp, 110), lambda: fmail.start_dovecot_mail(
+            _mkdir(w / "dovecot-pop3"), HOST, 11143, 110, mode="cleartext")),
+        ("postfix submission (VRFY, no STARTTLS, AUTH in clear)", Port(tcp, 587),
+         lambda: fmail.start_postfix_mail(_mkdir(w / "postfix-mail"), HOST, 2525, 587,
+                                          hardened=False)),
+        ("samba (no SMB3 encryption)", Port(tcp, 1445), lambda: fs.start_samba(
+            _mkdir(w / "samba-noenc"), HOST, 1445, "no-encryption")),
         # Issue 14 exposure families. Xvfb listens on every address of the namespace (it
         # cannot bind one); named on 5300 (unbound has UDP 53; nmap is told the port).
         ("Xvfb :0 (-ac, no access control)", Port(tcp, 6000), lambda: fx.start_xvfb(
