@@ -297,3 +297,101 @@ def test_a_bad_dns_zone_is_one_usage_line_and_nothing_stored(zone: str, tmp_path
     assert proc.returncode == 2
     assert proc.stderr.startswith("mamori: error: --dns-zone") and proc.stderr.count("\n") == 1
     assert not db.exists()
+
+
+def test_ixfr_from_serial_zero_is_a_whole_transfer(lab: dm.Lab) -> None:
+    """The IXFR request is well formed: bind answers serial 0 with the whole zone."""
+    from mamori.checks.observation import CheckOptions, ProbeContext
+    from mamori.checks.probes.directory import _transfer
+
+    lab.need("dns-open")
+    ctx = ProbeContext(*DNS_OPEN, Proto.TCP, None, None, CheckOptions())
+    got = asyncio.run(_transfer(ctx, fb.XFR_ZONE, ixfr=True))
+    assert got is not None and got.rcode == 0 and got.complete and got.records == 8
+
+
+# --- hostile servers: bounded, recorded, never a confirmed finding from garbage -----------------
+
+
+def test_an_ldap_server_flooding_entries_with_password_values_is_bounded() -> None:
+    """Ignores typesOnly and sends userPassword values, endlessly: the read stops at the size
+    limit, and no value (only attribute names) reaches the evidence."""
+    from fake_servers import tcp_server
+    from mamori.protocols.ldap import tlv
+
+    entry_attrs = tlv(0x30, tlv(0x04, b"userPassword") + tlv(0x31, tlv(0x04, b"{SSHA}SECRETHASH")))
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read(100)
+        writer.write(b"0\x0c\x02\x01\x01a\x07\x0a\x01\x00\x04\x00\x04\x00")
+        await writer.drain()
+        await reader.read(200)
+        dse = tlv(0x64, tlv(0x04, b"") + tlv(0x30, tlv(0x30, tlv(0x04, b"namingContexts")
+                                                      + tlv(0x31, tlv(0x04, b"dc=x")))))
+        writer.write(tlv(0x30, b"\x02\x01\x02" + dse)
+                     + tlv(0x30, b"\x02\x01\x02" + tlv(0x65, b"\x0a\x01\x00\x04\x00\x04\x00")))
+        await writer.drain()
+        await reader.read(200)
+        while True:
+            entry = tlv(0x64, tlv(0x04, b"uid=a,dc=x") + tlv(0x30, entry_attrs))
+            writer.write(tlv(0x30, b"\x02\x01\x03" + entry) * 50)
+            await writer.drain()
+
+    async def go() -> CheckResult:
+        async with tcp_server("127.0.83.15", 13391, handler):
+            spec = load_check(CATALOG_DIR / "ldap-anonymous-read.yaml")
+            ep = Endpoint("127.0.83.15", 13391, Proto.TCP, PortState.OPEN, Reason.SYN_ACK)
+            (result,) = await run_checks([spec], ep, Service(name="ldap"), budget=20)
+            return result
+
+    result = asyncio.run(go())
+    assert result.evidence is not None
+    facts = dict(result.evidence.facts)
+    assert facts["entry_count"] == "25+" and facts["secret_attributes"] == "userPassword"
+    assert "SECRETHASH" not in str(result.evidence) + result.summary
+
+
+@pytest.mark.parametrize(("check_id", "service"), [
+    ("x11-no-access-control", "x11"), ("git-daemon-exports", "git"),
+    ("ldap-anonymous-read", "ldap"), ("dns-zone-transfer", "dns"),
+    ("rsync-module-writable", "rsync"),
+])
+def test_a_server_that_stalls_is_not_tested_never_passed(check_id: str, service: str) -> None:
+    from fake_servers import tcp_server
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await asyncio.sleep(60)
+
+    async def go() -> CheckResult:
+        async with tcp_server("127.0.83.16", 13392, handler):
+            spec = load_check(CATALOG_DIR / f"{check_id}.yaml")
+            ep = Endpoint("127.0.83.16", 13392, Proto.TCP, PortState.OPEN, Reason.SYN_ACK)
+            (result,) = await run_checks([spec], ep, Service(name=service), budget=20)
+            return result
+
+    result = asyncio.run(go())
+    assert result.status is CheckStatus.NOT_TESTED, result.summary
+
+
+def test_a_dns_server_naming_no_zone_is_not_tested_never_passed() -> None:
+    """A DNS server that answers every lookup NXDOMAIN with no SOA names no zone, and none was
+    given: there is nothing to ask for, so "not tested" with the reason, never "passed"."""
+    from fake_servers import tcp_server
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        size = int.from_bytes(await reader.readexactly(2), "big")
+        query = await reader.readexactly(size)
+        reply = query[:2] + b"\x81\x83" + query[4:]  # same question, NXDOMAIN
+        writer.write(len(reply).to_bytes(2, "big") + reply)
+        await writer.drain()
+
+    async def go() -> CheckResult:
+        async with tcp_server("127.0.83.17", 15356, handler):
+            spec = load_check(CATALOG_DIR / "dns-zone-transfer.yaml")
+            ep = Endpoint("127.0.83.17", 15356, Proto.TCP, PortState.OPEN, Reason.SYN_ACK)
+            (result,) = await run_checks([spec], ep, Service(name="dns"), budget=20)
+            return result
+
+    result = asyncio.run(go())
+    assert result.status is CheckStatus.NOT_TESTED
+    assert "no zone name known" in result.summary and "--dns-zone" in result.summary

@@ -103,10 +103,12 @@ async def _read_tree(client: _Ldap, fields: dict[str, str], log: list[str],
     for base in contexts[:4]:
         found = await client.request(functools.partial(
             _subtree_search, base=base, size=size), ldap.OP_SEARCH_DONE, cap=size + 1)
-        entries = _entries(found)
+        every = _entries(found)
+        entries = every[:size]  # a server that ignores the size limit gets no extra credit
         result = _done(found)
         count += len(entries)
-        more = more or (result is not None and result.code == 4) or result is None
+        more = (more or len(every) > size or result is None
+                or (result is not None and result.code == 4))
         for entry in entries:
             for name, _ in entry.attributes:
                 if name not in seen_names and len(seen_names) < 40:
@@ -178,13 +180,8 @@ async def _lookup(ctx: ProbeContext, name: str, qtype: int, *, chaos: bool = Fal
                   ) -> dns_xfr.Reply | None:
     txid = secrets.randbelow(0x10000)
     query = dns_xfr.build_lookup(name, qtype, txid, chaos=chaos)
-    try:
-        raw = await exchange(ctx.address, ctx.port, len(query).to_bytes(2, "big") + query,
-                             ctx.options.limits, done=lambda b: bool(dns_xfr.split_tcp(b)[0]))
-    except ProbeFailure as exc:
-        if exc.stage == "connect":
-            raise
-        return None
+    raw = await exchange(ctx.address, ctx.port, len(query).to_bytes(2, "big") + query,
+                         ctx.options.limits, done=lambda b: bool(dns_xfr.split_tcp(b)[0]))
     messages, _ = dns_xfr.split_tcp(raw)
     reply = dns_xfr.parse_reply(messages[0]) if messages else None
     return reply if reply is not None and reply.txid == txid else None
@@ -205,9 +202,18 @@ async def _zone_candidates(ctx: ProbeContext, params: Params, log: list[str]) ->
     if ctx.hostname:
         add(_parents(ctx.hostname))
     reverse = dns_xfr.reverse_name(ctx.address)
+    failures: list[ProbeFailure] = []
+    answered = False
     for name, qtype, chaos in ((reverse, dns_xfr.TYPE_PTR, False),
                                ("hostname.bind", 16, True), ("id.server", 16, True)):
-        reply = await _lookup(ctx, name, qtype, chaos=chaos)
+        try:
+            reply = await _lookup(ctx, name, qtype, chaos=chaos)
+        except ProbeFailure as exc:
+            if exc.stage == "connect":
+                raise
+            failures.append(exc)
+            reply = None
+        answered = answered or reply is not None
         if reply is None:
             log.append(f"{name} {'CH TXT' if chaos else 'PTR'}: no answer")
             continue
@@ -219,6 +225,12 @@ async def _zone_candidates(ctx: ProbeContext, params: Params, log: list[str]) ->
         add(zones)
         for target in found[:4]:
             add(_parents(target))
+    if not out and not answered and failures:
+        raise failures[-1]  # the server never answered a DNS question over TCP
+    if not out:
+        raise ProbeFailure(ErrorKind.PROTOCOL, "no zone name known: the server named none "
+                           "(PTR of the address, hostname.bind, id.server) and none was given "
+                           "(--dns-zone, a host name)")
     return out[:10]
 
 
@@ -241,8 +253,9 @@ async def dns_zone_transfer(ctx: ProbeContext, params: Params) -> Observation:
     (serial 0) when AXFR is refused, over TCP, without a key.
 
     Fields: zones_tried, zone, method (AXFR/IXFR), records ("N", or "N+" when cut at the read
-    cap), names (first few owner names), types, refused (the last refusal's rcode).
-    Raises ProbeFailure when the TCP connection cannot be made.
+    cap), names (first few owner names), types, refused (zone, method and rcode of refusals).
+    Raises ProbeFailure when the TCP connection cannot be made, the server answers no DNS
+    question, or no zone name is known (nothing to ask for: not tested, never passed).
     """
     log: list[str] = []
     zones = await _zone_candidates(ctx, params, log)
@@ -276,7 +289,7 @@ async def dns_zone_transfer(ctx: ProbeContext, params: Params) -> Observation:
         test="looked for zone names the server serves (PTR and SOA of the scanned address, "
              "hostname.bind, id.server, the hostname given), then asked for each zone by "
              "AXFR over TCP and, when refused, IXFR from serial 0, without a TSIG key: "
-             + (", ".join(tried) or "no zone name found, nothing asked"),
+             + (", ".join(tried)),
         fields=fields,
         request=excerpt("; ".join(tried) or "(no transfer asked)"),
         reply=excerpt("\n".join(log)),
