@@ -40,6 +40,7 @@ if str(TESTS) not in sys.path:
     sys.path.insert(0, str(TESTS))
 
 import daemons as dm  # noqa: E402
+import fixtures_breadth as fbr  # noqa: E402
 import fixtures_chains as fch  # noqa: E402
 import fixtures_crypto as fc  # noqa: E402
 import fixtures_data as fdata  # noqa: E402
@@ -260,6 +261,20 @@ def _starters(lab: Lab, stack: contextlib.ExitStack
         home = stack.enter_context(fr.world_readable_dir())
         return fr.start_vsftpd(home / "ftp", HOST, 21, anonymous=True, upload=True)
 
+    def proftpd() -> dm.Daemon:
+        home = stack.enter_context(fr.world_readable_dir())
+        return fbr.start_proftpd(home / "proftpd", HOST, 2121, anonymous=True)
+
+    def rpcbind() -> dm.Daemon:
+        daemon = fbr.start_rpcbind(_mkdir(w / "rpcbind"), HOST, wrapped=False)
+        fbr.register_rpc_program(HOST, 100005, 3, 20048)
+        fbr.register_rpc_program(HOST, 100003, 3, 2049)
+        return daemon
+
+    def cupsd() -> dm.Daemon:
+        home = stack.enter_context(fr.world_readable_dir())
+        return fbr.start_cupsd(home / "cupsd", HOST, open_to_all=True)
+
     def nginx() -> dm.Daemon:
         home = fw.world_dir("mamori-bench-site-")
         stack.callback(shutil.rmtree, home, ignore_errors=True)
@@ -368,6 +383,15 @@ def _starters(lab: Lab, stack: contextlib.ExitStack
             _mkdir(w / "named"), HOST, 5300, transfer="any")),
         ("rsyncd (module writable)", Port(tcp, 8873), lambda: fx.start_rsyncd_drop(
             _mkdir(w / "rsyncd-drop"), HOST, 8873, writable=True)),
+        # Issue 14, FTP by behaviour, VNC, printing and discovery: ProFTPD whose greeting names
+        # no product (anonymous upload to incoming/), Xvnc offering security type None,
+        # rpcbind listing mountd and nfs (registrations only), cupsd sharing a printer with
+        # remote administration on.
+        ("proftpd (anonymous, writable, product-free greeting)", Port(tcp, 2121), proftpd),
+        ("Xvnc (security type None)", Port(tcp, 5900), lambda: fr.start_xvnc(
+            _mkdir(w / "xvnc"), HOST, 5900, 21, password=False)),
+        ("rpcbind (DUMP to anyone)", Port(tcp, 111), rpcbind),
+        ("cupsd (shared printer, remote admin)", Port(tcp, 631), cupsd),
     ]
 
 
