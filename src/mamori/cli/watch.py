@@ -206,6 +206,10 @@ def watch(
     ] = False,
     icmp: Annotated[bool, typer.Option(
         "--icmp", help="Record ICMP (pings) with a raw socket (root or CAP_NET_RAW).")] = False,
+    knocks: Annotated[bool, typer.Option(
+        "--knocks", help="Record knocks on closed ports (TCP SYN/NULL/FIN/XMAS, UDP; IPv4 "
+        "and IPv6) with raw sockets (root or CAP_NET_RAW); a scan becomes one scan.ports "
+        "incident, no decoy needed.")] = False,
     no_tcp_knock: Annotated[bool, typer.Option(
         "--no-tcp-knock", help="Do not watch for half-open (SYN/NULL/FIN/XMAS) scans of the "
         "TCP decoys with a raw socket (on by default when allowed).")] = False,
@@ -227,7 +231,8 @@ def watch(
         return
     try:
         settings = _settings(settings_file, decoys or [], access_logs or [], auth_logs or [],
-                             firewall_logs or [], journald, icmp, block, read_once)
+                             firewall_logs or [], journald, icmp, block, read_once,
+                             knocks=knocks)
     except UsageProblem as exc:
         fail(EXIT_USAGE, str(exc))
     if no_tcp_knock:
@@ -252,7 +257,7 @@ def watch(
 
 def _settings(path: Path | None, decoys: list[str], access: list[Path], auth: list[Path],
               firewall: list[Path], journald: bool, icmp: bool, block: bool,
-              read_once: bool) -> WatchSettings:
+              read_once: bool, *, knocks: bool = False) -> WatchSettings:
     """The settings file's [watch] section with the command line's sources and switches."""
     from mamori.watch.decoys import DecoySpec
     from mamori.watch.settings import LogSettings, SettingsError, load_watch_settings
@@ -276,29 +281,30 @@ def _settings(path: Path | None, decoys: list[str], access: list[Path], auth: li
     logs += [LogSettings(kind="auth", path=p, follow=not read_once) for p in auth]
     logs += [LogSettings(kind="firewall", path=p, follow=not read_once) for p in firewall]
     update: dict[str, Any] = {}
-    if decoys or logs or journald or icmp:
+    if decoys or logs or journald or icmp or knocks:
         # The command line names the sources: the settings file's are not added to them.
         from mamori.watch.settings import JournaldSettings
 
-        update.update(decoys=tuple(decoys), logs=tuple(logs), icmp=icmp,
+        update.update(decoys=tuple(decoys), logs=tuple(logs), icmp=icmp, knocks=knocks,
                       journald=JournaldSettings(sshd=journald, kernel=journald))
     if block:
         update["block"] = settings.block.model_copy(update={"enabled": True})
     settings = settings.model_copy(update=update)
     if read_once:
-        if settings.decoys or settings.icmp or settings.journald.sshd or settings.journald.kernel:
-            raise UsageProblem("--read-once replays log files; it cannot run decoys, ICMP or "
-                               "the journal")
+        if (settings.decoys or settings.icmp or settings.knocks or settings.journald.sshd
+                or settings.journald.kernel):
+            raise UsageProblem("--read-once replays log files; it cannot run decoys, ICMP, "
+                               "knocks or the journal")
         if not settings.logs:
             raise UsageProblem("--read-once needs log files (--access-log, --auth-log, "
                                "--firewall-log)")
         settings = settings.model_copy(update={"logs": tuple(
             s.model_copy(update={"follow": False}) for s in settings.logs)})
-    if not (settings.decoys or settings.logs or settings.icmp or settings.journald.sshd
-            or settings.journald.kernel):
+    if not (settings.decoys or settings.logs or settings.icmp or settings.knocks
+            or settings.journald.sshd or settings.journald.kernel):
         raise UsageProblem("nothing to watch: give --decoy, --access-log, --auth-log, "
-                           "--firewall-log, --journald or --icmp, or a [watch] section in the "
-                           "settings file")
+                           "--firewall-log, --journald, --icmp or --knocks, or a [watch] "
+                           "section in the settings file")
     return settings
 
 

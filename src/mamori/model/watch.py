@@ -45,6 +45,8 @@ class EventType(StrEnum):
     ICMP_OTHER = "icmp.other"  # fields: icmp_type, icmp_code
     # raw TCP: half-open knocks on the decoys (SYN/NULL/FIN/XMAS scans never reach accept())
     TCP_PROBE = "tcp.probe"  # fields: flags (SYN/NULL/FIN/XMAS/...), technique, tcp_flags
+    # raw TCP/UDP: a knock on a port nobody listens on (no decoy needed)
+    PORT_KNOCK = "port.knock"  # fields: technique, certainty, fingerprint?, flags?, port_state
     # logs
     AUTH_FAILURE = "auth.failure"  # sshd failed password / publickey / PAM failure
     AUTH_INVALID_USER = "auth.invalid_user"

@@ -62,6 +62,9 @@ def technique_of(event: Event) -> str:
     if event.type is EventType.TCP_PROBE:
         named = event.fields.get("technique", "")
         return named if named in ("syn", "null", "fin", "xmas") else "tcp"
+    if event.type is EventType.PORT_KNOCK:
+        named = event.fields.get("technique", "")
+        return named if named in ("syn", "connect", "null", "fin", "xmas") else "tcp"
     if event.type is not EventType.FIREWALL_DROP:
         return "connect"
     raw = event.fields.get("flags")
@@ -120,6 +123,8 @@ class _Window:
     techniques: Counter[str] = field(default_factory=Counter)
     kinds: dict[object, str] = field(default_factory=dict)  # key -> how it was touched
     names: dict[str, None] = field(default_factory=dict)
+    guessed: set[str] = field(default_factory=set)  # techniques judged by a fingerprint
+    certain: set[str] = field(default_factory=set)  # techniques seen for what they are
     total: int = 0
 
     def expire(self, now: datetime, window: timedelta) -> None:
@@ -135,6 +140,8 @@ class _Window:
         self.techniques.clear()
         self.kinds.clear()
         self.names.clear()
+        self.guessed.clear()
+        self.certain.clear()
         self.total = 0
 
 
@@ -150,7 +157,8 @@ class _Counter:
         self._serial = 0
 
     def add(
-        self, who: object, key: object, when: datetime, *, tag: str = "", name: str = ""
+        self, who: object, key: object, when: datetime, *, tag: str = "", name: str = "",
+        guess: bool = False,
     ) -> _Window | None:
         """Count ``key`` for ``who`` at ``when`` (``tag``: how, ``name``: a username to
         remember); returns the state when this event made it fire, else None."""
@@ -172,6 +180,7 @@ class _Counter:
         state.total += 1
         if tag:
             state.techniques[tag] += 1
+            (state.guessed if guess else state.certain).add(tag)
             # One technique per port: a completed connection outranks the raw probe (the SYN
             # of a connect scan is seen by both the raw socket and the decoy).
             if state.kinds.get(key) != "connect":
@@ -199,7 +208,7 @@ class _Counter:
 
 
 _SCAN_TYPES = frozenset({EventType.DECOY_CONNECT, EventType.DECOY_UDP, EventType.FIREWALL_DROP,
-                         EventType.TCP_PROBE})
+                         EventType.TCP_PROBE, EventType.PORT_KNOCK})
 _BRUTE_TYPES = frozenset({EventType.AUTH_FAILURE, EventType.DECOY_LOGIN})
 _ECHO_TYPES = frozenset({"8", "128"})  # echo request, ICMPv4 and ICMPv6
 
@@ -260,7 +269,8 @@ class Detectors:
         assert event.src is not None
         technique = technique_of(event)
         key = (event.proto or "tcp", event.dst_port or 0)
-        fired = self._scan.add(event.src, key, event.time, tag=technique)
+        guess = event.fields.get("certainty") == "likely"
+        fired = self._scan.add(event.src, key, event.time, tag=technique, guess=guess)
         if fired is None:
             return []
         ports = sorted(k for k in fired.seen if isinstance(k, tuple))
@@ -268,6 +278,9 @@ class Detectors:
         per_port = Counter(fired.kinds[k] for k in fired.seen if k in fired.kinds)
         top = (per_port or fired.techniques).most_common(1)[0][0]
         stealth = top in ("null", "fin", "xmas")
+        # syn or connect told apart by a SYN's fingerprint only (knocks on closed ports)
+        likely = top in fired.guessed and top not in fired.certain
+        how = f"{top}, likely" if likely else top
         derived = _derived(
             event,
             EventType.SCAN_PORTS,
@@ -277,9 +290,10 @@ class Detectors:
                 "ports": shown,
                 "count": str(len(ports)),
                 "technique": top,
+                "certainty": "likely" if likely else "seen",
                 "window": f"{self.config.scan_window:g}",
             },
-            f"{len(ports)} ports in {self.config.scan_window:g} s ({top}): {shown}",
+            f"{len(ports)} ports in {self.config.scan_window:g} s ({how}): {shown}",
         )
         fired.reset()
         return [derived]

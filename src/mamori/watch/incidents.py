@@ -34,6 +34,7 @@ _TYPE_KIND: dict[EventType, str] = {
     EventType.DECOY_COMMAND: "decoy.contact",
     EventType.DECOY_UDP: "decoy.contact",
     EventType.TCP_PROBE: "decoy.contact",  # a half-open knock on a decoy port
+    EventType.PORT_KNOCK: "port.knock",  # a knock on a closed port
     EventType.AUTH_FAILURE: "auth.failure",
     EventType.AUTH_INVALID_USER: "auth.failure",
     EventType.FIREWALL_DROP: "firewall.drop",
@@ -50,6 +51,7 @@ _EXACT_RANK = {
     "scan.ports": 70,
     "scan.ping_sweep": 50,
     "decoy.contact": 40,
+    "port.knock": 38,
     "auth.failure": 35,
     "firewall.drop": 30,
     "icmp": 20,

@@ -211,6 +211,8 @@ class Sensor:
                 await self._start_tcp_knock()
         if s.icmp:
             await self._start_icmp()
+        if s.knocks:
+            await self._start_knocks()
         for entry in s.log_settings():
             await self._start_log(entry)
 
@@ -267,6 +269,25 @@ class Sensor:
         self.stats.sources_started += 1
         self._sources.append(sensor)
         self.running.append("icmp")
+
+    async def _start_knocks(self) -> None:
+        """Knocks on closed ports (after the decoys, whose ports are then open)."""
+        from mamori.watch.knock import KnockSensor
+
+        sensor = KnockSensor(self.emit)
+        try:
+            ok = await sensor.start()
+        except OSError as exc:
+            self._failed("knock", exc.strerror or str(exc))
+            return
+        if not ok:  # the sensor emitted its own sensor.error events (shown on stderr)
+            self.stats.sources_failed += 1
+            self.stats.errors.append("knock: raw TCP/UDP sockets not available")
+            return
+        self.stats.sources_started += 1
+        self._sources.append(sensor)
+        self.running.append("knocks on closed ports"
+                            + ("" if sensor.use_bpf else " (no kernel filter)"))
 
     async def _start_tcp_knock(self) -> None:
         """Half-open scans of the TCP decoys (SYN/NULL/FIN/XMAS never reach accept()) seen by

@@ -333,6 +333,7 @@ class WatchSettings(_Model):
     logs: tuple[LogSettings, ...] = ()
     icmp: StrictBool = False
     tcp_knock: StrictBool = True  # half-open (SYN/NULL/FIN/XMAS) scans of the TCP decoys
+    knocks: StrictBool = False  # SYN/NULL/FIN/XMAS and UDP to closed ports (raw sockets)
     journald: JournaldSettings = JournaldSettings()
     store: str | None = None  # a database URL, or a file path for SQLite
     incident_window: Duration | None = None

@@ -1,0 +1,381 @@
+"""Knocks on closed ports: TCP SYN/NULL/FIN/XMAS and UDP datagrams to ports nobody listens on.
+
+Raw ``IPPROTO_TCP`` and ``IPPROTO_UDP`` sockets (IPv4 and IPv6) receive a copy of what the host
+receives; a classic BPF filter (``mamori.watch.bpf``) attached to each makes the kernel drop
+ordinary traffic (anything with ACK or RST, fragments, multicast, ports with a wildcard
+listener) before it is queued, so a busy host wakes the sensor only for what may be a knock.
+The listener set (``mamori.watch.listeners``) is re-read every ``refresh`` seconds and on a
+miss (at most once a second), and the filters are rebuilt when the wildcard ports change.
+
+What is a knock, and its technique:
+
+* a TCP segment without ACK and RST to an address and port with no listener: SYN -> "syn" or
+  "connect" (below), no flag -> "null", FIN -> "fin", FIN+PSH+URG -> "xmas", another mix ->
+  "tcp";
+* a UDP datagram to a unicast address and a port with no bound socket -> "udp".
+
+SYN scan or connect scan: on a closed port both are one SYN answered by the kernel's RST.
+What differs is who built the SYN. Every current OS stack's ``connect()`` offers SACK
+(and most window scaling and timestamps); packet crafters (nmap -sS: window 1024 and a lone
+MSS option; masscan, zmap: MSS or nothing) do not. A SYN whose options are only MSS/NOP/EOL
+is "syn", any other "connect", each with ``certainty`` "likely" and the ``fingerprint``
+(window, options) it was judged on; flag-based techniques and UDP are "seen".
+
+Bounded: a repeat of the same knock (source, destination, port, technique) within
+``window`` seconds is counted, not reported (scanners retransmit); events are rate-limited
+per source by a ``SourceGuard`` (its ``sensor.limit`` events count the excess); the kernel's
+count of packets dropped for a full socket buffer (``SO_RXQ_OVFL``) is reported as a
+``sensor.limit`` event when it grows; at close one ``sensor.limit`` event (reason
+"knock totals") says how many segments were seen, reported, repeated, suppressed and lost in
+the kernel, so nothing is lost silently. Setting ``MAMORI_KNOCK_BPF=off`` in the environment
+runs without the kernel filters (the same results, more work: for ``bench/watch_knocks.py``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import ipaddress
+import os
+import socket
+import struct
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from types import MappingProxyType
+from typing import Literal
+
+from mamori.model.watch import Event, EventType
+from mamori.watch import bpf, rawsock
+from mamori.watch.decoys.guard import SourceGuard
+from mamori.watch.decoys.spec import DecoyLimits
+from mamori.watch.listeners import Listeners, parse_broadcasts, parse_sockets
+
+__all__ = ["Knock", "KnockSensor", "parse_knock4", "parse_knock6", "tcp_technique"]
+
+SOURCE = "knock"
+SO_ATTACH_FILTER = 26  # linux/asm-generic/socket.h (not exported by Python's socket module)
+SO_RXQ_OVFL = 40
+SO_RCVBUFFORCE = 33
+RCVBUF = 8 << 20  # bytes of queue per raw socket (four sockets)
+FIN, SYN, RST, PSH, ACK, URG = 0x01, 0x02, 0x04, 0x08, 0x10, 0x20
+_BASE = FIN | SYN | RST | PSH | ACK | URG
+_BATCH = 256  # datagrams read per wake-up before yielding to the loop
+_CRAFTED_OPTIONS = frozenset({2})  # MSS only (NOP and EOL are padding)
+_OPTION_NAMES = {2: "MSS", 3: "WS", 4: "SACK_PERM", 5: "SACK", 8: "TS", 34: "TFO"}
+_ANC = socket.CMSG_SPACE(20) + socket.CMSG_SPACE(4)
+
+Proto = Literal["tcp", "udp"]
+
+
+@dataclass(frozen=True, slots=True)
+class Knock:
+    version: int
+    proto: str
+    src: str
+    dst: str
+    sport: int
+    dport: int
+    flags: int = 0  # TCP only
+    window: int = 0
+    options: tuple[int, ...] = ()  # TCP option kinds in order, padding left out
+
+
+def _tcp_options(raw: bytes) -> tuple[int, ...]:
+    kinds: list[int] = []
+    i = 0
+    while i < len(raw):
+        kind = raw[i]
+        if kind == 0:
+            break
+        if kind == 1:
+            i += 1
+            continue
+        kinds.append(kind)
+        if i + 1 >= len(raw) or raw[i + 1] < 2:
+            break  # malformed: keep what was read
+        i += raw[i + 1]
+    return tuple(kinds)
+
+
+def _transport(version: int, proto: str, src: str, dst: str, data: bytes) -> Knock | None:
+    if proto == "udp":
+        if len(data) < 8:
+            return None
+        sport, dport = struct.unpack_from(">HH", data)
+        return Knock(version, "udp", src, dst, sport, dport)
+    if len(data) < 20:
+        return None
+    sport, dport = struct.unpack_from(">HH", data)
+    offset = (data[12] >> 4) * 4
+    window = struct.unpack_from(">H", data, 14)[0]
+    options = _tcp_options(data[20:offset]) if offset > 20 else ()
+    return Knock(version, "tcp", src, dst, sport, dport, data[13], window, options)
+
+
+def parse_knock4(packet: bytes, proto: str) -> Knock | None:
+    """An IPv4 packet (header included) carrying ``proto`` ("tcp" or "udp"). None for other
+    protocols, later fragments, or anything cut short. Never raises."""
+    if len(packet) < 20 or packet[0] >> 4 != 4 or packet[9] != {"tcp": 6, "udp": 17}[proto]:
+        return None
+    ihl = (packet[0] & 0x0F) * 4
+    if ihl < 20 or len(packet) < ihl or struct.unpack_from(">H", packet, 6)[0] & 0x1FFF:
+        return None
+    return _transport(4, proto, socket.inet_ntop(socket.AF_INET, packet[12:16]),
+                      socket.inet_ntop(socket.AF_INET, packet[16:20]), packet[ihl:])
+
+
+def parse_knock6(data: bytes, proto: str, src: str, dst: str) -> Knock | None:
+    """A TCP segment or UDP datagram as a raw IPv6 socket delivers it (``src`` from the
+    sender's address, ``dst`` from IPV6_PKTINFO). Never raises."""
+    return _transport(6, proto, src, dst, data)
+
+
+def tcp_technique(knock: Knock) -> tuple[str, str, str] | None:
+    """(technique, certainty, fingerprint) of a TCP knock; None for ordinary traffic or a
+    teardown (ACK or RST set). See the module doc."""
+    base = knock.flags & _BASE
+    if base & (ACK | RST):
+        return None
+    if base == SYN:
+        shown = ",".join(_OPTION_NAMES.get(k, str(k)) for k in knock.options) or "none"
+        fingerprint = f"window {knock.window}, options {shown}"
+        crafted = set(knock.options) <= _CRAFTED_OPTIONS
+        return ("syn" if crafted else "connect"), "likely", fingerprint
+    named = {0: "null", FIN: "fin", FIN | PSH | URG: "xmas"}.get(base, "tcp")
+    return named, "seen", ""
+
+
+def _flag_label(flags: int) -> str:
+    names = [n for b, n in ((FIN, "FIN"), (SYN, "SYN"), (PSH, "PSH"), (URG, "URG"))
+             if flags & b]
+    return " ".join(names) or "NULL"
+
+
+def _unicast(address: str) -> bool:
+    try:
+        parsed = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    # 255.255.255.255 is in 240.0.0.0/4, reserved: never a host's own address
+    return not (parsed.is_multicast or parsed.is_unspecified
+                or (parsed.version == 4 and parsed.is_reserved))
+
+
+class KnockSensor:
+    """See the module doc. ``proc``: where the socket tables are read (``/proc/net``)."""
+
+    def __init__(self, emit: Callable[[Event], None], *, use_bpf: bool | None = None,
+                 limits: DecoyLimits | None = None, window: float = 10.0,
+                 refresh: float = 5.0, max_recent: int = 20_000,
+                 proc: Path = Path("/proc/net")) -> None:
+        self._emit = emit
+        if use_bpf is None:
+            use_bpf = os.environ.get("MAMORI_KNOCK_BPF", "on").lower() not in ("off", "0")
+        self.use_bpf = use_bpf
+        self.guard = SourceGuard(limits or DecoyLimits(), emit, SOURCE)
+        self.window, self.refresh, self.max_recent = window, refresh, max_recent
+        self.proc = proc
+        self.listeners = Listeners()
+        self._recent: OrderedDict[tuple[str, str, int, str, str], float] = OrderedDict()
+        self._socks: list[tuple[socket.socket, int, Proto]] = []
+        self._filtered_ports: dict[tuple[str, int], frozenset[int]] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._read_at = 0.0
+        self._kernel_drops: dict[int, int] = {}  # fd -> the kernel's running count
+        self._reported_drops = 0
+        self.received = 0  # packets read from the sockets
+        self.ignored = 0  # read but not knocks (a listener, ACK/RST, multicast...)
+        self.knocks = 0  # port.knock events emitted
+        self.repeated = 0  # the same knock again within the window
+        self.suppressed = 0  # over the per-source event rate (counted in sensor.limit)
+        self.refreshes = 0
+        self.errors: list[str] = []
+
+    @property
+    def kernel_drops(self) -> int:
+        return sum(self._kernel_drops.values())
+
+    async def start(self) -> bool:
+        """Open the raw sockets (one ``sensor.error`` event per family and protocol that
+        cannot open). False when none could open."""
+        self._loop = asyncio.get_running_loop()
+        self._read_listeners()
+        protos: tuple[tuple[Proto, int], ...] = (
+            ("tcp", socket.IPPROTO_TCP), ("udp", socket.IPPROTO_UDP))
+        for proto, number in protos:
+            def opener(version: int, number: int = number) -> socket.socket:
+                sock = rawsock.open_raw(version, number, number)
+                with contextlib.suppress(OSError):
+                    sock.setsockopt(socket.SOL_SOCKET, SO_RXQ_OVFL, 1)
+                try:  # room for a full-speed scan while the loop is busy (root: beyond rmem_max)
+                    sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, RCVBUF)
+                except OSError:
+                    with contextlib.suppress(OSError):
+                        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RCVBUF)
+                return sock
+
+            def reader(sock: socket.socket, version: int, proto: Proto = proto) -> None:
+                self._read(sock, version, proto)
+
+            opened = rawsock.open_all(
+                self._loop, (4, 6), name=proto.upper(), proto=proto, source=SOURCE,
+                opener=opener, reader=reader, emit=self._emit, errors=self.errors)
+            self._socks += [(s, v, proto) for s, v in opened]
+        self._attach_filters()
+        if self._socks:
+            self._timer = self._loop.call_later(self.refresh, self._tick)
+        return bool(self._socks)
+
+    async def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        rawsock.close_all(self._loop, [(s, v) for s, v, _ in self._socks])
+        self._socks = []
+        self.guard.close()
+        self._report_kernel_drops()
+        if self.received:
+            self._emit(self._limit_event("knock totals", {
+                "seen": str(self.received), "knocks": str(self.knocks),
+                "repeated": str(self.repeated), "suppressed_events": str(self.suppressed),
+                "ignored": str(self.ignored), "kernel_drops": str(self.kernel_drops),
+                "bpf": "on" if self.use_bpf else "off"}))
+
+    # -- listeners and filters ---------------------------------------------------------------
+
+    def _read_listeners(self) -> None:
+        def table(name: str, proto: str) -> set[tuple[str, int]]:
+            try:
+                return parse_sockets((self.proc / name).read_text(errors="replace"), proto)
+            except OSError:
+                return set()
+
+        found = Listeners(tcp4=table("tcp", "tcp"), tcp6=table("tcp6", "tcp"),
+                          udp4=table("udp", "udp"), udp6=table("udp6", "udp"))
+        with contextlib.suppress(OSError):
+            found.broadcasts = parse_broadcasts((self.proc / "fib_trie").read_text())
+        self.listeners = found
+        self._read_at = time.monotonic()
+        self.refreshes += 1
+
+    def _attach_filters(self) -> None:
+        if not self.use_bpf:
+            return
+        for sock, version, proto in self._socks:
+            ports = frozenset(self.listeners.wildcard_ports(proto, version))
+            if self._filtered_ports.get((proto, version)) == ports:
+                continue
+            program = bpf.knock_program(4 if version == 4 else 6, proto, ports)
+            code = ctypes.create_string_buffer(bpf.pack(program))
+            fprog = struct.pack("HL", len(program), ctypes.addressof(code))
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog)
+            except OSError as exc:  # the reader's own checks still apply
+                self.errors.append(f"BPF filter not attached: {exc}")
+                continue
+            self._filtered_ports[(proto, version)] = ports
+
+    def _tick(self) -> None:
+        self._timer = None
+        self._read_listeners()
+        self._attach_filters()
+        self._report_kernel_drops()
+        if self._loop is not None and self._socks:
+            self._timer = self._loop.call_later(self.refresh, self._tick)
+
+    def _report_kernel_drops(self) -> None:
+        total = self.kernel_drops
+        if total > self._reported_drops:
+            lost, self._reported_drops = total - self._reported_drops, total
+            self._emit(self._limit_event(
+                "kernel socket buffer full", {"kernel_drops": str(lost)}))
+
+    def _limit_event(self, reason: str, fields: dict[str, str]) -> Event:
+        return Event(time=datetime.now(UTC), type=EventType.SENSOR_LIMIT, source=SOURCE,
+                     fields=MappingProxyType({"reason": reason, **fields}))
+
+    # -- reading -----------------------------------------------------------------------------
+
+    def _read(self, sock: socket.socket, version: int, proto: Proto) -> None:
+        for _ in range(_BATCH):
+            try:
+                data, ancdata, _flags, addr = sock.recvmsg(bpf.SNAP, _ANC)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                if len(self.errors) < 100:
+                    self.errors.append(str(exc))
+                return
+            self.received += 1
+            dst = ""
+            for level, kind, value in ancdata:
+                if level == socket.SOL_SOCKET and kind == SO_RXQ_OVFL and len(value) >= 4:
+                    self._kernel_drops[sock.fileno()] = struct.unpack("=I", value[:4])[0]
+                elif (level == socket.IPPROTO_IPV6 and kind == socket.IPV6_PKTINFO
+                      and len(value) >= 16):
+                    dst = str(ipaddress.IPv6Address(value[:16]))
+            if version == 4:
+                knock = parse_knock4(data, proto)
+            else:
+                knock = parse_knock6(data, proto, str(addr[0]).split("%", 1)[0], dst)
+            if knock is None or not self.see(knock):
+                self.ignored += 1
+
+    def see(self, knock: Knock) -> bool:
+        """One segment or datagram; True when it was a knock (public for tests)."""
+        if knock.proto == "tcp":
+            judged = tcp_technique(knock)
+            if judged is None:
+                return False
+            technique, certainty, fingerprint = judged
+        else:
+            technique, certainty, fingerprint = "udp", "seen", ""
+        if not _unicast(knock.dst) or knock.dst in self.listeners.broadcasts:
+            return False
+        if self._open(knock):
+            return False
+        self._report(knock, technique, certainty, fingerprint)
+        return True
+
+    def _open(self, knock: Knock) -> bool:
+        if self.listeners.is_open(knock.proto, knock.version, knock.dst, knock.dport):
+            return True
+        if time.monotonic() - self._read_at < 1.0:
+            return False
+        self._read_listeners()  # a listener may have opened since the last read
+        return self.listeners.is_open(knock.proto, knock.version, knock.dst, knock.dport)
+
+    def _report(self, knock: Knock, technique: str, certainty: str, fingerprint: str) -> None:
+        now = time.monotonic()
+        key = (knock.src, knock.dst, knock.dport, knock.proto, technique)
+        last = self._recent.get(key)
+        if last is not None and now - last < self.window:
+            self.repeated += 1
+            return
+        self._recent[key] = now
+        self._recent.move_to_end(key)
+        while len(self._recent) > self.max_recent:
+            self._recent.popitem(last=False)
+        if not self.guard.allow_event(knock.src):
+            self.suppressed += 1
+            return
+        self.knocks += 1
+        fields = {"technique": technique, "certainty": certainty, "port_state": "closed"}
+        if knock.proto == "tcp":
+            fields["flags"] = _flag_label(knock.flags)
+            fields["tcp_flags"] = f"0x{knock.flags:02x}"
+        if fingerprint:
+            fields["fingerprint"] = fingerprint
+        how = f"{technique}, {certainty}" + (f": {fingerprint}" if fingerprint else "")
+        what = "datagram" if knock.proto == "udp" else f"{fields['flags']} segment"
+        self._emit(Event(
+            time=datetime.now(UTC), type=EventType.PORT_KNOCK, source=SOURCE, src=knock.src,
+            src_port=knock.sport, dst=knock.dst, dst_port=knock.dport, proto=knock.proto,
+            fields=MappingProxyType(fields),
+            excerpt=f"{what} to closed port {knock.dst}:{knock.dport}/{knock.proto} ({how})"))
