@@ -31,6 +31,7 @@ from mamori.cli import (
     diff,
     firewall,
     import_nmap,
+    router,
     scan,
     serve,
     shell,
@@ -40,8 +41,8 @@ from mamori.cli import (
 )
 from mamori.cli.common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, quiet_stdout, write_stdout
 
-COMMANDS = (scan, check, show, checks, firewall, diff, accept, import_nmap, watch, serve, worker,
-            canary, shell)
+COMMANDS = (scan, check, show, checks, firewall, router, diff, accept, import_nmap, watch, serve,
+            worker, canary, shell)
 
 app = typer.Typer(
     name="mamori",
