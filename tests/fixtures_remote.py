@@ -148,9 +148,11 @@ def start_vsftpd(
 # --- TigerVNC ----------------------------------------------------------------------------------
 
 
-def start_xvnc(workdir: Path, host: str, port: int, display: int, *, password: bool) -> Daemon:
+def start_xvnc(workdir: Path, host: str, port: int, display: int, *, password: bool,
+               extra: tuple[str, ...] = ()) -> Daemon:
     """TigerVNC's standalone X server (Xvnc) offering security type None, or VncAuth only
-    with a password file. No X11 TCP or Unix socket: only the RFB port on ``host``."""
+    with a password file. No X11 TCP or Unix socket: only the RFB port on ``host``.
+    ``extra``: more Xvnc arguments (e.g. its blacklist threshold)."""
     xvnc = _need("/usr/bin/Xvnc")
     workdir.mkdir(parents=True, exist_ok=True)
     if password:
@@ -167,7 +169,8 @@ def start_xvnc(workdir: Path, host: str, port: int, display: int, *, password: b
         raise DaemonUnavailable(f"display :{display} is in use ({lock})")
     argv = [xvnc, f":{display}", "-interface", host, "-rfbport", str(port), *security,
             "-nolisten", "tcp", "-nolisten", "unix", "-desktop", "mamori-test-desktop",
-            "-geometry", "640x480", "-depth", "24", "-NeverShared=0", "-AlwaysShared=1"]
+            "-geometry", "640x480", "-depth", "24", "-NeverShared=0", "-AlwaysShared=1",
+            *extra]
     proc, log = _spawn(argv, workdir, "xvnc.log", env={"HOME": str(workdir)})
     d = Daemon("Xvnc", host, port, proc, workdir, None, log)
     d.cleanup.append(lambda: lock.unlink(missing_ok=True) if not _alive(proc.pid) else None)

@@ -110,3 +110,35 @@ def test_refusal_sent_with_the_version_line_is_read() -> None:
     assert result.status is CheckStatus.NOT_TESTED, result.summary
     assert "incomplete" not in result.summary
     assert "Too many security failures" in result.summary
+
+
+def test_rfb_3_3_refusal_in_one_segment_is_read() -> None:
+    # TigerVNC's blacklist answer: "RFB 003.003\n", then type 0 and the reason, in one write.
+    def refuse(conn: socket.socket) -> None:
+        conn.sendall(b"RFB 003.003\n\x00\x00\x00\x00" + struct.pack(">I", len(REASON)) + REASON)
+
+    with ThreadedServer(HOST, 15907, refuse):
+        result = check(15907)
+    assert result.status is CheckStatus.NOT_TESTED, result.summary
+    assert "Too many security failures" in result.summary
+
+
+@pytest.mark.daemon
+def test_real_xvnc_blacklisting_us_is_not_tested_with_its_reason() -> None:
+    """Xvnc's blacklist answer is "RFB 003.003\\n" and the refusal in one segment."""
+    import fixtures_remote as fr
+    from daemons import running
+
+    host, port = "127.0.85.21", 15910
+    with fr.world_readable_dir() as base, running(
+        fr.start_xvnc, base / "vnc", host, port, 23, password=True,
+        extra=("-BlacklistThreshold", "1", "-BlacklistTimeout", "60"),
+    ):
+        # TigerVNC counts a connection that ends before authenticating as a failure; with
+        # a threshold of 1 the fixture's readiness probe was one: now it refuses us.
+        socket.create_connection((host, port), timeout=5).close()
+        spec = load_check(CATALOG_DIR / "vnc-no-authentication.yaml")
+        ep = Endpoint(host, port, Proto.TCP, PortState.OPEN, Reason.SYN_ACK)
+        result = asyncio.run(run_checks([spec], ep, Service(name="vnc")))[0]
+    assert result.status is CheckStatus.NOT_TESTED, result.summary
+    assert "Too many security failures" in result.summary, result.summary
