@@ -146,3 +146,32 @@ def test_admin_settings_are_read_from_the_page() -> None:
     assert ipp.admin_settings(b"<html>ok</html>") == {}
     assert ipp.http_host("127.0.85.50", 631) == "localhost"
     assert ipp.http_host("192.0.2.7", 631) == "192.0.2.7"
+
+
+def test_a_broken_admin_page_is_not_tested() -> None:
+    # An IPP server whose /admin fails (HTTP 500, as a CUPS whose admin.cgi cannot reach
+    # cupsd answers): nothing is known about remote administration.
+    import threaded_server
+
+    answer = ipp_answer()
+
+    def server(conn: object) -> None:
+        request = conn.recv(65536)  # type: ignore[attr-defined]
+        if request.startswith(b"POST"):
+            conn.sendall(answer)  # type: ignore[attr-defined]
+        else:
+            conn.sendall(b"HTTP/1.0 500 Internal Server Error\r\nContent-Length: 0\r\n\r\n")  # type: ignore[attr-defined]
+
+    with threaded_server.ThreadedServer("127.0.85.53", 631, server):
+        spec = load_check(CATALOG_DIR / "cups-admin-remote.yaml")
+        ep = Endpoint("127.0.85.53", 631, Proto.TCP, PortState.OPEN, Reason.SYN_ACK)
+        result = asyncio.run(run_checks([spec], ep, Service(name="ipp")))[0]
+    assert result.status is CheckStatus.NOT_TESTED, result.summary
+    assert "500" in result.summary
+
+
+def ipp_answer() -> bytes:
+    body = (b"\x02\x00\x00\x00\x00\x00\x00\x01\x01"
+            b"\x47\x00\x12attributes-charset\x00\x05utf-8\x03")
+    return (b"HTTP/1.0 200 OK\r\nContent-Type: application/ipp\r\n"
+            + f"Content-Length: {len(body)}\r\n\r\n".encode() + body)

@@ -133,6 +133,10 @@ async def cups_admin_page(ctx: ProbeContext, params: Params) -> Observation:
     if resp is None:
         raise ProbeFailure(ErrorKind.PROTOCOL, "GET /admin: the reply is not HTTP/1.x",
                            partial=raw[:256])
+    if resp.status >= 500:
+        # The page broke (a CGI that failed): it says nothing about who may administer.
+        raise ProbeFailure(ErrorKind.PROTOCOL, f"GET /admin answered HTTP {resp.status}",
+                           partial=raw[:256])
     fields = {"ipp": f"HTTP {first.status}", "admin_status": str(resp.status)}
     title = _TITLE.search(resp.body[:16384])
     if title:
