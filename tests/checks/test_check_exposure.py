@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -395,3 +395,96 @@ def test_a_dns_server_naming_no_zone_is_not_tested_never_passed() -> None:
     result = asyncio.run(go())
     assert result.status is CheckStatus.NOT_TESTED
     assert "no zone name known" in result.summary and "--dns-zone" in result.summary
+
+
+# --- servers that say yes to every name: at most "likely" ---------------------------------------
+
+
+def _fake_check(check_id: str, service: str, where: tuple[str, int],
+                handler: Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]],
+                proto: Proto = Proto.TCP) -> CheckResult:
+    from fake_servers import tcp_server
+
+    async def go() -> CheckResult:
+        spec = load_check(CATALOG_DIR / f"{check_id}.yaml")
+        ep = Endpoint(where[0], where[1], proto, PortState.OPEN, Reason.SYN_ACK)
+        async with tcp_server(*where, handler):
+            (result,) = await run_checks([spec], ep, Service(name=service), budget=20)
+        return result
+
+    return asyncio.run(go())
+
+
+def test_a_git_server_advertising_every_path_is_only_likely() -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read(300)
+        writer.write(git.pkt_line(b"a" * 40 + b" HEAD\x00multi_ack\n")
+                     + git.pkt_line(b"a" * 40 + b" refs/heads/main\n") + b"0000")
+        await writer.drain()
+
+    result = _fake_check("git-daemon-exports", "git", ("127.0.83.18", 19420), handler)
+    assert_finding(result)
+    assert result.confidence is Confidence.LIKELY and "random path" in result.summary
+
+
+def test_a_dns_server_transferring_every_zone_is_only_likely() -> None:
+    import struct
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            size = int.from_bytes(await reader.readexactly(2), "big")
+            query = await reader.readexactly(size)
+            qend = 12 + query[12:].index(b"\x00") + 5
+            soa = (b"\xc0\x0c" + struct.pack(">HHIH", 6, 1, 60, 22) + b"\x00\x00"
+                   + struct.pack(">IIIII", 1, 2, 3, 4, 5))
+            a = b"\xc0\x0c" + struct.pack(">HHIH", 1, 1, 60, 4) + b"\x7f\x00\x00\x01"
+            reply = (query[:2] + b"\x84\x00" + b"\x00\x01\x00\x03\x00\x00\x00\x00"
+                     + query[12:qend] + soa + a + soa)
+            writer.write(len(reply).to_bytes(2, "big") + reply)
+            await writer.drain()
+
+    spec = load_check(CATALOG_DIR / "dns-zone-transfer.yaml")
+
+    async def go() -> CheckResult:
+        from fake_servers import tcp_server
+        ep = Endpoint("127.0.83.19", 15357, Proto.TCP, PortState.OPEN, Reason.SYN_ACK)
+        async with tcp_server("127.0.83.19", 15357, handler):
+            (result,) = await run_checks([spec], ep, Service(name="dns"),
+                                         hostname="www.fake.test", budget=20)
+        return result
+
+    result = asyncio.run(go())
+    assert_finding(result)
+    assert result.confidence is Confidence.LIKELY and "random zone" in result.summary
+
+
+def test_a_tftp_server_serving_every_name_is_only_likely() -> None:
+    import socket
+    import threading
+
+    host = "127.0.83.20"
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind((host, 16972))
+    sock.settimeout(0.2)
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                _, peer = sock.recvfrom(600)
+            except TimeoutError:
+                continue
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as tid:
+                tid.bind((host, 0))
+                tid.sendto(b"\x00\x03\x00\x01" + b"x" * 512, peer)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        result = check("tftp-files-readable", (host, 16972), "tftp", Proto.UDP)
+    finally:
+        stop.set()
+        thread.join(2)
+        sock.close()
+    assert_finding(result)
+    assert result.confidence is Confidence.LIKELY and "random file name" in result.summary

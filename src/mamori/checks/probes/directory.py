@@ -279,7 +279,15 @@ async def dns_zone_transfer(ctx: ProbeContext, params: Params) -> Observation:
                        f"; first names {list(got.names[:5])}")
             fields.update(zone=got.soa_serial_zone or zone, method=method,
                           records=f"{got.records}{'' if got.complete else '+'}",
-                          names=", ".join(got.names[:5])[:300], types=", ".join(got.types))
+                          names=", ".join(got.names[:5])[:300], types=", ".join(got.types),
+                          grade="transfer")
+            # A real server has no zone by a random name; one that "transfers" it too says
+            # yes to anything, which proves nothing about real zones.
+            bogus = f"mamori-{secrets.token_hex(6)}.invalid"
+            fake = await _transfer(ctx, bogus, ixfr)
+            if fake is not None and not fake.rcode and fake.records:
+                log.append(f"{method} {bogus} (random zone): {fake.records} record(s) too")
+                fields["grade"] = "any-zone"
             break
         if "zone" in fields:
             break

@@ -84,7 +84,8 @@ async def git_exports(ctx: ProbeContext, params: Params) -> Observation:
     file's list, else GIT_PATHS); stop at the first that answers with refs.
 
     Fields: tried, exported (the path), refs (a few ref names), ref_count, refused (the
-    daemon's ERR text for the last refusal). Raises ProbeFailure when the peer does not speak
+    daemon's ERR text for the last refusal), grade ("refs", or "any-path" when a random path
+    is advertised too). Raises ProbeFailure when the peer does not speak
     the git daemon protocol.
     """
     paths = params.texts("paths", GIT_PATHS)[:12]
@@ -99,7 +100,13 @@ async def git_exports(ctx: ProbeContext, params: Params) -> Observation:
         names = [name for _oid, name in adv.refs]
         log.append(f"{path}: {adv.ref_count} ref(s) advertised: " + ", ".join(names[:6]))
         fields.update(exported=path, ref_count=str(adv.ref_count),
-                      refs=", ".join(names[:6])[:300] or "(empty repository)")
+                      refs=", ".join(names[:6])[:300] or "(empty repository)", grade="refs")
+        # A real daemon refuses a path that cannot exist; one that advertises refs for it
+        # says yes to anything, which proves nothing about real repositories.
+        bogus = f"/mamori-{secrets.token_hex(6)}.git"
+        if (await _git_ask(ctx, bogus)).error is None:
+            log.append(f"{bogus} (random path): refs advertised too")
+            fields["grade"] = "any-path"
         break
     fields["tried"] = ", ".join(paths[:len(log)])
     return Observation(
@@ -133,6 +140,15 @@ async def tftp_files(ctx: ProbeContext, params: Params) -> Observation:
         f"unexpected answer {excerpt(first.data[:40], 40)}")]
     fields: dict[str, str] = {}
     test = f"sent a TFTP read request (octet mode) for the random name {probe_name}"
+    if packet is not None and packet.opcode == tftp.OP_DATA:
+        # Data for a name that cannot exist: it hands out something to anyone, but says
+        # yes to every name, so its answers to real names prove nothing more.
+        log[0] = (f"RRQ {probe_name} (random name): DATA block {packet.number}, "
+                  f"{len(packet.payload)} bytes (ERROR sent back)")
+        fields.update(tftp="yes", served=probe_name, first_bytes=str(len(packet.payload)),
+                      grade="any-name")
+        return Observation(test=test, fields=fields, request=f"RRQ {probe_name} octet",
+                           reply=log[0])
     if packet is None or packet.opcode != tftp.OP_ERROR:
         return Observation(test=test + "; no TFTP error came back, so no file names were "
                            "tried", fields=fields, request=f"RRQ {probe_name} octet",
@@ -152,7 +168,7 @@ async def tftp_files(ctx: ProbeContext, params: Params) -> Observation:
         else:
             log.append(f"RRQ {name}: DATA block {answer.number}, {len(answer.payload)} bytes "
                        "(not acknowledged; ERROR sent back to end the transfer)")
-            fields.update(served=name, first_bytes=str(len(answer.payload)))
+            fields.update(served=name, first_bytes=str(len(answer.payload)), grade="served")
             break
     return Observation(
         test=test + ", then for these well-known names: " + ", ".join(tried)
