@@ -7,6 +7,9 @@ Every ``start_*`` writes its own config (and pid file where the daemon has one) 
 listens on every address of the test's loopback-only namespace, on 6000 + display) and
 returns a ``daemons.Daemon``. They raise ``DaemonUnavailable`` when the binary is missing or
 the daemon does not come up. Addresses: 127.0.83.0/24.
+
+Zone transfers are tested against bind9 only: unbound's auth-zone (for-downstream) answers AXFR
+with REFUSED whatever its config (tried with unbound 1.17.1), and nsd is not installed here.
 """
 
 from __future__ import annotations
@@ -41,6 +44,19 @@ def _xauth_entry(display: int, cookie: bytes) -> bytes:
             + field(b"MIT-MAGIC-COOKIE-1") + field(cookie))
 
 
+def _drop_stale_x_lock(display: int) -> None:
+    """Remove /tmp/.X<display>-lock when the pid it names is no X server (a killed run's
+    leftover; Xvfb would refuse the display, also when that pid was reused)."""
+    lock = Path(f"/tmp/.X{display}-lock")
+    try:
+        pid = int(lock.read_text().strip())
+        comm = Path(f"/proc/{pid}/comm").read_text().strip()
+    except (OSError, ValueError):
+        comm = ""
+    if lock.exists() and comm not in ("Xvfb", "Xorg", "Xvnc"):
+        lock.unlink(missing_ok=True)
+
+
 def start_xvfb(workdir: Path, host: str, display: int, *, open_access: bool) -> Daemon:
     """Xvfb on TCP 6000 + ``display``, with ``-ac`` (no access control) or without it and
     with an auth file holding one random MIT-MAGIC-COOKIE-1 (then only its holders get in;
@@ -53,6 +69,7 @@ def start_xvfb(workdir: Path, host: str, display: int, *, open_access: bool) -> 
             "320x200x8", "-auth", str(auth)]
     if open_access:
         argv.append("-ac")
+    _drop_stale_x_lock(display)
     proc, log = _spawn(argv, workdir, "xvfb.log")
     d = Daemon("xvfb", host, 6000 + display, proc, workdir, None, log)
     d.cleanup.append(lambda: Path(f"/tmp/.X{display}-lock").unlink(missing_ok=True))
