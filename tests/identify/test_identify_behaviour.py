@@ -119,3 +119,25 @@ def test_ftp_checks_pass_on_the_hardened_twins(
     for check_id in ("ftp-anonymous-login", "ftp-anonymous-write"):
         status, _, summary = _run(check_id, where, service)
         assert status == CheckStatus.PASSED.value, summary
+
+
+def _imap_without_names(conn: object) -> None:
+    """An IMAP server whose greeting names neither product nor protocol (a faithful fake:
+    dovecot always puts its CAPABILITY list in the greeting)."""
+    conn.sendall(b"* OK lab mail\r\n")  # type: ignore[attr-defined]
+    line = conn.recv(1024)  # type: ignore[attr-defined]
+    tag = line.split(b" ", 1)[0]
+    if b"CAPABILITY" in line.upper():
+        conn.sendall(b"* CAPABILITY IMAP4rev1 AUTH=PLAIN\r\n" + tag  # type: ignore[attr-defined]
+                     + b" OK done\r\n")
+    else:
+        conn.sendall(tag + b" BAD unknown command\r\n")  # type: ignore[attr-defined]
+
+
+def test_imap_greeting_without_names_is_confirmed_by_capability() -> None:
+    from threaded_server import ThreadedServer
+
+    with ThreadedServer("127.0.85.7", 4144, _imap_without_names):
+        service = identify(("127.0.85.7", 4144))
+    assert service.name == "imap" and service.confidence == "confirmed", service
+    assert service.method == "imap-capability", service

@@ -360,4 +360,6 @@ READERS: dict[str, Reader] = {
     "mqtt": mqtt.reply_complete,
     "dns_tcp": dns.tcp_reply_complete,
     "greeting_reply": ftp.greeting_and_reply_complete,
+    # IMAP: the reply to our tagged command is complete at the tagged line (or the cap).
+    "imap_tagged": lambda buf: b"a001 " in buf or len(buf) >= 4096,
 }
