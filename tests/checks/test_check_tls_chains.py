@@ -325,6 +325,26 @@ def test_self_signed_roots_own_sha1_signature_is_not_counted() -> None:
     assert fields["trusted"] == "yes"
 
 
+def test_self_signed_leafs_own_sha1_signature_is_a_fact_not_a_weakness() -> None:
+    # `openssl req -x509 -sha1`: nobody verifies the signature of a certificate on itself,
+    # so it is no weak signature; the self-signed finding still names the hash.
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    name = x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, "mamori.test")])
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(7)
+            .not_valid_before(NOW - timedelta(days=1)).not_valid_after(NOW + timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName("mamori.test")]),
+                           critical=False)
+            .sign(key, hashes.SHA256()))
+    leaf = fch.resign_rsa(cert, key, "sha1")
+    fields = _judge([leaf], [])
+    assert fields["self_signed"] == "yes" and fields["trust_reason"] == "self-signed"
+    assert fields["weak_signature"] == "no"
+    assert fields["self_signature"] == "sha1WithRSAEncryption (SHA-1)"
+    spec = default_catalog()["tls-certificate-self-signed"]
+    assert "self_signature" in spec.evidence
+
+
 def test_leaf_without_subject_alt_name_is_untrusted() -> None:
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, "mamori.test")])
@@ -546,7 +566,7 @@ def test_scan_fetch_aia_option(chains: fch.Chains, tmp_path: Path) -> None:
         off = run_mamori(*base, "--db", str(tmp_path / "off.db"))
         assert hits == []
         on = run_mamori(*base, "--fetch-aia", "--db", str(tmp_path / "on.db"))
-        assert hits == ["/intermediate.der"]
+        assert hits == ["/intermediate.der"], on.stderr[-2000:]
     for proc, words in ((off, "was not fetched"), (on, "the chain completes")):
         assert proc.returncode == 0, proc.stderr
         (check,) = [c for c in json.loads(proc.stdout)["checks"]

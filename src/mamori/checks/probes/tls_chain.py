@@ -378,6 +378,9 @@ def judge_certificate(
         "weak_signature": "yes" if sigs else "no",
         "weak_signatures": "; ".join(sigs)[:512] or "none",
         "aia_ca_issuers": (ca_issuers_url(path[-1]) or "none")[:256],
+        # A self-signed leaf's hash on itself: no weakness (nobody verifies it), but a fact.
+        "self_signature": ((weak_signature(leaf) or "not a broken hash") if self_signed(leaf)
+                           else "none"),
     }
     if verified:
         fields.update(trust_reason="none",
