@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -129,3 +130,22 @@ def test_udp_sweep_covers_111_and_names_rpcbind(lab: dm.Lab) -> None:
     service = identify_udp(111, reply)
     assert service is not None and service.name == "rpcbind", (reply, service)
     assert service.confidence == "confirmed"
+
+
+def test_scan_udp_names_rpcbind_on_111_and_checks_it_over_tcp(
+    lab: dm.Lab, tmp_path: Path
+) -> None:
+    import json
+
+    from conftest import run_mamori
+
+    lab.need("open")
+    proc = run_mamori("scan", OPEN, "-p", "T:111", "--udp", "--format", "json",
+                      "--db", f"{tmp_path}/m.db")
+    assert proc.returncode in (0, 1), proc.stderr
+    doc = json.loads(proc.stdout)
+    (host,) = doc["hosts"]
+    by_port = {(e["proto"], e["port"]): e for e in host["endpoints"]}
+    assert by_port[("udp", 111)]["service"]["name"] == "rpcbind", by_port.get(("udp", 111))
+    assert by_port[("tcp", 111)]["service"]["name"] == "rpcbind"
+    assert "rpcbind-dump-exposed" in json.dumps(doc)

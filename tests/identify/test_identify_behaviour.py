@@ -141,3 +141,24 @@ def test_imap_greeting_without_names_is_confirmed_by_capability() -> None:
         service = identify(("127.0.85.7", 4144))
     assert service.name == "imap" and service.confidence == "confirmed", service
     assert service.method == "imap-capability", service
+
+
+def test_scan_names_the_odd_ftp_server_and_runs_both_ftp_checks(
+    lab: dm.Lab, tmp_path: dm.Path
+) -> None:
+    """End to end, as the issue saw it: `mamori scan` of vsftpd greeting "220 lab file drop"."""
+    import json
+
+    from conftest import run_mamori
+
+    lab.need("ftp-drop")
+    proc = run_mamori("scan", FTP_DROP[0], "-p", f"T:{FTP_DROP[1]}", "--format", "json",
+                      "--db", str(tmp_path / "m.db"))
+    assert proc.returncode in (0, 1), proc.stderr
+    doc = json.loads(proc.stdout)
+    text = json.dumps(doc)
+    (host,) = doc["hosts"]
+    (endpoint,) = [e for e in host["endpoints"] if e["port"] == FTP_DROP[1]]
+    assert endpoint["service"]["name"] == "ftp", endpoint
+    assert "replies matched no known protocol" not in text
+    assert "ftp-anonymous-login" in text and "ftp-anonymous-write" in text
