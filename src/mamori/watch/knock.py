@@ -61,7 +61,7 @@ SOURCE = "knock"
 SO_ATTACH_FILTER = 26  # linux/asm-generic/socket.h (not exported by Python's socket module)
 SO_RXQ_OVFL = 40
 SO_RCVBUFFORCE = 33
-RCVBUF = 8 << 20  # bytes of queue per raw socket (four sockets)
+RCVBUF = 16 << 20  # bytes of queue per raw socket (four sockets)
 FIN, SYN, RST, PSH, ACK, URG = 0x01, 0x02, 0x04, 0x08, 0x10, 0x20
 _BASE = FIN | SYN | RST | PSH | ACK | URG
 _BATCH = 256  # datagrams read per wake-up before yielding to the loop
@@ -194,7 +194,6 @@ class KnockSensor:
         self.knocks = 0  # port.knock events emitted
         self.repeated = 0  # the same knock again within the window
         self.suppressed = 0  # over the per-source event rate (counted in sensor.limit)
-        self.refreshes = 0
         self.errors: list[str] = []
 
     @property
@@ -262,7 +261,6 @@ class KnockSensor:
             found.broadcasts = parse_broadcasts((self.proc / "fib_trie").read_text())
         self.listeners = found
         self._read_at = time.monotonic()
-        self.refreshes += 1
 
     def _attach_filters(self) -> None:
         if not self.use_bpf:
