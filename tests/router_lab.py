@@ -17,7 +17,8 @@ puts the WAN on 100.64.1.2/24 (the "ISP" side on 100.64.1.1). miniupnpd's HTTP p
 NAT-PMP/PCP on 5351.
 
 Namespace names carry the process id and a counter, so parallel runs by others do not collide.
-``DaemonUnavailable`` (skip through the daemons factory) when a tool is missing or not root.
+``router_lab`` raises ``DaemonUnavailable`` when a tool is missing or we are not root; tests use
+``running_router_lab``, which skips with the reason instead.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pytest
 from tests.daemons import DaemonUnavailable
 
 _COUNTER = itertools.count()
@@ -52,11 +54,16 @@ class LabConfig:
     # 1024-65535"); empty = allow the LAN, deny the rest
     upnp_rules: tuple[str, ...] = ()
     enable_natpmp: bool = True
-    igd_v1: bool = True  # force_igd_desc_v1: IGD v1, where lease 0 means permanent
+    # force_igd_desc_v1 (Debian's miniupnpd 2.3.1 still turns a lease of 0 into a week)
+    igd_v1: bool = True
     # (proto, external port, internal port): DNAT forwards from the WAN to the home host
     dnat: tuple[tuple[str, int, int], ...] = ()
     v6_forward_ports: tuple[int, ...] = ()  # TCP ports the router's IPv6 filter lets in to home
     miniupnpd_extra: tuple[str, ...] = ()  # more config lines, as written
+    # LAN hosts the router refuses UPnP/NAT-PMP control from: their TCP to miniupnpd's HTTP
+    # port is reset, NAT-PMP/PCP rejected; SSDP still answers. An ACL in front of the daemon:
+    # miniupnpd's own allow/deny rules gate only AddPortMapping, reads are answered to all.
+    upnp_acl_block: tuple[str, ...] = ()
 
 
 @dataclass
@@ -135,7 +142,15 @@ def _nft_rules(lab: RouterLab) -> str:
     v6_ports = ", ".join(str(p) for p in c.v6_forward_ports)
     v6_allow = (f"    iifname \"{lab.wan_if}\" oifname \"{lab.lan_if}\" tcp dport {{ {v6_ports} }}"
                 " accept\n") if c.v6_forward_ports else ""
-    return (
+    blocked = ", ".join(c.upnp_acl_block)
+    acl = (
+        "table ip mamori_lab_acl {\n"
+        "  chain input {\n    type filter hook input priority 0; policy accept;\n"
+        f"    ip saddr {{ {blocked} }} tcp dport {MINIUPNPD_HTTP_PORT} reject with tcp reset\n"
+        f"    ip saddr {{ {blocked} }} udp dport 5351 reject\n"
+        "  }\n}\n"
+    ) if c.upnp_acl_block else ""
+    return acl + (
         "table ip mamori_lab_nat {\n"
         "  chain prerouting {\n    type nat hook prerouting priority -100; policy accept;\n"
         f"{dnat}  }}\n"
@@ -260,6 +275,20 @@ def _stop(procs: Sequence[subprocess.Popen[bytes]]) -> None:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(proc.pid, 9)
             proc.wait(timeout=5)
+
+
+@contextlib.contextmanager
+def running_router_lab(workdir: Path, config: LabConfig | None = None) -> Iterator[RouterLab]:
+    """``router_lab`` for tests: skipped with the reason when the lab cannot be built here."""
+    try:
+        cm = router_lab(workdir, config)
+        lab = cm.__enter__()
+    except DaemonUnavailable as exc:
+        pytest.skip(str(exc))
+    try:
+        yield lab
+    finally:
+        cm.__exit__(None, None, None)
 
 
 @contextlib.contextmanager

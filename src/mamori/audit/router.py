@@ -115,46 +115,66 @@ def _hostport(url: str) -> tuple[str, int, str]:
     return parts.hostname or "", parts.port or 80, path
 
 
-def find_igd(probe: RouterProbe, gateway: str, log: _Log) -> Igd | str:
+@dataclass(frozen=True)
+class NoIgd:
+    """Why no IGD could be read; ``refused``: one answered SSDP but refused our requests."""
+
+    reason: str
+    refused: bool = False
+    version: int = 1  # the IGD version its SSDP answer named
+
+
+MAX_LOCATIONS = 3  # distinct LOCATIONs tried: a liar cannot make us fetch on and on
+
+
+def find_igd(probe: RouterProbe, gateway: str, log: _Log) -> Igd | NoIgd:
     """The gateway's IGD, or why none was found."""
     try:
         raw = ssdp_search(gateway, search_requests(), timeout=probe.ssdp_timeout,
                           port=probe.ssdp_port, multicast=probe.multicast)
     except IgdIoError as exc:
         log.add(f"SSDP M-SEARCH to {gateway}: {exc}")
-        return str(exc)
+        return NoIgd(str(exc))
     log.add(f"SSDP M-SEARCH for the IGD (multicast out of the LAN interface, TTL 2, and "
             f"unicast to {gateway}:{probe.ssdp_port}): {len(raw)} answer(s) from the gateway")
-    why = f"no UPnP IGD answered SSDP within {probe.ssdp_timeout:g} s"
+    why = NoIgd(f"no UPnP IGD answered SSDP within {probe.ssdp_timeout:g} s")
+    tried: list[str] = []
     for data in raw:
         try:
             reply = parse_ssdp_reply(data)
         except IgdFormatError as exc:
             log.add(f"SSDP answer ignored: {exc}")
-            why = str(exc)
+            why = NoIgd(str(exc))
             continue
+        if reply.location in tried:
+            continue
+        if len(tried) >= MAX_LOCATIONS:
+            break
+        tried.append(reply.location)
         refused = location_refusal(reply.location, gateway)
         if refused is not None:
             log.add(f"SSDP LOCATION {refused}")
-            why = f"LOCATION {refused}"
+            why = NoIgd(f"LOCATION {refused}")
             continue
+        version = 2 if reply.st.endswith("Device:2") else 1
         host, port, path = _hostport(reply.location)
         try:
             ans = http_request(host, port, "GET", path, timeout=probe.http_timeout,
                                deadline=probe.http_deadline, max_body=MAX_DESCRIPTION)
         except IgdIoError as exc:
             log.add(f"GET {reply.location}: {exc}")
-            why = f"device description: {exc}"
+            why = NoIgd(f"device description: {exc}", "refused" in str(exc), version)
             continue
         if ans.status != 200:
             log.add(f"GET {reply.location}: HTTP {ans.status}")
-            why = f"device description: HTTP {ans.status}"
+            why = NoIgd(f"device description: HTTP {ans.status}", ans.status in (401, 403),
+                        version)
             continue
         try:
             desc = parse_description(ans.body, reply.location, gateway)
         except IgdFormatError as exc:
             log.add(f"GET {reply.location}: {exc}")
-            why = str(exc)
+            why = NoIgd(str(exc))
             continue
         log.add(f"GET {reply.location}: HTTP 200, {len(ans.body)} bytes, "
                 f"{desc.service_type.rsplit(':', 2)[-2]}:{desc.service_type[-1]} control URL "
@@ -334,7 +354,12 @@ def read_router(probe: RouterProbe | None = None) -> RouterView:
         igd = find_igd(probe, gateway, log)
         if isinstance(igd, Igd):
             return _with_natpmp(probe, _read_upnp(probe, igd, log), log)
-        return _read_natpmp(probe, gateway, log, igd)
+        view = _read_natpmp(probe, gateway, log, igd.reason)
+        if igd.refused and not view.found:
+            # an IGD is there (it answered SSDP) and turned our requests away
+            return replace(view, found=True, protocol=f"upnp-igd{igd.version}",
+                           control_open=False, evidence=tuple(log.lines))
+        return view
     except (OSError, ValueError) as exc:  # a socket or parser surprise: still data
         return RouterView(found=False, gateway=gateway, error=f"{type(exc).__name__}: {exc}",
                           evidence=tuple(log.lines))
@@ -349,7 +374,7 @@ def delete_mapping(gateway: str, external_port: int, proto: Proto,
     try:
         igd = find_igd(probe, gateway, log)
         if not isinstance(igd, Igd):
-            return False, f"no UPnP IGD: {igd}", tuple(log.lines)
+            return False, f"no UPnP IGD: {igd.reason}", tuple(log.lines)
         soap = _Soap(probe, igd, log)
         ans = soap.call("DeletePortMapping", delete_mapping_args(external_port, proto))
     except (OSError, ValueError) as exc:
