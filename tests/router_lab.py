@@ -35,7 +35,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from tests.daemons import DaemonUnavailable
+
+from daemons import DaemonUnavailable
 
 _COUNTER = itertools.count()
 

@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.router_lab import LabConfig, RouterLab, running_router_lab
+
+from router_lab import LabConfig, RouterLab, running_router_lab
 
 pytestmark = [pytest.mark.root, pytest.mark.daemon]
 
