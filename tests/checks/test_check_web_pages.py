@@ -259,6 +259,34 @@ def test_pages_reached_by_redirect_and_links_are_read() -> None:
     assert _facts(form)["form_action"] == f"http://{GENERIC}:{HTTP}/portal/go"
 
 
+class _DropsOnePath(httpd.BaseHTTPRequestHandler):
+    """404 everywhere, but /secure/ gets its connection closed without a word."""
+
+    def do_GET(self) -> None:
+        if self.path == "/secure/":
+            self.close_connection = True
+            return
+        self.send_response(404)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_a_path_that_could_not_be_asked_is_never_a_pass() -> None:
+    srv = httpd.ThreadingHTTPServer((GENERIC, HTTP), _DropsOnePath)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        results = [run_check(c, GENERIC, HTTP, "http") for c in AUTH_CHECKS]
+    finally:
+        srv.shutdown()
+        srv.server_close()
+    for result in results:
+        assert result.status is CheckStatus.NOT_TESTED, result.summary
+        assert "1 of 22 paths could not be fetched" in result.summary
+
+
 @pytest.mark.daemon
 def test_apache_digest_over_http(apache_open: dm.Daemon) -> None:
     auth = run_check("http-auth-cleartext", APACHE_OPEN, HTTP, "http")
