@@ -246,6 +246,13 @@ class KnockSensor:
                 "ignored": str(self.ignored), "kernel_drops": str(self.kernel_drops),
                 "bpf": "on" if self.use_bpf else "off"}))
 
+    def summary(self) -> str:
+        """One line for the owner: what was read and where each knock went."""
+        return (f"knocks: {self.received} segment(s) read, {self.knocks} event(s), "
+                f"{self.suppressed} over the per-source rate (counted), {self.repeated} "
+                f"repeat(s), {self.kernel_drops} dropped by the kernel (queue full)"
+                + ("" if self.use_bpf else ", kernel filter off"))
+
     # -- listeners and filters ---------------------------------------------------------------
 
     def _read_listeners(self) -> None:

@@ -158,6 +158,7 @@ class Sensor:
         self._unreported_drops = 0
         self.decoys: list[Any] = []
         self._guard: Any = None  # the decoys' shared per-source guard
+        self._knock: Any = None  # the closed-port knock sensor, when it runs
         self.running: list[str] = []  # what started, in words
 
     # -- intake (loop thread, never blocks) --------------------------------------------------
@@ -286,6 +287,7 @@ class Sensor:
             return
         self.stats.sources_started += 1
         self._sources.append(sensor)
+        self._knock = sensor
         self.running.append("knocks on closed ports"
                             + ("" if sensor.use_bpf else " (no kernel filter)"))
 
@@ -353,6 +355,8 @@ class Sensor:
                 self._say(f"mamori watch: closing a source failed: {exc}")
         if self._guard is not None:
             self._guard.close()  # its pending sensor.limit reports
+        if self._knock is not None:
+            self._say(f"mamori watch: {self._knock.summary()}")
         ticker.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await ticker
