@@ -62,3 +62,32 @@ def test_natpmp_router_table_is_not_tested() -> None:
     assert results["router-upnp-open"].status is CheckStatus.FINDING
     assert results["router-upnp-mapping"].status is CheckStatus.NOT_TESTED
     assert "NAT-PMP/PCP" in results["router-upnp-mapping"].summary
+
+
+def test_mamori_check_job_reports_the_router_findings() -> None:
+    """run_check_job with a router reader: the router's findings are in the checklist (no
+    listeners, so nothing is probed; the router is the network layer's own item)."""
+    import asyncio
+
+    from mamori.audit.inside import CheckJob, run_check_job
+    from mamori.audit.path import HostAddresses
+    from mamori.scan.pipeline import ScanPlan
+
+    seen: list[object] = []
+
+    class Sink:
+        def on_check(self, result: object) -> None:
+            seen.append(result)
+
+        def on_listener(self, record: object) -> None:
+            pass
+
+        def on_paths(self, report: object) -> None:
+            seen.append(report)
+
+    job = CheckJob(ScanPlan(targets=(), tcp_ports=()), False, frozenset(), lambda: [],
+                   lambda lst: None, lambda: [], read_router=lambda: OPEN,
+                   read_addresses=lambda: HostAddresses(ipv4=("192.168.77.10",)))
+    asyncio.run(run_check_job(job, Sink(), lambda **kw: None))  # type: ignore[arg-type]
+    ids = [getattr(r, "check_id", None) for r in seen]
+    assert "router-upnp-open" in ids and "router-upnp-mapping" in ids

@@ -18,6 +18,7 @@ from typing import Protocol
 
 from mamori.audit.path import HostAddresses, worst_reach
 from mamori.audit.path_findings import path_exposure, path_results
+from mamori.audit.router_findings import router_results
 from mamori.model import (
     CheckResult,
     CheckStatus,
@@ -361,6 +362,9 @@ async def run_check_job(job: CheckJob, sink: InsideSink, progress: ProgressFn) -
     if paths is not None:
         for result in path_results(paths):
             sink.on_check(result)
+        if paths.router is not None:  # the router is part of the network layer (#13)
+            for result in router_results(paths.router):
+                sink.on_check(result)
         sink.on_paths(paths)
     for note in await asyncio.to_thread(job.read_notes):
         sink.on_check(note_result(note))

@@ -28,6 +28,7 @@ from mamori.net.igd import (
     ssdp_search,
 )
 from mamori.protocols.natpmp import (
+    NATPMP_PORT,
     NatPmpAnswer,
     NatPmpFormatError,
     build_external_address_request,
@@ -64,7 +65,7 @@ class RouterProbe:
 
     gateway: str | None = None  # None: the IPv4 default route's gateway
     ssdp_port: int = 1900
-    natpmp_port: int = 5351
+    natpmp_port: int = NATPMP_PORT
     multicast: bool = True
     ssdp_timeout: float = 2.0
     http_timeout: float = 3.0
