@@ -55,6 +55,7 @@ class LabConfig:
     # 1024-65535"); empty = allow the LAN, deny the rest
     upnp_rules: tuple[str, ...] = ()
     enable_natpmp: bool = True
+    enable_upnp: bool = True  # False: a NAT-PMP/PCP-only gateway
     # force_igd_desc_v1 (Debian's miniupnpd 2.3.1 still turns a lease of 0 into a week)
     igd_v1: bool = True
     # (proto, external port, internal port): DNAT forwards from the WAN to the home host
@@ -191,7 +192,7 @@ def _miniupnpd_conf(lab: RouterLab) -> str:
         f"listening_ip={lab.lan_if}",
         f"http_port={MINIUPNPD_HTTP_PORT}",
         f"enable_natpmp={'yes' if c.enable_natpmp else 'no'}",
-        "enable_upnp=yes",
+        f"enable_upnp={'yes' if c.enable_upnp else 'no'}",
         f"secure_mode={'yes' if c.secure_mode else 'no'}",
         "system_uptime=yes",
         f"force_igd_desc_v1={'yes' if c.igd_v1 else 'no'}",
@@ -213,15 +214,18 @@ def _miniupnpd_conf(lab: RouterLab) -> str:
 
 
 def _wait_port(lab: RouterLab, proc: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
+    """Until miniupnpd listens: its HTTP port (TCP), or NAT-PMP's 5351 (UDP) without UPnP."""
     end = time.monotonic() + timeout
-    want = f":{MINIUPNPD_HTTP_PORT:04X} "
+    http = lab.config.enable_upnp
+    want = f":{MINIUPNPD_HTTP_PORT if http else 5351:04X} "
+    files = ("/proc/net/tcp", "/proc/net/tcp6") if http else ("/proc/net/udp", "/proc/net/udp6")
     while time.monotonic() < end:
         if proc.poll() is not None:
             tail = lab.miniupnpd_log.read_text(errors="replace")[-1500:]
             raise DaemonUnavailable(f"miniupnpd exited with {proc.returncode}:\n{tail}")
-        tcp = subprocess.run(lab.argv(lab.router, "cat", "/proc/net/tcp", "/proc/net/tcp6"),
-                             capture_output=True, text=True).stdout
-        if any(want in line and " 0A " in line for line in tcp.splitlines()):
+        table = subprocess.run(lab.argv(lab.router, "cat", *files), capture_output=True,
+                               text=True).stdout
+        if any(want in line and (" 0A " in line or not http) for line in table.splitlines()):
             return
         time.sleep(0.05)
     raise DaemonUnavailable("miniupnpd did not listen within 10 s")

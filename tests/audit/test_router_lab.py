@@ -159,3 +159,37 @@ def test_without_miniupnpd_nothing_is_found_and_nothing_hangs(tmp_path: Path) ->
     assert view["found"] is False
     assert "no UPnP IGD answered SSDP" in view["error"]
     assert "NAT-PMP: no answer" in view["error"]
+
+
+def test_a_natpmp_only_miniupnpd_tells_its_address_over_natpmp_and_pcp(tmp_path: Path) -> None:
+    with running_router_lab(tmp_path, LabConfig(enable_upnp=False)) as lab:
+        done = mamori(lab, "router", "show", "--format", "json")
+    view = json.loads(done.stdout)
+    assert view["found"] is True
+    assert view["protocol"] == "pcp"  # miniupnpd answers PCP ANNOUNCE as well
+    assert (view["external_address"], view["nat"]) == (lab.wan_v4, "public")
+    assert view["control_open"] is True
+    assert view["mappings"] == []  # NAT-PMP/PCP cannot list mappings
+    evidence = "\n".join(view["evidence"])
+    assert f"NAT-PMP external address request to {lab.lan_v4}: success, {lab.wan_v4}" in evidence
+    assert "PCP ANNOUNCE to 192.168.77.1: a PCP server answered" in evidence
+
+
+def test_miniupnpd_deny_rules_gate_adding_not_reading(tmp_path: Path) -> None:
+    """miniupnpd's own deny rule for the home host refuses its AddPortMapping, yet its reads
+    are answered: mamori (read-only) says the router answered, and that it tried no write."""
+    rules = ("deny 0-65535 192.168.77.10/32 0-65535",
+             "allow 1024-65535 192.168.77.0/24 1024-65535")
+    with running_router_lab(tmp_path, LabConfig(upnp_rules=rules)) as lab:
+        added = upnpc(lab, "-e", "Transmission", "-a", lab.home_v4, "51413", "51413", "TCP")
+        done = mamori(lab, "router", "show", "--format", "json")
+        check = lab.run(lab.home, sys.executable, "-c",
+                        "from mamori.audit.router import read_router;"
+                        "from mamori.audit.router_findings import router_results;"
+                        "r = router_results(read_router());"
+                        "print([x.summary for x in r if x.check_id == 'router-upnp-open'][0])")
+    assert "failed with code 718" in added or "failed with code 606" in added, added
+    view = json.loads(done.stdout)
+    assert view["mappings"] == []
+    assert view["control_open"] is True
+    assert "read requests only: mamori adds no mapping" in check.stdout, check.stderr

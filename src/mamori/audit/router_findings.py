@@ -27,7 +27,8 @@ def _open_note(view: RouterView) -> AuditNote:
         asked = [e for e in view.evidence if e.startswith(("POST ", "NAT-PMP"))][:2]
         return AuditNote("router-upnp-open", False,
                          f"{where} answered control requests from this host without "
-                         f"authentication: " + "; ".join(asked), "router")
+                         f"authentication (read requests only: mamori adds no mapping): "
+                         + "; ".join(asked), "router")
     if view.control_open is False:
         return AuditNote("router-upnp-open", True,
                          f"{where} refused control requests from this host: "
