@@ -11,6 +11,8 @@ import os
 import shutil
 import socket
 import struct
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -138,7 +140,8 @@ def start_proftpd(workdir: Path, host: str, port: int, *, anonymous: bool,
     return _started(d, lambda: wait_tcp(host, port, proc=proc))
 
 
-def start_cupsd(workdir: Path, host: str, *, open_to_all: bool) -> Daemon:
+def start_cupsd(workdir: Path, host: str, *, open_to_all: bool,
+                netns: tuple[str, str] | None = None) -> Daemon:
     """cupsd in the foreground on host:631 with its own ServerRoot, spool, cache, state and
     logs under ``workdir`` (world-traversable: CGIs run as lp), one printer "labprinter"
     (a raw queue to file:/dev/null, FileDevice Yes; no job is ever printed).
@@ -146,6 +149,8 @@ def start_cupsd(workdir: Path, host: str, *, open_to_all: bool) -> Daemon:
     ``open_to_all``: the printer is shared and ``<Location />`` and ``<Location /admin>`` say
     ``Allow all`` (printers and remote administration open). Otherwise the hardened twin:
     nothing shared and every location refuses (``Order allow,deny`` with no Allow line).
+    ``netns``: (namespace cupsd runs in, namespace a client reaches it from), for clients
+    that are not on loopback (CUPS lets every loopback client in, whatever its policy).
     """
     cupsd = _need("/usr/sbin/cupsd")
     workdir.mkdir(parents=True, exist_ok=True)
@@ -176,7 +181,25 @@ def start_cupsd(workdir: Path, host: str, *, open_to_all: bool) -> Daemon:
         "JobSheets none none\nQuotaPeriod 0\nPageLimit 0\nKLimit 0\nOpPolicy default\n"
         "ErrorPolicy stop-printer\n</DefaultPrinter>\n"
     )
-    proc, _ = _spawn([cupsd, "-f", "-c", str(dirs["etc"] / "cupsd.conf"),
-                        "-s", str(dirs["etc"] / "cups-files.conf")], workdir, "cupsd.out")
+    prefix = ["ip", "netns", "exec", netns[0]] if netns else []
+    proc, _ = _spawn([*prefix, cupsd, "-f", "-c", str(dirs["etc"] / "cupsd.conf"),
+                      "-s", str(dirs["etc"] / "cups-files.conf")], workdir, "cupsd.out")
     d = Daemon("cupsd", host, 631, proc, workdir, None, dirs["log"] / "error_log")
-    return _started(d, lambda: wait_tcp(host, 631, proc=proc))
+    if netns is None:
+        return _started(d, lambda: wait_tcp(host, 631, proc=proc))
+    return _started(d, lambda: _wait_tcp_from(netns[1], host, 631, proc))
+
+
+def _wait_tcp_from(ns: str, host: str, port: int, proc: subprocess.Popen[bytes]) -> None:
+    """wait_tcp, from inside namespace ``ns`` (this process may not reach ``host``)."""
+    probe = ("import socket,sys\ntry:\n socket.create_connection((sys.argv[1], "
+             "int(sys.argv[2])), 0.5).close()\nexcept OSError:\n sys.exit(1)\n")
+    end = time.monotonic() + 10
+    while time.monotonic() < end:
+        if proc.poll() is not None:
+            raise DaemonUnavailable(f"cupsd exited with {proc.returncode}")
+        if subprocess.run(["ip", "netns", "exec", ns, sys.executable, "-c", probe, host,
+                           str(port)], capture_output=True, check=False).returncode == 0:
+            return
+        time.sleep(0.1)
+    raise DaemonUnavailable(f"{host}:{port} did not accept within 10s (from {ns})")

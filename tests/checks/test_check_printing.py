@@ -175,3 +175,58 @@ def ipp_answer() -> bytes:
             b"\x47\x00\x12attributes-charset\x00\x05utf-8\x03")
     return (b"HTTP/1.0 200 OK\r\nContent-Type: application/ipp\r\n"
             + f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
+
+
+# --- from another machine: a client that is not on loopback ---------------------------------
+
+REMOTE_CHECK = """
+import asyncio, json, sys
+from mamori.checks.catalog import CATALOG_DIR, load_check
+from mamori.checks.engine import run_checks
+from mamori.model import Endpoint, PortState, Proto, Reason, Service
+out = {}
+for check_id in ("ipp-printer-shared", "cups-admin-remote"):
+    spec = load_check(CATALOG_DIR / f"{check_id}.yaml")
+    ep = Endpoint(sys.argv[1], 631, Proto.TCP, PortState.OPEN, Reason.SYN_ACK)
+    (r,) = asyncio.run(run_checks([spec], ep, Service(name="ipp")))
+    out[check_id] = {"status": r.status.value, "summary": r.summary,
+                     "facts": dict(r.evidence.facts) if r.evidence else {}}
+print(json.dumps(out))
+"""
+
+
+@pytest.mark.root
+@pytest.mark.parametrize("open_to_all", [True, False], ids=["open", "hardened"])
+def test_cupsd_seen_from_another_machine(open_to_all: bool) -> None:
+    """cupsd in its own namespace on 10.85.0.2, asked from 10.85.0.1 over a veth pair: the
+    policy applies (Allow all: printers listed, /admin 200; hardened: HTTP 403 to both)."""
+    import json
+    import subprocess
+    import sys
+
+    from netns import veth_pair
+
+    tag = "o" if open_to_all else "h"
+    near, far = f"mamori-p14-c{tag}", f"mamori-p14-s{tag}"
+    procs: list[subprocess.Popen[str]] = []
+    with fr.world_readable_dir() as base, veth_pair(
+            near, far, (f"mp14c{tag}", f"mp14s{tag}"),
+            (["10.85.0.1/30"], ["10.85.0.2/30"]), procs), dm.running(
+            fb.start_cupsd, base / "cups", "10.85.0.2", open_to_all=open_to_all,
+            netns=(far, near)):
+        proc = subprocess.run(["ip", "netns", "exec", near, sys.executable, "-c",
+                               REMOTE_CHECK, "10.85.0.2"],
+                              capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    shared, admin = out["ipp-printer-shared"], out["cups-admin-remote"]
+    if open_to_all:
+        assert shared["status"] == "finding", shared
+        assert "labprinter" in shared["facts"]["printers"]
+        assert admin["status"] == "finding", admin
+        assert admin["facts"]["admin"] == "open" and admin["facts"]["admin_status"] == "200"
+    else:
+        assert shared["status"] == "passed", shared
+        assert shared["facts"]["access"] == "refused: HTTP 403", shared
+        assert admin["status"] == "passed", admin
+        assert admin["facts"]["admin"] == "forbidden", admin
