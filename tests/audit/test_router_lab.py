@@ -193,3 +193,63 @@ def test_miniupnpd_deny_rules_gate_adding_not_reading(tmp_path: Path) -> None:
     assert view["mappings"] == []
     assert view["control_open"] is True
     assert "read requests only: mamori adds no mapping" in check.stdout, check.stderr
+
+
+SNIFFER = r"""
+import socket, sys, time
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("", 1900))
+s.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP,
+             socket.inet_aton("239.255.255.250") + socket.inet_aton("10.99.0.2"))
+print("ready", flush=True)
+end = time.monotonic() + float(sys.argv[1])
+while time.monotonic() < end:
+    s.settimeout(max(0.05, end - time.monotonic()))
+    try:
+        data, peer = s.recvfrom(2048)
+    except TimeoutError:
+        break
+    print("got", data.split(b"\r\n", 1)[0].decode("latin-1"), peer[0], flush=True)
+"""
+
+
+def test_ssdp_multicast_leaves_only_by_the_gateways_interface(tmp_path: Path) -> None:
+    """The home host gets a second interface whose route would take multicast: mamori's
+    M-SEARCH must still go only out of the interface that leads to the gateway (the control
+    datagram, sent the default way, shows the sniffer would have heard it)."""
+    import os
+    import subprocess
+    import time
+
+    with running_router_lab(tmp_path) as lab:
+        sniff = f"mlab-snif-{os.getpid()}"
+        try:
+            for argv in (["netns", "add", sniff],
+                         ["link", "add", "eth1", "netns", lab.home, "type", "veth", "peer",
+                          "name", "sn0", "netns", sniff],
+                         ["-n", lab.home, "addr", "add", "10.99.0.1/24", "dev", "eth1"],
+                         ["-n", sniff, "addr", "add", "10.99.0.2/24", "dev", "sn0"],
+                         ["-n", lab.home, "link", "set", "eth1", "up"],
+                         ["-n", sniff, "link", "set", "sn0", "up"],
+                         ["-n", sniff, "link", "set", "lo", "up"],
+                         ["-n", lab.home, "route", "add", "239.0.0.0/8", "dev", "eth1"]):
+                subprocess.run(["ip", *argv], check=True, capture_output=True)
+            log = tmp_path / "sniffer.log"
+            proc = lab.popen(sniff, [sys.executable, "-c", SNIFFER, "12"], log)
+            end = time.monotonic() + 10
+            while "ready" not in log.read_text() and time.monotonic() < end:
+                time.sleep(0.05)
+            done = mamori(lab, "router", "show", "--format", "json")
+            lab.run(lab.home, sys.executable, "-c",
+                    "import socket; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM);"
+                    "s.sendto(b'CONTROL * HTTP/1.1\\r\\n\\r\\n', ('239.255.255.250', 1900))")
+            time.sleep(0.5)
+            proc.terminate()
+            proc.wait(timeout=5)
+            heard = log.read_text()
+        finally:
+            subprocess.run(["ip", "netns", "del", sniff], capture_output=True, check=False)
+    assert json.loads(done.stdout)["found"] is True
+    assert "got CONTROL * HTTP/1.1 10.99.0.1" in heard, heard
+    assert "M-SEARCH" not in heard, heard
