@@ -251,5 +251,7 @@ def test_every_tcp_probe_is_exercised_by_a_test_server() -> None:
                "rdp", "elasticsearch", "docker", "afp",
                "rpcbind",  # tests/identify/test_identify_rpcbind.py
                "socks5",  # tests/identify/test_identify_rpcbind.py (a real dante)
-               "ipp"}  # tests/checks/test_check_printing.py (a real cupsd)
+               "ipp",  # tests/checks/test_check_printing.py (a real cupsd)
+               # tests/checks/test_check_exposure.py (real Xvfb, git daemon, slapd)
+               "x11", "git", "ldap"}
     assert tcp_services <= covered
