@@ -428,7 +428,10 @@ def make_cert(workdir: Path, cn: str = "mamori.test") -> tuple[Path, Path]:
     return cert, key
 
 
-def start_nginx(workdir: Path, host: str, http_port: int, https_port: int | None = None) -> Daemon:
+def start_nginx(workdir: Path, host: str, http_port: int, https_port: int | None = None,
+                also_v6: bool = False) -> Daemon:
+    """nginx on host:http_port (and TLS on https_port); ``also_v6``: on [::]:http_port too
+    (a v6-only socket beside the IPv4 one, as Debian's default site does)."""
     nginx = _need("/usr/sbin/nginx")
     pid = workdir / "nginx.pid"
     temp = workdir / "nginx-temp"
@@ -450,7 +453,8 @@ def start_nginx(workdir: Path, host: str, http_port: int, https_port: int | None
         f"  fastcgi_temp_path {temp}/fcgi;\n  uwsgi_temp_path {temp}/uwsgi;\n"
         f"  scgi_temp_path {temp}/scgi;\n"
         f"  server {{\n    listen {host}:{http_port};\n"
-        '    location / { return 200 "hello\\n"; }\n  }\n' + tls + "}\n"
+        + (f"    listen [::]:{http_port};\n" if also_v6 else "")
+        + '    location / { return 200 "hello\\n"; }\n  }\n' + tls + "}\n"
     )
     proc, log = _spawn(
         [nginx, "-e", str(workdir / "nginx-error.log"), "-p", str(workdir), "-c", str(cfg)],

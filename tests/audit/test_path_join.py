@@ -177,3 +177,11 @@ def test_the_exposed_listener_grade_follows_the_joined_reach() -> None:
     assert net.severity is Severity.HIGH and "reachable from the internet" in net.summary
     assert lan.severity is Severity.MEDIUM and "from the LAN, not from the internet" in lan.summary
     assert worst_reach(r.verdicts) is Reach.INTERNET
+
+
+def test_nat_hides_is_said_across_an_ipv4_and_an_ipv6_socket_on_one_port() -> None:
+    r = join_paths([inside(lst("0.0.0.0", 80)), inside(lst("::", 80))], router(),
+                   (outside(4, (80, OutsideState.FILTERED)), outside(6, (80, OutsideState.OPEN))),
+                   ADDRS, v6only=frozenset({(Proto.TCP, 80)}))
+    v6 = next(v for v in r.verdicts if v.family == 6)
+    assert v6.reach is Reach.INTERNET and any("IPv6 exposes what NAT hides" in n for n in v6.notes)

@@ -35,7 +35,13 @@ from mamori.model.path import (
     Reach,
     RouterView,
 )
-from mamori.model.path_json import CGNAT_NOTE, CONTRADICTION, NAT_HIDES, mapping_words
+from mamori.model.path_json import (
+    CGNAT_NOTE,
+    CONTRADICTION,
+    NAT_HIDES,
+    STATIC_FORWARD,
+    mapping_words,
+)
 
 _RANK = {Reach.HOST: 0, Reach.LAN: 1, Reach.UNDETERMINED: 2, Reach.INTERNET: 3}
 
@@ -201,6 +207,10 @@ def _one(inside: Inside, family: int, router: RouterView | None,
             notes.append(f"{CONTRADICTION}: the host firewall reading says blocked "
                          f"({fw_step.detail}) but the outside probe connected: the reading "
                          "is wrong or incomplete")
+        if any(s.verdict == "no-mapping" for s in steps):
+            notes.append(f"{STATIC_FORWARD}: reachable although the router lists no mapping "
+                         "for it over UPnP: a port forward set in the router itself, or a "
+                         "DMZ host")
         return PathVerdict(lst.proto, lst.address, lst.port, family, Reach.INTERNET,
                            tuple(steps), "", mapping, True, tuple(notes))
     if state in (OutsideState.CLOSED, OutsideState.FILTERED):
@@ -216,13 +226,12 @@ def _one(inside: Inside, family: int, router: RouterView | None,
                        tuple(notes))
 
 
-def _nat_hides(v4: PathVerdict, v6: PathVerdict) -> bool:
+def _closed_v4(v4: PathVerdict) -> bool:
     """The IPv4 path is closed by the router (no mapping, CGNAT, double NAT, or the outside
-    probe) while the IPv6 one is not known to be closed."""
-    if v4.reach is not Reach.LAN or v6.reach not in (Reach.INTERNET, Reach.UNDETERMINED):
-        return False
-    return any(s.name in ("router", "nat", "outside") and s.verdict in (
-        "no-mapping", "cgnat", "double-nat", "closed", "filtered") for s in v4.steps)
+    probe), not by the host firewall."""
+    return v4.reach is Reach.LAN and any(
+        s.name in ("router", "nat", "outside") and s.verdict in (
+            "no-mapping", "cgnat", "double-nat", "closed", "filtered") for s in v4.steps)
 
 
 def join_paths(insides: Sequence[Inside], router: RouterView | None,
@@ -234,15 +243,17 @@ def join_paths(insides: Sequence[Inside], router: RouterView | None,
     for inside in insides:
         lst = inside.listener
         fams = families(lst, (lst.proto, lst.port) in v6only)
-        joined = [_one(inside, f, router, outside, addrs) for f in fams]
-        if len(joined) == 2 and _nat_hides(joined[0], joined[1]):
-            v6 = joined[1]
-            joined[1] = PathVerdict(v6.proto, v6.address, v6.port, 6, v6.reach, v6.steps,
-                                    v6.missing, v6.mapping, v6.proven,
-                                    (*v6.notes, f"{NAT_HIDES}: IPv6 exposes what NAT hides: "
-                                     "IPv4 is closed at the router, IPv6 is not known to "
-                                     "be"))
-        verdicts += joined
+        verdicts += [_one(inside, f, router, outside, addrs) for f in fams]
+    # per (proto, port): one socket on "::" for both families, or an IPv4 and an IPv6 socket
+    v4_closed = {(v.proto, v.port) for v in verdicts if v.family == 4 and _closed_v4(v)}
+    for i, v in enumerate(verdicts):
+        if (v.family == 6 and (v.proto, v.port) in v4_closed
+                and v.reach in (Reach.INTERNET, Reach.UNDETERMINED)):
+            verdicts[i] = PathVerdict(v.proto, v.address, v.port, 6, v.reach, v.steps,
+                                      v.missing, v.mapping, v.proven,
+                                      (*v.notes, f"{NAT_HIDES}: IPv6 exposes what NAT hides: "
+                                       "IPv4 is closed at the router, IPv6 is not known to "
+                                       "be"))
     other: list[PortMapping] = []
     unmatched: list[PortMapping] = []
     own = set(addrs.ipv4)

@@ -106,13 +106,14 @@ def check(
 
     from mamori.audit.inside import run_check_job
     from mamori.audit.ipv6 import host_addresses
+    from mamori.audit.router import read_router
     from mamori.report.coverage import probed_option
     from mamori.scan.job import run_job
     from mamori.store import StoreError, StoreUsageError
 
     job = _check_job(specs, ca_file, probe_bound, excluded)
     job = dataclasses.replace(job, probe_outside=outside_prober(outside, quiet),
-                              read_addresses=host_addresses)
+                              read_addresses=host_addresses, read_router=read_router)
     options = {"probe_bound": probe_bound, "exclude_ports": exclude_ports,
                "checks": [c.id for c in specs], "fail_on": fail_on,
                # Every listener of the machine is read: all ports but the excluded ones.

@@ -27,6 +27,7 @@ from mamori.model.path import (
 CONTRADICTION = "contradiction"
 NAT_HIDES = "ipv6-exposes-what-nat-hides"
 CGNAT_NOTE = "behind CGNAT: not reachable over IPv4"
+STATIC_FORWARD = "static-forward"
 
 
 def mapping_words(m: PortMapping) -> str:

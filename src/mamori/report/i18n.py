@@ -372,6 +372,11 @@ MESSAGES: Final[dict[str, Msg]] = {
                           "で閉じているが、IPv6 は閉じていると分かっていない"),
     "path.cgnat": Msg("behind CGNAT: not reachable over IPv4",
                       "CGNAT の内側: IPv4 では届かない"),
+    "path.static_forward": Msg(
+        "reachable although the router lists no mapping for it over UPnP: a port forward set "
+        "in the router itself, or a DMZ host",
+        "ルーターは UPnP でこのポートへのマッピングを示さないが届く: ルーター自体に設定した"
+        "ポート転送、または DMZ ホスト"),
     "path.contradiction": Msg("contradiction: {what}", "矛盾: {what}"),
     "outside.title": Msg("What the internet sees (mamori serve's outside probe)",
                          "インターネットから見えるもの (mamori serve による外部からの検査)"),

@@ -16,7 +16,13 @@ from rich.table import Table
 from rich.text import Text
 
 from mamori.model.path import OutsideResult, PathReport, PathVerdict, PortMapping, Reach
-from mamori.model.path_json import CGNAT_NOTE, CONTRADICTION, NAT_HIDES, mapping_words
+from mamori.model.path_json import (
+    CGNAT_NOTE,
+    CONTRADICTION,
+    NAT_HIDES,
+    STATIC_FORWARD,
+    mapping_words,
+)
 from mamori.report.i18n import t
 from mamori.report.table import clean
 
@@ -76,6 +82,8 @@ def _note(note: str, lang: str) -> str:
         return t("path.nat_hides", lang)
     if note == CGNAT_NOTE:
         return t("path.cgnat", lang)
+    if note.startswith(STATIC_FORWARD):
+        return t("path.static_forward", lang)
     if note.startswith(CONTRADICTION):
         return t("path.contradiction", lang, what=clean(note.split(": ", 1)[-1], _LIMIT))
     return t("path.note", lang, what=clean(note, _LIMIT))
