@@ -103,6 +103,7 @@ def test_close_without_a_terminal_and_without_yes_changes_nothing(lab: RouterLab
     assert done.returncode == 2
     assert done.stderr.strip().startswith("mamori: error: ")
     assert len(done.stderr.strip().splitlines()) == 1
+    assert "stdin is not a terminal; pass --yes" in done.stderr
     assert ("TCP", 51413) in {(r[0], r[1]) for r in upnpc_list(lab)}
 
 

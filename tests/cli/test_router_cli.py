@@ -9,22 +9,23 @@ import pytest
 from conftest import run_mamori
 
 
-@pytest.mark.parametrize("args", [
-    ("router", "close", "70000/tcp", "--yes"),
-    ("router", "close", "0/tcp", "--yes"),
-    ("router", "close", "80/icmp", "--yes"),
-    ("router", "close", "80", "--yes"),
-    ("router", "close", "tcp/80", "--yes"),
-    ("router", "close", "80/tcp", "--yes", "--gateway", "router.lan"),
-    ("router", "show", "--format", "xml"),
-    ("router", "show", "--gateway", "999.1.1.1"),
-    ("router", "show", "--gateway", "fd77::1"),
+@pytest.mark.parametrize(("args", "words"), [
+    (("router", "close", "70000/tcp", "--yes"), "EXTERNAL_PORT/PROTO"),
+    (("router", "close", "0/tcp", "--yes"), "EXTERNAL_PORT/PROTO"),
+    (("router", "close", "80/icmp", "--yes"), "EXTERNAL_PORT/PROTO"),
+    (("router", "close", "80", "--yes"), "EXTERNAL_PORT/PROTO"),
+    (("router", "close", "tcp/80", "--yes"), "EXTERNAL_PORT/PROTO"),
+    (("router", "close", "80/tcp", "--yes", "--gateway", "router.lan"), "IPv4 address"),
+    (("router", "show", "--format", "xml"), "unknown --format 'xml'"),
+    (("router", "show", "--gateway", "999.1.1.1"), "IPv4 address"),
+    (("router", "show", "--gateway", "fd77::1"), "IPv4 address"),
 ])
-def test_bad_input_is_one_line_and_exit_2(args: tuple[str, ...]) -> None:
+def test_bad_input_is_one_line_and_exit_2(args: tuple[str, ...], words: str) -> None:
     done = run_mamori(*args, timeout=30)
     assert done.returncode == 2, done.stderr
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("mamori: error: "), done.stderr
+    assert words in lines[0]
     assert done.stdout == ""
 
 
