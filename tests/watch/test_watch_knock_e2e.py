@@ -1,10 +1,11 @@
 """End to end: a real `mamori watch --knocks` on a namespace host, real nmap scans of 3,000
-closed ports from another namespace (connect, SYN and UDP; IPv4 and IPv6), with 0, 1 and 3
+closed ports from another namespace (connect, SYN and UDP, IPv4 and IPv6; NULL, FIN and XMAS
+over IPv4), with 0, 1 and 3
 decoys among the ports. Each scan comes from its own source address and must make exactly one
 incident, of kind scan.ports, whose scan.ports events name the right technique; every knock
 is either an event or counted (repeats, rate-limited excess, kernel drops).
 
-Namespaces mk15-scan (10.215.0.0/24, fd00:215::/64 .1 and .11-.16) and mk15-host (.2); the
+Namespaces mk15-scan (10.215.0.0/24, fd00:215::/64 .1 and .11-.19) and mk15-host (.2); the
 host's ICMP rate limits are lifted so that nmap -sU learns "closed" at full speed.
 """
 
@@ -41,7 +42,11 @@ SCANS = {  # source -> (nmap arguments, expected technique)
     "fd00:215::14": (["-6", "-sT"], "connect"),
     "fd00:215::15": (["-6", "-sS"], "syn"),
     "fd00:215::16": (["-6", "-sU"], "udp"),
+    "10.215.0.17": (["-sN"], "null"),
+    "10.215.0.18": (["-sF"], "fin"),
+    "10.215.0.19": (["-sX"], "xmas"),
 }
+TCP_SCANS = sum(1 for args, _ in SCANS.values() if "-sU" not in args)
 
 
 def nsrun(ns: str, *cmd: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
@@ -106,7 +111,7 @@ def test_scans_of_closed_ports_are_one_scan_incident_each(
         for src, (args, _) in SCANS.items():
             done = scan(src, args)
             assert done.returncode == 0, done.stdout + done.stderr
-            if "-sU" not in args:  # all closed, but the decoys
+            if "-sU" not in args:  # all closed, but the decoys (open|filtered to -sN/F/X)
                 assert f"Not shown: {len(PORTS) - count} closed" in done.stdout, done.stdout
         time.sleep(0.5)
     finally:
@@ -127,7 +132,7 @@ def test_scans_of_closed_ports_are_one_scan_incident_each(
         scans = [e for e in events if e["type"] == "scan.ports" and e["src"] == src]
         assert scans and {e["fields"]["technique"] for e in scans} == {technique}, scans
         assert all(e["incident_id"] == inc["id"] for e in scans)
-        if count == 0 and technique != "udp":
+        if count == 0 and technique in ("syn", "connect"):
             assert {e["fields"]["certainty"] for e in scans} == {"likely"}
     # Nothing lost silently: every knock is an event, a repeat, or counted as excess.
     (totals,) = [e["fields"] for e in events if e["type"] == "sensor.limit"
@@ -137,14 +142,16 @@ def test_scans_of_closed_ports_are_one_scan_incident_each(
                      if e["type"] == "sensor.limit" and e["source"] == "knock" and e["src"])
     assert int(totals["knocks"]) == knocks
     assert int(totals["suppressed_events"]) == suppressed
-    expected = 4 * (len(PORTS) - count) + 2 * len(UDP_PORTS)
+    expected = TCP_SCANS * (len(PORTS) - count) + 2 * len(UDP_PORTS)
     accounted = knocks + suppressed + int(totals["repeated"]) + int(totals["kernel_drops"])
     assert accounted >= expected, totals
     # Everything the kernel handed over is accounted for; SYNs to the decoys are theirs.
     assert accounted == int(totals["seen"]) - int(totals["ignored"]), totals
     assert totals["bpf"] == bpf
     if bpf == "on":  # the kernel kept back the decoys' handshakes and nmap's resets
-        assert int(totals["ignored"]) == 4 * count, totals
+        # per decoy port: one SYN from each connect/SYN scan, and two segments from each
+        # NULL/FIN/XMAS scan (no answer from an open port: nmap sends it once more)
+        assert int(totals["ignored"]) == (4 + 3 * 2) * count, totals
     else:  # the reader saw them and set them aside
-        assert int(totals["ignored"]) > 4 * count, totals
+        assert int(totals["ignored"]) > (4 + 3 * 2) * count, totals
     assert f"mamori watch: knocks: {totals['seen']} segment(s) read, {knocks} event(s)" in err
