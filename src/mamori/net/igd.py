@@ -63,9 +63,10 @@ def local_address_towards(gateway: str) -> str | None:
 
 def ssdp_search(gateway: str, requests: Sequence[bytes], *, timeout: float = 2.0,
                 port: int = SSDP_PORT, multicast: bool = True, max_replies: int = 16,
-                max_bytes: int = 2048) -> list[bytes]:
+                max_bytes: int = 2048, settle: float = 0.3) -> list[bytes]:
     """Send ``requests`` to the gateway (unicast, and multicast out of the interface that
-    leads to it) and collect the gateway's answers for ``timeout`` seconds."""
+    leads to it) and collect the gateway's answers for ``timeout`` seconds, or ``settle``
+    seconds after its first answer."""
     local = local_address_towards(gateway)
     if local is None:
         raise IgdIoError(f"no route to the gateway {gateway}")
@@ -95,6 +96,7 @@ def ssdp_search(gateway: str, requests: Sequence[bytes], *, timeout: float = 2.0
                 continue  # an ICMP error from an earlier send; keep listening
             if addr[0] == gateway:
                 replies.append(data)
+                end = min(end, time.monotonic() + settle)  # the rest come right behind
     return replies
 
 
