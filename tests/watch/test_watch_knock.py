@@ -297,6 +297,17 @@ def test_the_sensor_counts_knocks_repeats_and_the_excess(tmp_path: Path) -> None
                                   "tcp_flags": "0x02", "fingerprint": "window 1024, options MSS"}
     multicast = Knock(4, "udp", "10.0.0.1", "239.255.255.250", 5, 1900)
     assert not sensor.see(multicast)
+    # The excess is summed up in one event for the source (it joins its incident).
+    before = len(events)
+    sensor._flush_summaries()
+    (summary,) = events[before:]
+    assert summary.type is EventType.PORT_KNOCK and summary.src == "10.0.0.1"
+    assert summary.dst_port is None  # not a port the scan detector would count again
+    assert summary.fields["summarised"] == str(sensor.suppressed)
+    assert summary.fields["techniques"] == f"syn:{sensor.suppressed}"
+    assert summary.fields["ports"].endswith("-1299")
+    sensor._flush_summaries()
+    assert len(events) == before + 1  # flushed once
 
 
 def _fields(knock: Knock) -> dict[str, object]:

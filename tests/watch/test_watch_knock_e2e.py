@@ -137,11 +137,18 @@ def test_scans_of_closed_ports_are_one_scan_incident_each(
     # Nothing lost silently: every knock is an event, a repeat, or counted as excess.
     (totals,) = [e["fields"] for e in events if e["type"] == "sensor.limit"
                  and e["fields"].get("reason") == "knock totals"]
-    knocks = sum(1 for e in events if e["type"] == "port.knock")
+    knocks = sum(1 for e in events if e["type"] == "port.knock"
+                 and "summarised" not in e["fields"])
+    summarised = [e for e in events if "summarised" in e["fields"]]
     suppressed = sum(int(e["fields"].get("suppressed_events", 0)) for e in events
                      if e["type"] == "sensor.limit" and e["source"] == "knock" and e["src"])
     assert int(totals["knocks"]) == knocks
     assert int(totals["suppressed_events"]) == suppressed
+    # ... and each source's excess is summed up in its own incident.
+    assert sum(int(e["fields"]["summarised"]) for e in summarised) == suppressed
+    assert {e["src"] for e in summarised} <= set(SCANS)
+    ids = {inc["src"]: inc["id"] for inc in incidents}
+    assert all(e["incident_id"] == ids[e["src"]] for e in summarised)
     expected = TCP_SCANS * (len(PORTS) - count) + 2 * len(UDP_PORTS)
     accounted = knocks + suppressed + int(totals["repeated"]) + int(totals["kernel_drops"])
     assert accounted >= expected, totals

@@ -25,10 +25,14 @@ Bounded: a repeat of the same knock (source, destination, port, technique) withi
 ``window`` seconds is counted, not reported (scanners retransmit); events are rate-limited
 per source by a ``SourceGuard`` (its ``sensor.limit`` events count the excess); the kernel's
 count of packets dropped for a full socket buffer (``SO_RXQ_OVFL``) is reported as a
-``sensor.limit`` event when it grows; at close one ``sensor.limit`` event (reason
-"knock totals") says how many segments were seen, reported, repeated, suppressed and lost in
-the kernel, so nothing is lost silently. Setting ``MAMORI_KNOCK_BPF=off`` in the environment
-runs without the kernel filters (the same results, more work: for ``bench/watch_knocks.py``).
+``sensor.limit`` event when it grows; the rate-limited excess of each source is also
+summarised every ``refresh`` seconds as one ``port.knock`` event with ``summarised`` (how
+many), the port range and the techniques, which joins that source's incident (at most
+``MAX_SUMMARIES`` sources at a time; beyond, only counted); at close one ``sensor.limit``
+event (reason "knock totals") says how many segments were seen, reported, repeated,
+suppressed and lost in the kernel, so nothing is lost silently. ``MAMORI_KNOCK_BPF=off`` in
+the environment runs without the kernel filters (the same results, more work: for
+``bench/watch_knocks.py``).
 """
 
 from __future__ import annotations
@@ -41,7 +45,7 @@ import os
 import socket
 import struct
 import time
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -70,6 +74,18 @@ _OPTION_NAMES = {2: "MSS", 3: "WS", 4: "SACK_PERM", 5: "SACK", 8: "TS", 34: "TFO
 _ANC = socket.CMSG_SPACE(20) + socket.CMSG_SPACE(4)
 
 Proto = Literal["tcp", "udp"]
+MAX_SUMMARIES = 4096  # sources whose rate-limited knocks are summarised one by one
+
+
+@dataclass(slots=True)
+class _Summary:
+    """Knocks from one source beyond its event rate, since the last summary."""
+
+    dst: str
+    proto: str
+    low: int
+    high: int
+    techniques: Counter[str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,6 +210,8 @@ class KnockSensor:
         self.knocks = 0  # port.knock events emitted
         self.repeated = 0  # the same knock again within the window
         self.suppressed = 0  # over the per-source event rate (counted in sensor.limit)
+        self._summaries: dict[str, _Summary] = {}
+        self.unsummarised = 0  # suppressed beyond MAX_SUMMARIES sources (only counted)
         self.errors: list[str] = []
 
     @property
@@ -238,12 +256,14 @@ class KnockSensor:
         rawsock.close_all(self._loop, [(s, v) for s, v, _ in self._socks])
         self._socks = []
         self.guard.close()
+        self._flush_summaries()
         self._report_kernel_drops()
         if self.received:
             self._emit(self._limit_event("knock totals", {
                 "seen": str(self.received), "knocks": str(self.knocks),
                 "repeated": str(self.repeated), "suppressed_events": str(self.suppressed),
                 "ignored": str(self.ignored), "kernel_drops": str(self.kernel_drops),
+                "unsummarised": str(self.unsummarised),
                 "bpf": "on" if self.use_bpf else "off"}))
 
     def summary(self) -> str:
@@ -291,6 +311,7 @@ class KnockSensor:
         self._read_listeners()
         self._attach_filters()
         self._report_kernel_drops()
+        self._flush_summaries()
         if self._loop is not None and self._socks:
             self._timer = self._loop.call_later(self.refresh, self._tick)
 
@@ -300,6 +321,35 @@ class KnockSensor:
             lost, self._reported_drops = total - self._reported_drops, total
             self._emit(self._limit_event(
                 "kernel socket buffer full", {"kernel_drops": str(lost)}))
+
+    def _summarise(self, knock: Knock, technique: str) -> None:
+        held = self._summaries.get(knock.src)
+        if held is None:
+            if len(self._summaries) >= MAX_SUMMARIES:
+                self.unsummarised += 1
+                return
+            held = _Summary(knock.dst, knock.proto, knock.dport, knock.dport, Counter())
+            self._summaries[knock.src] = held
+        held.low, held.high = min(held.low, knock.dport), max(held.high, knock.dport)
+        held.techniques[technique] += 1
+
+    def _flush_summaries(self) -> None:
+        """One ``port.knock`` event per source for its knocks beyond the event rate (it joins
+        the source's incident: "65,352 more knocks (syn) on ports 1-65535")."""
+        pending, self._summaries = self._summaries, {}
+        for src, held in pending.items():
+            count = sum(held.techniques.values())
+            top = held.techniques.most_common(1)[0][0]
+            mix = ",".join(f"{t}:{n}" for t, n in held.techniques.most_common())
+            self._emit(Event(
+                time=datetime.now(UTC), type=EventType.PORT_KNOCK, source=SOURCE, src=src,
+                dst=held.dst, proto=held.proto,
+                fields=MappingProxyType({"technique": top, "techniques": mix,
+                                         "summarised": str(count),
+                                         "ports": f"{held.low}-{held.high}"}),
+                excerpt=(f"{count} more knock(s) ({mix}) on ports {held.low}-{held.high} of "
+                         f"{held.dst} and others, over the per-source event rate: counted, "
+                         "not recorded one by one")))
 
     def _limit_event(self, reason: str, fields: dict[str, str]) -> Event:
         return Event(time=datetime.now(UTC), type=EventType.SENSOR_LIMIT, source=SOURCE,
@@ -369,6 +419,7 @@ class KnockSensor:
             self._recent.popitem(last=False)
         if not self.guard.allow_event(knock.src):
             self.suppressed += 1
+            self._summarise(knock, technique)
             return
         self.knocks += 1
         fields = {"technique": technique, "certainty": certainty, "port_state": "closed"}
