@@ -133,7 +133,8 @@ def check(
         fail(EXIT_FAILED, str(exc))
     finish(result, fmt, output, threshold, lang=lang, only_problems=only_problems,
            all_platforms=all_platforms,
-           accepted=load_acceptances(db))
+           accepted=result.accepted if result.accepted is not None
+           else load_acceptances(db))
 
 
 def _check_job(

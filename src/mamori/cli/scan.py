@@ -250,4 +250,5 @@ def scan(
             fail(EXIT_FAILED, f"cannot write output: {exc.strerror or exc}")
     finish(result, fmt, output, threshold, lang=lang, only_problems=only_problems,
            all_platforms=all_platforms,
-           accepted=load_acceptances(db))
+           accepted=result.accepted if result.accepted is not None
+           else load_acceptances(db))

@@ -1,10 +1,12 @@
 """Run one scan job: open the store, run the pipeline, close the scan with its status.
 
-The store is opened in a worker thread *while* the sweep already runs: importing SQLAlchemy
-and checking the schema costs about half a second, as long as the whole sweep of one loopback
-host. Results that arrive before the store is ready wait in a small buffer (bounded by the
-number of endpoints worth listing) and are written the moment it is; from then on each result
-is committed as it arrives.
+The store lives in a child process (``store/remote.py``), opened *while* the sweep already
+runs: importing SQLAlchemy and checking the schema costs about 0.2 s of CPU, most of the
+sweep of one loopback host, and in a thread it would compete with the sweep for the GIL; this
+process never imports SQLAlchemy. Results that arrive before the store is ready wait in a small
+buffer (bounded by the number of endpoints worth listing) and are written the moment it is;
+from then on each result is committed as it arrives. The accepted risks for the report are
+read through the same store before it closes.
 
 The run's start is the moment the command began (``started_at``), not when the store was
 ready. A store that fails mid-run (disk full) stops the run: the sink keeps every record in
@@ -24,11 +26,12 @@ from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
-from mamori.model import ScanRecord, ScanStatus
+from mamori.model import Acceptance, ScanRecord, ScanStatus
 from mamori.scan.pipeline import ProgressFn, ScanPlan, run_scan
 from mamori.scan.store_sink import RunWatcher, StoreSink
+from mamori.store.remote import RemoteStore
 
 if TYPE_CHECKING:
     from mamori.store import Store
@@ -39,6 +42,8 @@ class JobResult:
     status: ScanStatus
     record: ScanRecord | None
     failure: str | None = None  # why the scan could not run, one line
+    # The stored accepted risks, read before the store closed; None: not read (ask the store)
+    accepted: list[Acceptance] | None = None
 
 
 @dataclass(frozen=True)
@@ -62,14 +67,14 @@ def _file_id(path: Path | None) -> FileId:
     return (st.st_dev, st.st_ino) if st is not None else None
 
 
-def _open_and_begin(db: str | None, run: _Run) -> tuple[Store, int, FileId]:
-    from mamori.store import Store
-    from mamori.store.engine import sqlite_file
-
-    store = Store.open(db)
+def _open_and_begin(db: str | None, run: _Run) -> tuple[RemoteStore, int, FileId]:
+    store = RemoteStore.start()
     try:
-        scan_id = store.begin_scan(run.kind, run.targets, run.options, run.started_at)
-        return store, scan_id, _file_id(sqlite_file(store.engine))
+        store.open(db)
+        scan_id = int(store.call("begin_scan", run.kind, list(run.targets), dict(run.options),
+                                 run.started_at, pid=os.getpid()))
+        path = Path(store.sqlite_path) if store.sqlite_path is not None else None
+        return store, scan_id, _file_id(path)
     except BaseException:
         store.close()
         raise
@@ -93,15 +98,14 @@ def _from_memory(
 
 
 def _close(
-    store: Store, scan_id: int, opened_as: FileId, sink: StoreSink, run: _Run,
+    store: RemoteStore, scan_id: int, opened_as: FileId, sink: StoreSink, run: _Run,
     status: ScanStatus, failure: str | None,
 ) -> JobResult:
-    """Finish the stored scan and read it back; when the store failed or its file is gone,
-    say so and build the record from memory instead."""
+    """Finish the stored scan and read it back (and the accepted risks); when the store failed
+    or its file is gone, say so and build the record from memory instead."""
     from mamori.store import StoreError
-    from mamori.store.engine import sqlite_file
 
-    path = sqlite_file(store.engine)
+    path = Path(store.sqlite_path) if store.sqlite_path is not None else None
     if path is not None and opened_as is not None and _file_id(path) != opened_as:
         # Writing now would only create a new, empty file there.
         return JobResult(status, _from_memory(sink, run, scan_id, status),
@@ -110,9 +114,15 @@ def _close(
     if sink.failure is None:
         try:
             store.finish_scan(scan_id, status)
-            return JobResult(status, store.get_scan(scan_id), failure)
+            record = store.get_scan(scan_id)
         except StoreError as exc:
             sink.failure = exc
+        else:
+            try:
+                accepted = store.call("acceptances")
+            except StoreError:
+                accepted = None  # the caller asks again and says why not
+            return JobResult(status, record, failure, accepted)
     with contextlib.suppress(StoreError):
         store.finish_scan(scan_id, ScanStatus.FAILED)  # best effort: the disk may be full
     return JobResult(ScanStatus.FAILED, _from_memory(sink, run, scan_id, ScanStatus.FAILED),
@@ -154,14 +164,14 @@ async def run_job(
     sink.on_failure = scanning.cancel  # a store that fails mid-run: stop probing
     store_failed = False
 
-    def attach(task: asyncio.Task[tuple[Store, int, FileId]]) -> None:
+    def attach(task: asyncio.Task[tuple[RemoteStore, int, FileId]]) -> None:
         nonlocal store_failed
         if task.cancelled() or task.exception() is not None:
             store_failed = True
             scanning.cancel()  # no store: no point in probing further
         else:
             store, scan_id, _ = task.result()
-            sink.attach(store, scan_id)
+            sink.attach(cast("Store", store), scan_id)  # the same methods, in the child
 
     opening.add_done_callback(attach)
     with contextlib.suppress(NotImplementedError, RuntimeError):

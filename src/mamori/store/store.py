@@ -335,10 +335,11 @@ class Store:
 
     def begin_scan(
         self, kind: str, targets: Sequence[str], options: Mapping[str, Any],
-        started_at: datetime | None = None,
+        started_at: datetime | None = None, pid: int | None = None,
     ) -> int:
-        """Record a new running scan by this process, started at ``started_at`` (when the
-        command began its work; default now). Returns its id.
+        """Record a new running scan by this process (or by process ``pid``: the scan command
+        writing through a store process), started at ``started_at`` (when the command began
+        its work; default now). Returns its id.
 
         Raises ``StoreError`` when ``options`` are not JSON-serialisable or the write fails.
         """
@@ -353,7 +354,7 @@ class Store:
                     targets=list(targets),
                     options=opts,
                     mamori_version=__version__,
-                    pid=os.getpid(),
+                    pid=pid if pid is not None else os.getpid(),
                     hostname=self._hostname,
                 )
             )
