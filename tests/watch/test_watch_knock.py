@@ -4,6 +4,9 @@ packet parsers, the syn/connect fingerprint, and the scan detector fed with knoc
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import os
 import re
 import shutil
 import socket
@@ -283,9 +286,12 @@ def test_the_sensor_counts_knocks_repeats_and_the_excess(tmp_path: Path) -> None
     sensor._read_listeners()
     syn = parse_knock4(ipv4(NMAP_SYN, 6), "tcp")
     assert syn is not None
-    assert sensor.see(syn)
-    assert not sensor.see(syn.__class__(**{**_fields(syn), "dport": 22}))  # a listener
-    assert sensor.see(syn) and sensor.repeated == 1  # the same knock again: counted only
+    sensor.see(syn)
+    assert sensor.knocks == 1
+    sensor.see(syn.__class__(**{**_fields(syn), "dport": 22}))  # a listener
+    assert sensor.knocks == 1 and sensor.ignored == 1
+    sensor.see(syn)
+    assert sensor.knocks == 1 and sensor.repeated == 1  # the same knock again: counted only
     for port in range(1000, 1300):  # a flood from one source: rate-limited, counted
         sensor.see(syn.__class__(**{**_fields(syn), "dport": port}))
     assert sensor.knocks + sensor.suppressed == 301
@@ -296,7 +302,8 @@ def test_the_sensor_counts_knocks_repeats_and_the_excess(tmp_path: Path) -> None
                                   "port_state": "closed", "flags": "SYN",
                                   "tcp_flags": "0x02", "fingerprint": "window 1024, options MSS"}
     multicast = Knock(4, "udp", "10.0.0.1", "239.255.255.250", 5, 1900)
-    assert not sensor.see(multicast)
+    sensor.see(multicast)
+    assert sensor.ignored == 2
     # The excess is summed up in one event for the source (it joins its incident).
     before = len(events)
     sensor._flush_summaries()
@@ -351,3 +358,50 @@ def test_knocks_on_closed_ports_make_one_scan_incident_with_its_technique() -> N
     out = [d for i in range(5) for d in fin.feed(
         knock_event("198.51.100.11", 1 + i, "fin", start, certainty="seen"))]
     assert out[0].fields["technique"] == "fin" and out[0].fields["certainty"] == "seen"
+
+
+LATE = "127.0.215.1"  # this test's own loopback address
+
+
+@pytest.mark.root
+def test_a_listener_opened_after_the_last_read_is_not_knocked() -> None:
+    """Real raw sockets (root): ports opened after the sensor read the socket tables are
+    not knocks; the closed ports next to them are, TCP and UDP."""
+    if os.geteuid() != 0:
+        pytest.skip("raw sockets need root")
+
+    def free_port(kind: int) -> int:
+        with socket.socket(socket.AF_INET, kind) as probe:
+            probe.bind((LATE, 0))
+            return int(probe.getsockname()[1])
+
+    async def scenario() -> tuple[list[Event], KnockSensor, dict[str, int]]:
+        events: list[Event] = []
+        sensor = KnockSensor(events.append, refresh=60.0)  # only misses re-read the tables
+        assert await sensor.start()
+        ports = {"tcp_open": free_port(socket.SOCK_STREAM),
+                 "tcp_closed": free_port(socket.SOCK_STREAM),
+                 "udp_open": free_port(socket.SOCK_DGRAM),
+                 "udp_closed": free_port(socket.SOCK_DGRAM)}
+        with socket.socket() as server, socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+            server.bind((LATE, ports["tcp_open"]))
+            server.listen()
+            udp.bind((LATE, ports["udp_open"]))
+            for name in ("tcp_open", "tcp_closed"):
+                with socket.socket() as client, contextlib.suppress(ConnectionRefusedError):
+                    client.connect((LATE, ports[name]))
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
+                for name in ("udp_open", "udp_closed"):
+                    client.sendto(b"knock", (LATE, ports[name]))
+            await asyncio.sleep(0.6)  # read, re-read the tables, judge
+        await sensor.close()
+        return events, sensor, ports
+
+    events, sensor, ports = asyncio.run(scenario())
+    knocked = sorted((e.proto, e.dst_port) for e in events
+                     if e.type is EventType.PORT_KNOCK and e.dst == LATE)
+    assert knocked == sorted([("tcp", ports["tcp_closed"]), ("udp", ports["udp_closed"])])
+    (tcp,) = [e for e in events if e.type is EventType.PORT_KNOCK and e.proto == "tcp"
+              and e.dst == LATE]
+    assert tcp.fields["technique"] == "connect"  # the kernel's own connect()
+    assert sensor.use_bpf and not sensor.errors

@@ -4,8 +4,10 @@ Raw ``IPPROTO_TCP`` and ``IPPROTO_UDP`` sockets (IPv4 and IPv6) receive a copy o
 receives; a classic BPF filter (``mamori.watch.bpf``) attached to each makes the kernel drop
 ordinary traffic (anything with ACK or RST, fragments, multicast, ports with a wildcard
 listener) before it is queued, so a busy host wakes the sensor only for what may be a knock.
-The listener set (``mamori.watch.listeners``) is re-read every ``refresh`` seconds and on a
-miss (at most once a second), and the filters are rebuilt when the wildcard ports change.
+The listener set (``mamori.watch.listeners``) is re-read every ``refresh`` seconds, and a
+knock on a port missing from it is judged only after the next read (at most ``REREAD``
+seconds later, one read for all the misses in between), so a listener opened a moment ago is
+not knocked; the filters are rebuilt when the wildcard ports change.
 
 What is a knock, and its technique:
 
@@ -75,6 +77,8 @@ _ANC = socket.CMSG_SPACE(20) + socket.CMSG_SPACE(4)
 
 Proto = Literal["tcp", "udp"]
 MAX_SUMMARIES = 4096  # sources whose rate-limited knocks are summarised one by one
+REREAD = 0.25  # seconds: the listener set is re-read at most this often for misses
+MAX_HELD = 50_000  # misses waiting for that re-read; beyond, judged on the last read
 
 
 @dataclass(slots=True)
@@ -211,6 +215,8 @@ class KnockSensor:
         self.repeated = 0  # the same knock again within the window
         self.suppressed = 0  # over the per-source event rate (counted in sensor.limit)
         self._summaries: dict[str, _Summary] = {}
+        self._held: list[tuple[Knock, str, str, str, datetime]] = []
+        self._judge_timer: asyncio.TimerHandle | None = None
         self.unsummarised = 0  # suppressed beyond MAX_SUMMARIES sources (only counted)
         self.errors: list[str] = []
 
@@ -255,6 +261,9 @@ class KnockSensor:
             self._timer = None
         rawsock.close_all(self._loop, [(s, v) for s, v, _ in self._socks])
         self._socks = []
+        if self._judge_timer is not None:
+            self._judge_timer.cancel()
+        self._judge()
         self.guard.close()
         self._flush_summaries()
         self._report_kernel_drops()
@@ -379,34 +388,51 @@ class KnockSensor:
                 knock = parse_knock4(data, proto)
             else:
                 knock = parse_knock6(data, proto, str(addr[0]).split("%", 1)[0], dst)
-            if knock is None or not self.see(knock):
+            if knock is None:
                 self.ignored += 1
+            else:
+                self.see(knock)
 
-    def see(self, knock: Knock) -> bool:
-        """One segment or datagram; True when it was a knock (public for tests)."""
+    def see(self, knock: Knock) -> None:
+        """One segment or datagram (the loop thread; public for tests). A port missing from
+        the last listener set is judged after the set is read again (within ``REREAD``
+        seconds): a listener opened since is then in it."""
         if knock.proto == "tcp":
             judged = tcp_technique(knock)
             if judged is None:
-                return False
+                self.ignored += 1
+                return
             technique, certainty, fingerprint = judged
         else:
             technique, certainty, fingerprint = "udp", "seen", ""
-        if not _unicast(knock.dst) or knock.dst in self.listeners.broadcasts:
-            return False
-        if self._open(knock):
-            return False
-        self._report(knock, technique, certainty, fingerprint)
-        return True
+        if (not _unicast(knock.dst) or knock.dst in self.listeners.broadcasts
+                or self.listeners.is_open(knock.proto, knock.version, knock.dst, knock.dport)):
+            self.ignored += 1
+            return
+        when = datetime.now(UTC)
+        if self._loop is None or len(self._held) >= MAX_HELD:
+            self._report(knock, technique, certainty, fingerprint, when)
+            return
+        self._held.append((knock, technique, certainty, fingerprint, when))
+        if self._judge_timer is None:
+            wait = max(0.0, self._read_at + REREAD - time.monotonic())
+            self._judge_timer = self._loop.call_later(wait, self._judge)
 
-    def _open(self, knock: Knock) -> bool:
-        if self.listeners.is_open(knock.proto, knock.version, knock.dst, knock.dport):
-            return True
-        if time.monotonic() - self._read_at < 1.0:
-            return False
-        self._read_listeners()  # a listener may have opened since the last read
-        return self.listeners.is_open(knock.proto, knock.version, knock.dst, knock.dport)
+    def _judge(self) -> None:
+        """Read the listener set again and judge the misses held since the last read."""
+        self._judge_timer = None
+        if not self._held:
+            return
+        held, self._held = self._held, []
+        self._read_listeners()
+        for knock, technique, certainty, fingerprint, when in held:
+            if self.listeners.is_open(knock.proto, knock.version, knock.dst, knock.dport):
+                self.ignored += 1
+            else:
+                self._report(knock, technique, certainty, fingerprint, when)
 
-    def _report(self, knock: Knock, technique: str, certainty: str, fingerprint: str) -> None:
+    def _report(self, knock: Knock, technique: str, certainty: str, fingerprint: str,
+                when: datetime) -> None:
         now = time.monotonic()
         key = (knock.src, knock.dst, knock.dport, knock.proto, technique)
         last = self._recent.get(key)
@@ -431,7 +457,7 @@ class KnockSensor:
         how = f"{technique}, {certainty}" + (f": {fingerprint}" if fingerprint else "")
         what = "datagram" if knock.proto == "udp" else f"{fields['flags']} segment"
         self._emit(Event(
-            time=datetime.now(UTC), type=EventType.PORT_KNOCK, source=SOURCE, src=knock.src,
+            time=when, type=EventType.PORT_KNOCK, source=SOURCE, src=knock.src,
             src_port=knock.sport, dst=knock.dst, dst_port=knock.dport, proto=knock.proto,
             fields=MappingProxyType(fields),
             excerpt=f"{what} to closed port {knock.dst}:{knock.dport}/{knock.proto} ({how})"))
