@@ -58,6 +58,23 @@ def test_listeners_roundtrip_on_postgres(pg_url: str) -> None:
     listener_roundtrip(pg_url)
 
 
+def test_path_report_with_nul_roundtrips_on_postgres(pg_url: str) -> None:
+    from mamori.model import Proto
+    from mamori.model.path import PathReport, PathVerdict, PortMapping, Reach, RouterView
+
+    mapping = PortMapping(2222, Proto.TCP, "192.168.77.10", 22, "ssh\x00 forward", 0)
+    report = PathReport(
+        verdicts=(PathVerdict(Proto.TCP, "0.0.0.0", 22, 4, Reach.LAN, notes=("n",)),),
+        router=RouterView(True, "upnp-igd1", mappings=(mapping,)))
+    with Store.open(pg_url) as store:
+        sid = store_check_scan(store)
+        store.set_path_report(sid, report)
+        rec = store.get_scan(sid)
+    assert rec is not None and rec.paths is not None and rec.paths.router is not None
+    assert rec.paths.router.mappings[0].description == "ssh\\x00 forward"
+    assert rec.paths.verdicts == report.verdicts
+
+
 def test_upgrade_from_0002_adds_listeners_on_postgres(pg_url: str) -> None:
     engine = create_engine(pg_url)
     try:
