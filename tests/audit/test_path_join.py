@@ -185,3 +185,25 @@ def test_nat_hides_is_said_across_an_ipv4_and_an_ipv6_socket_on_one_port() -> No
                    ADDRS, v6only=frozenset({(Proto.TCP, 80)}))
     v6 = next(v for v in r.verdicts if v.family == 6)
     assert v6.reach is Reach.INTERNET and any("IPv6 exposes what NAT hides" in n for n in v6.notes)
+
+
+def test_a_dual_stack_listener_is_asked_about_each_family_and_v6only_is_seen() -> None:
+    from mamori.audit.inside import CheckJob, join_job
+    from mamori.scan.pipeline import ScanPlan
+
+    asked: list[str] = []
+
+    def decide(listener: Listener) -> FirewallDecision:
+        asked.append(listener.address)
+        return BLOCKED if listener.family == 4 else OPEN
+
+    both, v6, v4 = lst("::", 8443), lst("::", 80), lst("0.0.0.0", 80)
+    job = CheckJob(ScanPlan(targets=(), tcp_ports=()), False, frozenset(), lambda: [],
+                   decide, lambda: [], read_addresses=lambda: ADDRS)
+    decisions = {x: decide(x) for x in (both, v6, v4)}
+    asked.clear()
+    report = join_job(job, [both, v6, v4], decisions)
+    assert report is not None and asked == ["0.0.0.0"]  # only the dual-stack one, for IPv4
+    fams = sorted((v.address, v.port, v.family, v.reach.value) for v in report.verdicts)
+    assert fams == [("0.0.0.0", 80, 4, "host"), ("::", 80, 6, "undetermined"),
+                    ("::", 8443, 4, "host"), ("::", 8443, 6, "undetermined")]

@@ -86,3 +86,17 @@ def test_markdown_html_sarif_and_json_carry_the_verdicts(lang: str) -> None:
     assert v["reach"] == "internet" and v["mapping"]["description"] == "Transmission"
     assert [s["name"] for s in v["steps"]] == ["bind", "host-firewall", "router", "nat",
                                                "outside"]
+
+
+def test_the_json_paths_validate_against_the_published_schema() -> None:
+    from pathlib import Path
+
+    from jsonschema import Draft202012Validator
+
+    schema = json.loads((Path(__file__).resolve().parents[2] / "docs" / "schema"
+                         / "scan-v1.json").read_text(encoding="utf-8"))
+    doc = json.loads(render(record(), "json"))
+    assert doc["paths"]["router"]["mappings"] and doc["paths"]["outside"]
+    Draft202012Validator(schema, format_checker=Draft202012Validator.FORMAT_CHECKER).validate(doc)
+    doc["paths"]["verdicts"][0]["reach"] = "everywhere"
+    assert list(Draft202012Validator(schema).iter_errors(doc))
