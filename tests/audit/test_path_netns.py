@@ -71,6 +71,8 @@ def _name_only_here(ns: str, v4: str, v6: str) -> Iterator[None]:
         yield
     finally:
         shutil.rmtree(etc, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            etc.parent.rmdir()  # /etc/netns itself, when no one else keeps a file there
 
 
 @contextlib.contextmanager
