@@ -23,7 +23,14 @@ from mamori.watch import bpf
 from mamori.watch.detect import Detectors
 from mamori.watch.incidents import IncidentGrouper
 from mamori.watch.knock import Knock, KnockSensor, parse_knock4, parse_knock6, tcp_technique
-from mamori.watch.listeners import WILDCARD, Listeners, parse_broadcasts, parse_sockets
+from mamori.watch.listeners import (
+    WILDCARD,
+    Listeners,
+    diag_request,
+    parse_broadcasts,
+    parse_diag,
+    parse_sockets,
+)
 
 # -- a classic BPF interpreter (the subset libpcap and bpf.py emit) ----------------------------
 
@@ -245,6 +252,32 @@ def test_live_socket_table_sees_a_listener_this_test_opens() -> None:
         assert ("127.0.0.1", port) not in parse_sockets(text, "tcp")
         server.listen()
         assert ("127.0.0.1", port) in parse_sockets(Path("/proc/net/tcp").read_text(), "tcp")
+
+
+def test_sock_diag_dump_and_proc_tables_agree() -> None:
+    """The netlink answer (the real kernel's) and /proc/net name the same sockets."""
+    from mamori.watch.knock import _dump
+
+    with socket.socket() as tcp, socket.socket(socket.AF_INET6) as tcp6, \
+            socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+        tcp.bind(("127.0.215.2", 0))
+        tcp.listen()
+        tcp6.bind(("::", 0))
+        tcp6.listen()
+        udp.bind(("127.0.215.2", 0))
+        for family, proto, name in ((socket.AF_INET, "tcp", "tcp"),
+                                    (socket.AF_INET6, "tcp", "tcp6"),
+                                    (socket.AF_INET, "udp", "udp")):
+            dumped = _dump(family, proto)
+            assert dumped == parse_sockets(Path(f"/proc/net/{name}").read_text(), proto)
+        assert ("127.0.215.2", tcp.getsockname()[1]) in _dump(socket.AF_INET, "tcp")
+        assert (WILDCARD, tcp6.getsockname()[1]) in _dump(socket.AF_INET6, "tcp")
+        assert ("127.0.215.2", udp.getsockname()[1]) in _dump(socket.AF_INET, "udp")
+    # Cut short or garbage: what was read so far, and the dump is over.
+    request = diag_request(socket.AF_INET, "tcp")
+    assert len(request) == 72 and request[4:6] == b"\x14\x00"
+    assert parse_diag(b"\xff" * 40) == (set(), True)
+    assert parse_diag(b"") == (set(), False)
 
 
 NMAP_SYN = tcp_header(443, 0x02, window=1024, options=b"\x02\x04\x05\xb4")

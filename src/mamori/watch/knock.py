@@ -4,10 +4,11 @@ Raw ``IPPROTO_TCP`` and ``IPPROTO_UDP`` sockets (IPv4 and IPv6) receive a copy o
 receives; a classic BPF filter (``mamori.watch.bpf``) attached to each makes the kernel drop
 ordinary traffic (anything with ACK or RST, fragments, multicast, ports with a wildcard
 listener) before it is queued, so a busy host wakes the sensor only for what may be a knock.
-The listener set (``mamori.watch.listeners``) is re-read every ``refresh`` seconds, and a
-knock on a port missing from it is judged only after the next read (at most ``REREAD``
-seconds later, one read for all the misses in between), so a listener opened a moment ago is
-not knocked; the filters are rebuilt when the wildcard ports change.
+The listener set (``mamori.watch.listeners``: netlink sock_diag, else ``/proc/net``) is
+re-read every ``refresh`` seconds, and a knock on a port missing from it is judged only after
+the next read (at most ``REREAD`` seconds later, one read for all the misses in between), so
+a listener opened a moment ago is not knocked; the filters are rebuilt when the wildcard
+ports change.
 
 What is a knock, and its technique:
 
@@ -59,7 +60,13 @@ from mamori.model.watch import Event, EventType
 from mamori.watch import bpf, rawsock
 from mamori.watch.decoys.guard import SourceGuard
 from mamori.watch.decoys.spec import DecoyLimits
-from mamori.watch.listeners import Listeners, parse_broadcasts, parse_sockets
+from mamori.watch.listeners import (
+    Listeners,
+    diag_request,
+    parse_broadcasts,
+    parse_diag,
+    parse_sockets,
+)
 
 __all__ = ["Knock", "KnockSensor", "parse_knock4", "parse_knock6", "tcp_technique"]
 
@@ -67,6 +74,7 @@ SOURCE = "knock"
 SO_ATTACH_FILTER = 26  # linux/asm-generic/socket.h (not exported by Python's socket module)
 SO_RXQ_OVFL = 40
 SO_RCVBUFFORCE = 33
+_NETLINK_SOCK_DIAG = 4
 RCVBUF = 16 << 20  # bytes of queue per raw socket (four sockets)
 FIN, SYN, RST, PSH, ACK, URG = 0x01, 0x02, 0x04, 0x08, 0x10, 0x20
 _BASE = FIN | SYN | RST | PSH | ACK | URG
@@ -176,6 +184,20 @@ def _flag_label(flags: int) -> str:
     return " ".join(names) or "NULL"
 
 
+def _dump(family: int, proto: str) -> set[tuple[str, int]]:
+    """The listening TCP (or bound UDP) sockets of one family, by netlink sock_diag."""
+    with socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, _NETLINK_SOCK_DIAG) as sock:
+        sock.settimeout(1.0)
+        sock.send(diag_request(family, proto))  # no address: to the kernel (port id 0)
+        found: set[tuple[str, int]] = set()
+        for _ in range(10_000):  # bounded: a dump of 10,000 reads is no dump
+            part, done = parse_diag(sock.recv(65536))
+            found |= part
+            if done:
+                return found
+    raise OSError("sock_diag dump did not end")
+
+
 def _unicast(address: str) -> bool:
     try:
         parsed = ipaddress.ip_address(address)
@@ -200,6 +222,7 @@ class KnockSensor:
         self.guard = SourceGuard(limits or DecoyLimits(), emit, SOURCE)
         self.window, self.refresh, self.max_recent = window, refresh, max_recent
         self.proc = proc
+        self.use_netlink = proc == Path("/proc/net")  # tests hand in their own tables
         self.listeners = Listeners()
         self._recent: OrderedDict[tuple[str, str, int, str, str], float] = OrderedDict()
         self._socks: list[tuple[socket.socket, int, Proto]] = []
@@ -215,7 +238,7 @@ class KnockSensor:
         self.repeated = 0  # the same knock again within the window
         self.suppressed = 0  # over the per-source event rate (counted in sensor.limit)
         self._summaries: dict[str, _Summary] = {}
-        self._held: list[tuple[Knock, str, str, str, datetime]] = []
+        self._held: list[tuple[Knock, str, str, str, float]] = []  # float: time.time()
         self._judge_timer: asyncio.TimerHandle | None = None
         self.unsummarised = 0  # suppressed beyond MAX_SUMMARIES sources (only counted)
         self.errors: list[str] = []
@@ -286,6 +309,12 @@ class KnockSensor:
 
     def _read_listeners(self) -> None:
         def table(name: str, proto: str) -> set[tuple[str, int]]:
+            family = socket.AF_INET6 if name.endswith("6") else socket.AF_INET
+            if self.use_netlink:
+                try:
+                    return _dump(family, proto)
+                except OSError:  # no sock_diag (an old or stripped kernel): /proc/net
+                    self.use_netlink = False
             try:
                 return parse_sockets((self.proc / name).read_text(errors="replace"), proto)
             except OSError:
@@ -409,7 +438,7 @@ class KnockSensor:
                 or self.listeners.is_open(knock.proto, knock.version, knock.dst, knock.dport)):
             self.ignored += 1
             return
-        when = datetime.now(UTC)
+        when = time.time()
         if self._loop is None or len(self._held) >= MAX_HELD:
             self._report(knock, technique, certainty, fingerprint, when)
             return
@@ -432,7 +461,7 @@ class KnockSensor:
                 self._report(knock, technique, certainty, fingerprint, when)
 
     def _report(self, knock: Knock, technique: str, certainty: str, fingerprint: str,
-                when: datetime) -> None:
+                when: float) -> None:
         now = time.monotonic()
         key = (knock.src, knock.dst, knock.dport, knock.proto, technique)
         last = self._recent.get(key)
@@ -457,7 +486,8 @@ class KnockSensor:
         how = f"{technique}, {certainty}" + (f": {fingerprint}" if fingerprint else "")
         what = "datagram" if knock.proto == "udp" else f"{fields['flags']} segment"
         self._emit(Event(
-            time=when, type=EventType.PORT_KNOCK, source=SOURCE, src=knock.src,
+            time=datetime.fromtimestamp(when, UTC), type=EventType.PORT_KNOCK, source=SOURCE,
+            src=knock.src,
             src_port=knock.sport, dst=knock.dst, dst_port=knock.dport, proto=knock.proto,
             fields=MappingProxyType(fields),
             excerpt=f"{what} to closed port {knock.dst}:{knock.dport}/{knock.proto} ({how})"))
