@@ -285,8 +285,10 @@ def _starters(lab: Lab, stack: contextlib.ExitStack
 
     def s_server() -> dm.Daemon:
         pem = _expired_self_signed(_mkdir(w / "pki"))
+        # NULL and anonymous suites too: "weak TLS ciphers" is a planted problem, and
+        # DEFAULT@SECLEVEL=0 offers none that any tool calls weak.
         return fc.start_s_server(_mkdir(w / "tls"), HOST, 443, pem, "-tls1",
-                                 "-cipher", "DEFAULT@SECLEVEL=0")
+                                 "-cipher", "ALL:COMPLEMENTOFALL:@SECLEVEL=0")
 
     def redis() -> dm.Daemon:
         daemon = dm.start_redis(_mkdir(w / "redis"), HOST, 6379)
@@ -342,7 +344,8 @@ def _starters(lab: Lab, stack: contextlib.ExitStack
         ("samba (guest share, SMB1)", Port(tcp, 445), lambda: fs.start_samba(
             _mkdir(w / "samba"), HOST, 445, "open")),
         ("nginx (autoindex, .git/.env, DAV PUT)", Port(tcp, 80), nginx),
-        ("openssl s_server (TLS 1.0, expired self-signed)", Port(tcp, 443), s_server),
+        ("openssl s_server (TLS 1.0, NULL suites, expired self-signed)", Port(tcp, 443),
+         s_server),
         ("sshd (password auth, weak algorithms)", Port(tcp, 22), lambda: fc.start_sshd(
             w / "sshd", HOST, 22, fc.SSHD_WEAK)),
         ("snmpd (public read-only, private read-write)", Port(udp, 161),
