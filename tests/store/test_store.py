@@ -568,6 +568,7 @@ def test_models_and_migrations_agree_and_downgrade_works(tmp_path: Path) -> None
             "serve_blocks",
             "accepted_risks",
             "path_reports",
+            "watch_blocks",
         }
         with engine.connect() as conn:
             assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []

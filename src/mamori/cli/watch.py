@@ -186,6 +186,70 @@ def report(
     emit(text, output)
 
 
+# -- mamori watch blocked / unblock ----------------------------------------------------------
+
+
+SettingsOption = Annotated[Path | None, typer.Option(
+    "--settings", help="The settings file (default: $MAMORI_SETTINGS or the user's "
+    "config dir).")]
+
+
+@watch_app.command("blocked")
+def blocked(fmt: ListFormat = "table", db: DbOption = None,
+            settings_file: SettingsOption = None) -> None:
+    """List the addresses `mamori watch --block` blocked and that are still blocked: source,
+    why, incident and until when."""
+    from mamori.store import StoreError
+    from mamori.store.blocks import active_blocks
+    from mamori.watch.block import render_blocks
+
+    settings = _settings_only(settings_file)
+    store = open_store(db or settings.store)
+    try:
+        found = active_blocks(store)
+    except StoreError as exc:
+        fail(EXIT_FAILED, str(exc))
+    finally:
+        store.close()
+    emit(render_blocks(found, fmt))
+
+
+@watch_app.command("unblock")
+def unblock(
+    address: Annotated[str, typer.Argument(help="The blocked address to let in again.")],
+    db: DbOption = None, settings_file: SettingsOption = None,
+) -> None:
+    """Lift a block: take ADDRESS out of the nftables set and out of the store."""
+    import ipaddress
+
+    from mamori.watch.block import Blocker
+
+    try:
+        ipaddress.ip_address(address.strip())
+    except ValueError:
+        fail(EXIT_USAGE, f"{address!r} is not an IP address")
+    settings = _settings_only(settings_file)
+    store = open_store(db or settings.store)
+    try:
+        result = Blocker(settings.block, store=store).unblock(address)
+    finally:
+        store.close()
+    if result.error:
+        fail(EXIT_FAILED, result.text())
+    if not result.found:
+        fail(EXIT_USAGE, result.text())
+    emit(result.text())
+
+
+def _settings_only(path: Path | None) -> WatchSettings:
+    from mamori.watch.settings import SettingsError, load_watch_settings
+
+    try:
+        return load_watch_settings(path)
+    except SettingsError as exc:
+        fail(EXIT_USAGE, str(exc))
+
+
 # -- mamori watch ------------------------------------------------------------------------------
 
 
@@ -245,6 +309,7 @@ def watch(
     except SettingsError as exc:
         fail(EXIT_USAGE, str(exc))
     store = open_store(db or settings.store)
+    _restore_blocks(router, store)
     try:
         ran, line = asyncio.run(_run(settings, store, router, read_once))
     finally:
@@ -253,6 +318,25 @@ def watch(
     if not ran:
         fail(EXIT_FAILED, "nothing to watch could start")
     raise typer.Exit(EXIT_OK)
+
+
+def _restore_blocks(router: Any, store: Store) -> None:
+    """With blocking on: record new blocks in the store and put the unexpired recorded ones
+    back into the nftables sets (one line each on stderr)."""
+    from mamori.store import StoreError
+    from mamori.store.blocks import active_blocks
+
+    if router.blocker is None:
+        return
+    router.blocker.store = store
+    try:
+        blocks = active_blocks(store)
+    except StoreError as exc:
+        stderr.print(f"blocks not restored: {exc}", markup=False, highlight=False)
+        return
+    for result in router.blocker.restore(blocks):
+        stderr.print(f"restored: {result.text()}", markup=False, highlight=False,
+                     soft_wrap=True)
 
 
 def _settings(path: Path | None, decoys: list[str], access: list[Path], auth: list[Path],

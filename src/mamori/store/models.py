@@ -348,3 +348,18 @@ class AcceptedRiskRow(Base):
     fingerprint: Mapped[str] = mapped_column(String(64))
     scan_id: Mapped[int] = mapped_column(Integer)  # the run accepted from (kept if it goes)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class WatchBlockRow(Base):
+    """An address ``mamori watch --block`` put into the nftables set: why, the incident, and
+    until when (the set element's timeout); read at start-up to rebuild the set."""
+
+    __tablename__ = "watch_blocks"
+    __table_args__ = (UniqueConstraint("address"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    address: Mapped[str] = mapped_column(String(64))
+    reason: Mapped[str] = mapped_column(Text)
+    incident_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    until: Mapped[datetime] = mapped_column(UTCDateTime())

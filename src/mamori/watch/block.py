@@ -14,8 +14,12 @@ The ruleset it relies on (created when missing, never touched otherwise)::
 
 then ``nft add element inet mamori watch_block { 198.51.100.7 timeout 3600s }``: the kernel
 forgets the element when the timeout passes, so a block never outlives its welcome even when
-mamori stops. Loopback is never blocked unless ``allow_loopback``; addresses in
-``allowlist`` never; nor unspecified or multicast addresses. Every command goes through a
+mamori stops. With a store, each block is recorded with its expiry (``watch_blocks``):
+:meth:`Blocker.restore` puts the unexpired ones back at start (after a reboot the set is
+empty), :meth:`Blocker.unblock` lifts one. Never blocked: loopback (unless
+``allow_loopback``), the host's own networks and default gateways (read with ``ip``; when they
+cannot be read nothing is blocked), ``never_block`` and ``allowlist``, unspecified and
+multicast addresses. Every command goes through a
 :class:`~mamori.audit.runner.CommandRunner` (:class:`NetnsRunner` runs them inside a network
 namespace: the tests' way, and a way to guard a container's namespace).
 """
@@ -29,13 +33,22 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 from mamori.audit.runner import DEFAULT_TIMEOUT, CommandResult, CommandRunner, SystemRunner
+from mamori.store.blocks import StoredBlock, record_block, remove_block
+from mamori.store.errors import StoreError
+from mamori.watch.hostnets import HostNetworks, read_host_networks
 from mamori.watch.settings import BlockSettings, format_duration
 
-__all__ = ["BlockResult", "Blocker", "NetnsRunner"]
+if TYPE_CHECKING:
+    from mamori.store import Store
+
+__all__ = ["BlockResult", "Blocker", "NetnsRunner", "UnblockResult", "render_blocks"]
 
 MAX_REMEMBERED = 65536  # blocked addresses remembered (to not re-run nft for each incident)
+HOSTNETS_TTL = 60.0  # seconds the host's networks are trusted before they are read again
 
 
 @dataclass(frozen=True)
@@ -52,10 +65,36 @@ class BlockResult:
 
     def text(self) -> str:
         if self.ok:
-            return f"blocked {self.src} for {format_duration(self.timeout)} ({self.reason})"
+            extra = f"; {self.error}" if self.error else ""
+            return (f"blocked {self.src} for {format_duration(self.timeout)} "
+                    f"({self.reason}){extra}")
         if self.skipped:
             return f"not blocking {self.src}: {self.skipped}"
         return f"could not block {self.src}: {self.error}"
+
+
+@dataclass(frozen=True)
+class UnblockResult:
+    """What :meth:`Blocker.unblock` did: taken out of the nft set and/or the store, or the
+    error (nft failed: the store keeps the row, the address is still blocked)."""
+
+    address: str
+    from_set: bool = False
+    from_store: StoredBlock | None = None
+    error: str | None = None
+
+    @property
+    def found(self) -> bool:
+        return self.from_set or self.from_store is not None
+
+    def text(self) -> str:
+        if self.error:
+            return f"could not unblock {self.address}: {self.error}"
+        if not self.found:
+            return f"{self.address} is not blocked"
+        where = [w for w, yes in (("the nftables set", self.from_set),
+                                  ("the store", self.from_store is not None)) if yes]
+        return f"unblocked {self.address}: removed from {' and '.join(where)}"
 
 
 class NetnsRunner:
@@ -71,10 +110,15 @@ class NetnsRunner:
 
 class Blocker:
     def __init__(self, settings: BlockSettings, runner: CommandRunner | None = None, *,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, store: Store | None = None,
+                 hostnets: HostNetworks | None = None) -> None:
         self.settings = settings
         self.runner = runner or SystemRunner()
+        self.store = store  # where blocks are recorded (None: not recorded)
         self._clock = clock
+        self._hostnets = hostnets  # given: never read with ip
+        self._hostnets_fixed = hostnets is not None
+        self._hostnets_at = -HOSTNETS_TTL
         self._ready = False
         self._lock = threading.Lock()  # nft calls run in worker threads, one at a time
         self._blocked: dict[str, float] = {}  # address -> monotonic expiry
@@ -96,7 +140,25 @@ class Blocker:
         for net in self.settings.allowlist:
             if ip.version == net.version and ip in net:
                 return f"in the allowlist ({net})"
-        return None
+        for net in self.settings.never_block:
+            if ip.version == net.version and ip in net:
+                return f"in never_block ({net})"
+        if ip.is_loopback:
+            return None  # allow_loopback: the host's lo network does not protect it
+        host = self.host_networks()
+        if isinstance(host, str):
+            return f"cannot tell the host's own networks ({host})"
+        return host.protects(ip)
+
+    def host_networks(self) -> HostNetworks | str:
+        """The host's networks and default gateways (read again after HOSTNETS_TTL)."""
+        now = self._clock()
+        if not self._hostnets_fixed and now - self._hostnets_at >= HOSTNETS_TTL:
+            found = read_host_networks(self.runner, self.settings.ip)
+            if isinstance(found, str):
+                return found
+            self._hostnets, self._hostnets_at = found, now
+        return self._hostnets if self._hostnets is not None else "not read"
 
     def is_blocked(self, src: str) -> bool:
         until = self._blocked.get(src)
@@ -138,15 +200,14 @@ class Blocker:
                     return _nft_error(result)
         return None
 
-    def block_now(self, src: str, reason: str = "") -> BlockResult:
-        """Blocking call: policy check, ensure the ruleset, add the element."""
+    def block_now(self, src: str, reason: str = "", incident_id: int | None = None, *,
+                  seconds: int | None = None, record: bool = True) -> BlockResult:
+        """Blocking call: policy check, ensure the ruleset, add the element (for ``seconds``,
+        default the settings' timeout), record it in the store (when there is one)."""
         why = self.refuse(src)
         if why is not None:
             return BlockResult(src, False, reason, skipped=why)
-        ip = ipaddress.ip_address(src.split("%", 1)[0])
-        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-            ip = ip.ipv4_mapped
-        address = str(ip)
+        address = str(_ip(src))
         with self._lock:
             if self.is_blocked(address):
                 return BlockResult(address, False, reason, skipped="already blocked")
@@ -155,19 +216,69 @@ class Blocker:
                 if error is not None:
                     return BlockResult(address, False, reason, error=error)
                 self._ready = True
-            name = self.settings.set4 if ip.version == 4 else self.settings.set6
-            seconds = max(1, round(self.settings.timeout))
-            result = self._nft("add", "element", *self._family_args(), name,
+            if seconds is None:
+                seconds = max(1, round(self.settings.timeout))
+            result = self._nft("add", "element", *self._family_args(), self._set_of(address),
                                f"{{ {address} timeout {seconds}s }}")
             if not result.ok:
                 self._ready = False  # someone may have removed the table: check again
                 return BlockResult(address, False, reason, error=_nft_error(result))
             self._remember(address, self._clock() + seconds)
+        if record and self.store is not None:
+            now = datetime.now(UTC)
+            try:
+                record_block(self.store, StoredBlock(address, reason, incident_id, now,
+                                                     now + timedelta(seconds=seconds)))
+            except StoreError as exc:  # blocked all the same; say it will not survive
+                return BlockResult(address, True, reason, timeout=float(seconds),
+                                   error=f"not recorded: {exc}")
         return BlockResult(address, True, reason, timeout=float(seconds))
 
-    async def block(self, src: str, reason: str = "") -> BlockResult:
+    async def block(self, src: str, reason: str = "", incident_id: int | None = None
+                    ) -> BlockResult:
         """Block ``src`` (nft runs in a worker thread: the loop never waits on it)."""
-        return await asyncio.to_thread(self.block_now, src, reason)
+        return await asyncio.to_thread(self.block_now, src, reason, incident_id)
+
+    def restore(self, blocks: Sequence[StoredBlock], now: datetime | None = None
+                ) -> list[BlockResult]:
+        """Put recorded, unexpired blocks back into the sets for the time they have left
+        (after a restart or reboot); the policy is checked again."""
+        when = now or datetime.now(UTC)
+        out = []
+        for b in blocks:
+            left = int((b.until - when).total_seconds())
+            if left >= 1:
+                out.append(self.block_now(b.address, b.reason, b.incident_id, seconds=left,
+                                          record=False))
+        return out
+
+    def unblock(self, src: str) -> UnblockResult:
+        """Take ``src`` out of its nft set and out of the store. Raises ValueError for
+        something that is not an IP address."""
+        address = str(_ip(src))
+        with self._lock:
+            listed = self._nft("-j", "list", "set", *self._family_args(),
+                               self._set_of(address))
+            from_set = False
+            if listed.ok and address in _set_elements(listed.stdout):
+                result = self._nft("delete", "element", *self._family_args(),
+                                   self._set_of(address), f"{{ {address} }}")
+                if not result.ok:
+                    return UnblockResult(address, error=_nft_error(result))
+                from_set = True
+            elif not listed.ok and "No such file" not in listed.stderr:
+                return UnblockResult(address, error=_nft_error(listed))
+            self._blocked.pop(address, None)
+        stored = None
+        if self.store is not None:
+            try:
+                stored = remove_block(self.store, address)
+            except StoreError as exc:
+                return UnblockResult(address, from_set, error=str(exc))
+        return UnblockResult(address, from_set, stored)
+
+    def _set_of(self, address: str) -> str:
+        return self.settings.set4 if ":" not in address else self.settings.set6
 
     def _remember(self, address: str, until: float) -> None:
         if len(self._blocked) >= MAX_REMEMBERED:
@@ -185,6 +296,34 @@ class Blocker:
             if result.ok:
                 out += _set_elements(result.stdout)
         return out
+
+
+def _ip(src: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    ip = ipaddress.ip_address(src.strip().split("%", 1)[0])
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    return ip
+
+
+def render_blocks(blocks: Sequence[StoredBlock], fmt: str, now: datetime | None = None) -> str:
+    """``mamori watch blocked``: a table (source, why, incident, until) or JSON."""
+    when = now or datetime.now(UTC)
+    if fmt == "json":
+        return json.dumps([{
+            "src": b.address, "reason": b.reason, "incident": b.incident_id,
+            "blocked_at": b.created_at.isoformat(), "until": b.until.isoformat(),
+            "seconds_left": max(0, int((b.until - when).total_seconds())),
+        } for b in blocks], indent=2)
+    if not blocks:
+        return "nothing is blocked"
+    rows = [("SOURCE", "WHY", "INCIDENT", "UNTIL")]
+    rows += [(b.address, b.reason, "-" if b.incident_id is None else str(b.incident_id),
+              f"{b.until.astimezone(UTC):%Y-%m-%d %H:%M:%S}Z "
+              f"(in {format_duration(max(1, int((b.until - when).total_seconds())))})")
+             for b in blocks]
+    widths = [max(len(r[i]) for r in rows) for i in range(3)]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r[:3], widths, strict=True))
+                     + "  " + r[3] for r in rows)
 
 
 def _nft_error(result: CommandResult) -> str:

@@ -307,10 +307,13 @@ class BlockSettings(_Model):
     timeout: Duration = 3600.0
     min_danger: Danger = Danger.HIGH
     allowlist: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()  # never blocked
+    # Never blocked either (besides the host's own networks and default gateways).
+    never_block: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
     allow_loopback: StrictBool = False  # loopback is never blocked unless this is true
     nft: str = "nft"  # the nft binary
+    ip: str = "ip"  # the ip binary (the host's networks and default gateways)
 
-    @field_validator("allowlist", mode="before")
+    @field_validator("allowlist", "never_block", mode="before")
     @classmethod
     def _networks(cls, value: Any) -> Any:
         if isinstance(value, list | tuple):

@@ -254,7 +254,8 @@ class AlertRouter:
 
     async def _run_block(self, incident: Incident) -> None:
         assert self.blocker is not None
-        result = await self.blocker.block(incident.src, f"{incident.kind} ({incident.danger})")
+        result = await self.blocker.block(incident.src, f"{incident.kind} ({incident.danger})",
+                                          incident.id)
         self.block_results = [*self.block_results[-99:], result]
         if result.skipped:
             return  # not an error: allowlisted, loopback, already blocked
