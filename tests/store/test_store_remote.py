@@ -65,6 +65,24 @@ def test_scan_stores_through_a_child_and_never_imports_sqlalchemy(
     assert ports == [listener]
 
 
+@pytest.mark.parametrize("command", ["scan", "check"])
+def test_bad_usage_creates_no_database_though_the_store_process_started(
+    tmp_path: Path, command: str
+) -> None:
+    """`scan`/`check` start their store process before parsing; a refused command line leaves
+    no file behind (the child opens nothing before the first call)."""
+    db = tmp_path / "m.db"
+    args = [ADDR, "-p", "99999"] if command == "scan" else ["--probe-bound", "--nonsense"]
+    proc = subprocess.run(
+        [sys.executable, "-m", "mamori", command, *args, "--db", str(db)],
+        capture_output=True, text=True, cwd=ROOT, timeout=60, check=False)
+    assert proc.returncode == 2
+    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert proc.stderr.startswith("mamori: error: ")
+    time.sleep(0.5)  # time enough for a child that wrongly opened the store to create it
+    assert not db.exists() and list(tmp_path.iterdir()) == []
+
+
 def test_ctrl_c_to_the_whole_group_still_stores_the_run_interrupted(tmp_path: Path) -> None:
     """The terminal's SIGINT reaches the store process too: it ignores it, and the scan
     process finishes the run through it."""

@@ -1,7 +1,9 @@
 """The console script's entry point: ``mamori --version`` answers before Typer is imported.
 
 Importing the Typer app (``mamori.cli.app``) loads Typer, rich, pydantic and every command
-module, about 0.2 s; ``--version`` needs none of it. Everything else goes to ``app.main``.
+module, about 0.2 s; ``--version`` needs none of it. Everything else goes to ``app.main``;
+``scan`` and ``check`` first start their store process (``store/remote.prestart``), so that
+SQLAlchemy loads in it meanwhile.
 """
 
 from __future__ import annotations
@@ -24,6 +26,11 @@ def main() -> None:
             _silence_stdout()
             sys.exit(3)
         sys.exit(0)
+    if sys.argv[1:2] in (["scan"], ["check"]):
+        # The store process imports SQLAlchemy while Typer loads and parses (store/remote.py).
+        from mamori.store.remote import prestart
+
+        prestart()
     from mamori.cli.app import main as app_main
 
     app_main()

@@ -67,8 +67,9 @@ def _file_id(path: Path | None) -> FileId:
     return (st.st_dev, st.st_ino) if st is not None else None
 
 
-def _open_and_begin(db: str | None, run: _Run) -> tuple[RemoteStore, int, FileId]:
-    store = RemoteStore.start()
+def _open_and_begin(
+    store: RemoteStore, db: str | None, run: _Run
+) -> tuple[RemoteStore, int, FileId]:
     try:
         store.open(db)
         scan_id = int(store.call("begin_scan", run.kind, list(run.targets), dict(run.options),
@@ -158,7 +159,9 @@ async def run_job(
     me = asyncio.current_task()
     sink = StoreSink(journal=True)  # buffers until the store is open (attach below)
     sink.watcher = watcher
-    opening = asyncio.create_task(asyncio.to_thread(_open_and_begin, db, run))
+    # Started here, not in the thread: a thread may wait for the GIL until the sweep is over.
+    remote = RemoteStore.take()
+    opening = asyncio.create_task(asyncio.to_thread(_open_and_begin, remote, db, run))
     work: Work = plan if callable(plan) else (lambda snk, prog: run_scan(plan, snk, prog))
     scanning: asyncio.Task[None] = asyncio.create_task(work(sink, progress))
     sink.on_failure = scanning.cancel  # a store that fails mid-run: stop probing
@@ -194,4 +197,4 @@ async def run_job(
         return _close(store, scan_id, opened_as, sink, run, status, failure)
     finally:
         sink.detach()
-        store.close()
+        store.close(wait=False)  # all is committed: its exit (~0.1 s) is not worth waiting for

@@ -5,15 +5,19 @@ process it competes with the sweep for the GIL, so the command took that much lo
 sweep; in a child process it runs on another core while the sweep goes on, and the scan
 process never imports SQLAlchemy at all.
 
-``RemoteStore.start()`` runs ``main`` in a fresh interpreter with the parent's ``sys.path``
-(so the same mamori). Each call is one length-prefixed pickle frame on the child's stdin,
-``(name, args, kwargs)``, answered by one frame on its stdout: ``("ok", result)``, or
-``("usage" | "error", message)`` raised again in the parent as ``StoreUsageError`` /
-``StoreError``. The first call is ``open``; ``acceptances`` lists the accepted risks; any
-other name is that ``Store`` method. The pipe is private between two processes of the same
-user, so unpickling its frames trusts nothing new. The child ignores Ctrl-C (the parent
-finishes the run through it, "interrupted") and exits when its stdin closes; a child that
-dies is a ``StoreError`` in the parent, never a hang.
+``prestart()`` (the console script, before Typer is even imported, for ``scan`` and ``check``)
+starts the child at once: it imports SQLAlchemy while the parent parses the command line, and
+touches no database until the first call, so a command line refused as bad usage stores
+nothing (the child sees its input close and exits). ``RemoteStore.take()`` hands the job that
+child, or starts one. ``RemoteStore.start()`` runs ``main`` in a fresh interpreter with the
+parent's ``sys.path`` (so the same mamori). Each call is one length-prefixed pickle frame on
+the child's stdin, ``(name, args, kwargs)``, answered by one frame on its stdout:
+``("ok", result)``, or ``("usage" | "error", message)`` raised again in the parent as
+``StoreUsageError`` / ``StoreError``. The first call is ``open``; ``acceptances`` lists the
+accepted risks; any other name is that ``Store`` method. The pipe is private between two
+processes of the same user, so unpickling its frames trusts nothing new. The child ignores
+Ctrl-C (the parent finishes the run through it, "interrupted") and exits when its stdin
+closes; a child that dies is a ``StoreError`` in the parent, never a hang.
 """
 
 from __future__ import annotations
@@ -77,6 +81,16 @@ def _read(inp: IO[bytes]) -> Any:
     return pickle.loads(data)  # noqa: S301 (our own child or parent, over a private pipe)
 
 
+_prestarted: list[RemoteStore] = []  # at most one, from prestart(), until take()
+
+
+def prestart() -> None:
+    """Start the store process now, for the job to ``take`` later; quietly nothing on failure
+    (the job then starts one, and says why when that fails too)."""
+    with contextlib.suppress(StoreError):
+        _prestarted.append(RemoteStore.start())
+
+
 class RemoteStore:
     """The parent's handle: ``call`` (or any ``Store`` method name) runs in the child."""
 
@@ -94,6 +108,16 @@ class RemoteStore:
         except OSError as exc:
             raise StoreError(f"cannot start the store process: {exc.strerror or exc}") from exc
         return cls(proc)
+
+    @classmethod
+    def take(cls) -> RemoteStore:
+        """The store process ``prestart`` started, if it still runs; else a new one."""
+        while _prestarted:
+            store = _prestarted.pop()
+            if store._proc.poll() is None:
+                return store
+            store.close()
+        return cls.start()
 
     def open(self, url: str | None) -> None:
         """Open the database at ``url`` in the child (``Store.open``)."""
@@ -122,11 +146,14 @@ class RemoteStore:
             raise AttributeError(name)
         return functools.partial(self.call, name)
 
-    def close(self) -> None:
-        """Close the child's input (it closes the store and exits) and wait for it."""
+    def close(self, *, wait: bool = True) -> None:
+        """Close the child's input (it closes the store and exits); wait for it to exit unless
+        ``wait`` is false (every answered write is committed already)."""
         if self._proc.stdin is not None:
             with contextlib.suppress(OSError):
                 self._proc.stdin.close()
+        if not wait:
+            return
         try:
             self._proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
@@ -156,6 +183,7 @@ def _answer(store: Any, name: str, args: Any, kwargs: Any) -> Any:
 def main() -> None:
     """The child: answer frames on stdin until it closes."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    import mamori.store.store  # noqa: F401 (SQLAlchemy now, while the parent gets ready)
     inp = os.fdopen(os.dup(0), "rb")
     out = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)  # anything else printed goes to stderr, never into the frames
