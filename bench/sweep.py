@@ -28,6 +28,10 @@ Peer "nmap -sS" (root only; ``--no-syn`` skips it): in the "full" case of the "c
 ``nmap -sS -n -Pn -p- --exclude-ports 2024 127.0.0.1`` runs third in each round, and the whole
 mamori command's median is compared with its median: the start-up budget, goal ratio <= 1.0.
 
+Start-up (with the "cli" variant): ``mamori --version`` (the console script next to this
+interpreter, else ``python -m mamori``) and a bare ``python -c pass``, alternately, ``--runs``
+times each after the rounds; goal: ``mamori --version`` <= 0.15 s (median).
+
 Targets of the issue: ratio <= 0.5 for "full", < 1.0 for "multi". ``--check`` exits 1 when a
 target is missed or the open-port sets differ.
 """
@@ -279,6 +283,31 @@ def report(case: Case) -> dict[str, object]:
     }
 
 
+STARTUP_GOAL = 0.15  # seconds, `mamori --version`
+
+
+def startup(runs: int) -> dict[str, object]:
+    """Median wall times of `mamori --version` and of a bare interpreter, alternately."""
+    script = Path(sys.executable).with_name("mamori")
+    version = [str(script), "--version"] if script.exists() else [
+        sys.executable, "-m", "mamori", "--version"]
+    bare = [sys.executable, "-c", "pass"]
+    times: dict[str, list[float]] = {"version": [], "bare": []}
+    for _ in range(max(runs, 5)):
+        for key, cmd in (("version", version), ("bare", bare)):
+            t0 = time.perf_counter()
+            subprocess.run(cmd, stdout=subprocess.DEVNULL, check=True)
+            times[key].append(time.perf_counter() - t0)
+    med = {k: statistics.median(v) for k, v in times.items()}
+    met = med["version"] <= STARTUP_GOAL
+    print(f"start-up: {shlex.join(version)} median {med['version']:.3f}s "
+          f"(min {min(times['version']):.3f})  bare python median {med['bare']:.3f}s  "
+          f"(goal <= {STARTUP_GOAL}s: {'met' if met else 'MISSED'})")
+    return {"case": "startup", "mamori_version_median_s": round(med["version"], 4),
+            "bare_python_median_s": round(med["bare"], 4), "goal_s": STARTUP_GOAL,
+            "goal_met": met, "goal_applies": True, "same_open_ports": True}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--runs", type=int, default=5, help="timed runs of each tool per case")
@@ -376,6 +405,8 @@ def main() -> int:
     print()
     for _, case in cases:
         figures.append(report(case))
+    if any(label == "cli" for label, _, _ in variants):
+        figures.append(startup(args.runs))
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")
     ok = all((f["goal_met"] or not f["goal_applies"]) and f["same_open_ports"] for f in figures)

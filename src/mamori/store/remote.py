@@ -207,5 +207,18 @@ def main() -> None:
     except BrokenPipeError:  # the parent is gone: nothing to answer
         pass
     finally:
+        _let_go_of_the_terminal(out)
         if store is not None:
             store.close()
+
+
+def _let_go_of_the_terminal(out: IO[bytes]) -> None:
+    """Close every descriptor shared with the parent's caller before the slow part (closing the
+    store, the interpreter's exit): `mamori scan | less` or a caller reading the command's
+    stderr to its end must not wait for this process."""
+    with contextlib.suppress(OSError):
+        out.close()
+    devnull = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(devnull, fd)
+    os.close(devnull)
