@@ -95,12 +95,15 @@ def test_documented_example_is_valid() -> None:
     example = doc.split("## A full example", 1)[1].split("```toml\n", 1)[1].split("```", 1)[0]
     data = tomllib.loads(example)
     ws = WatchSettings.from_table(data["watch"], "docs")
-    assert [a.type for a in ws.alerts] == ["stdout", "jsonl", "syslog", "webhook", "email"]
+    assert [a.type for a in ws.alerts] == ["stdout", "jsonl", "syslog", "webhook", "apprise",
+                                           "email"]
     hook = ws.alerts[3]
     assert hook.type == "webhook" and hook.name == "chat"
     assert hook.per_source == RateLimit(count=3, period=3600)
     assert hook.global_ == RateLimit(count=30, period=3600) and hook.min_danger is Danger.MEDIUM
-    mail = ws.alerts[4]
+    phone = ws.alerts[4]
+    assert phone.type == "apprise" and phone.urls == ("ntfys://mamori-home-7f3a",)
+    mail = ws.alerts[5]
     assert mail.type == "email" and mail.from_ == "mamori@example.net" and mail.starttls
     assert ws.block.enabled and ws.block.timeout == 3600 and len(ws.block.allowlist) == 2
     assert ws.incident_window == 900 and ws.detect.portscan_window == 60

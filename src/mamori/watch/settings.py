@@ -33,6 +33,7 @@ from mamori.settings import SettingsError, load_settings
 
 __all__ = [
     "AlertSink",
+    "AppriseSinkSettings",
     "BlockSettings",
     "DetectSettings",
     "EmailSinkSettings",
@@ -191,6 +192,9 @@ class WebhookSinkSettings(_SinkBase):
     backoff: Duration = 1.0  # first wait before a retry; doubles each time (at most 60 s)
     headers: dict[str, str] = Field(default_factory=dict)
     queue: int = Field(strict=True, default=200, ge=1, le=100_000)
+    # The body as a Jinja2 template (sandboxed; checked at start-up); None: the alert's JSON.
+    template: str | None = Field(default=None, min_length=1, max_length=65536)
+    content_type: str = Field(default="application/json", pattern=r"^[!-~][ -~]{0,127}$")
 
     @field_validator("url")
     @classmethod
@@ -234,12 +238,39 @@ class EmailSinkSettings(_SinkBase):
         return self
 
 
+class AppriseSinkSettings(_SinkBase):
+    """Notification services through Apprise (the ``alerts`` extra): ntfy, Gotify, Discord,
+    Slack, Telegram, Matrix, e-mail… one Apprise URL each, in ``urls`` and/or whitespace
+    separated in the environment variable ``urls_env`` (tokens stay out of the file)."""
+
+    type: Literal["apprise"]
+    urls: tuple[str, ...] = ()
+    urls_env: str | None = Field(default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
+    timeout: Duration = 30.0  # one alert to every URL
+    queue: int = Field(strict=True, default=200, ge=1, le=100_000)
+
+    @field_validator("urls")
+    @classmethod
+    def _urls(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for url in value:
+            if "://" not in url or any(c in url for c in " \r\n\t"):
+                raise ValueError(f"{url.split('://', 1)[0][:20]!r}…: not an Apprise URL "
+                                 "(scheme://…)")
+        return value
+
+    @model_validator(mode="after")
+    def _some(self) -> AppriseSinkSettings:
+        if not self.urls and self.urls_env is None:
+            raise ValueError("give urls or urls_env")
+        return self
+
+
 AlertSink = Annotated[
     StdoutSinkSettings | JsonlSinkSettings | SyslogSinkSettings | WebhookSinkSettings
-    | EmailSinkSettings,
+    | EmailSinkSettings | AppriseSinkSettings,
     Field(discriminator="type"),
 ]
-SINK_TYPES = ("stdout", "jsonl", "syslog", "webhook", "email")
+SINK_TYPES = ("stdout", "jsonl", "syslog", "webhook", "email", "apprise")
 
 
 class LogSettings(_Model):

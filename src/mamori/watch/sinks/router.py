@@ -63,6 +63,10 @@ def build_sink(name: str, settings: AlertSink) -> Sink:
         return SyslogSink(name, settings)
     if settings.type == "webhook":
         return WebhookSink(name, settings)
+    if settings.type == "apprise":
+        from mamori.watch.sinks.notify import AppriseSink
+
+        return AppriseSink(name, settings)
     return EmailSink(name, settings)
 
 

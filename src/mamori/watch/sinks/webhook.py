@@ -1,4 +1,6 @@
-"""The webhook sink: each alert is POSTed as JSON (the JSON-lines shape of the alert).
+"""The webhook sink: each alert is POSTed as JSON (the JSON-lines shape of the alert), or as
+the body the settings' ``template`` renders (a sandboxed Jinja2 template, checked at start-up:
+:mod:`mamori.watch.sinks.template`) with their ``content_type``.
 
 Every attempt has one deadline (connect, send, status line: ``timeout``); an answer of 2xx
 is delivered, 408/425/429/5xx, timeouts and connection errors are retried up to ``retries``
@@ -18,9 +20,10 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from mamori import __version__
-from mamori.watch.settings import WebhookSinkSettings
+from mamori.watch.settings import SettingsError, WebhookSinkSettings
 from mamori.watch.sinks.alert import Alert, alert_to_dict
 from mamori.watch.sinks.base import SinkError
+from mamori.watch.sinks.template import TemplateProblem, compile_body
 
 __all__ = ["HttpAnswer", "WebhookSink", "post_json"]
 
@@ -40,7 +43,8 @@ class _Retry(Exception):
 
 
 async def post_json(url: str, body: bytes, headers: dict[str, str], *,
-                    tls: ssl.SSLContext | None = None) -> HttpAnswer:
+                    tls: ssl.SSLContext | None = None,
+                    content_type: str = "application/json") -> HttpAnswer:
     """POST ``body`` to ``url`` (http or https) and read the status line; raises OSError,
     ValueError (garbage answer), asyncio.LimitOverrunError / IncompleteReadError."""
     parts = urlsplit(url)
@@ -56,7 +60,7 @@ async def post_json(url: str, body: bytes, headers: dict[str, str], *,
         host, port, ssl=context, server_hostname=host if https else None, limit=HEAD_CAP)
     try:
         head = [f"POST {path} HTTP/1.1", f"Host: {authority}",
-                "Content-Type: application/json", f"Content-Length: {len(body)}",
+                f"Content-Type: {content_type}", f"Content-Length: {len(body)}",
                 f"User-Agent: mamori/{__version__}", "Connection: close",
                 *(f"{k}: {v}" for k, v in headers.items())]
         writer.write(("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + body)
@@ -79,6 +83,12 @@ class WebhookSink:
         self.settings = settings
         self._tls = tls
         self.attempts = 0  # every POST tried (for stats and tests)
+        self._render = None
+        if settings.template is not None:
+            try:
+                self._render = compile_body(settings.template)
+            except TemplateProblem as exc:
+                raise SettingsError(f"alert sink {name}: {exc}") from None
 
     async def start(self) -> None:
         return None
@@ -87,7 +97,8 @@ class WebhookSink:
         self.attempts += 1
         try:
             answer = await asyncio.wait_for(
-                post_json(self.settings.url, body, self.settings.headers, tls=self._tls),
+                post_json(self.settings.url, body, self.settings.headers, tls=self._tls,
+                          content_type=self.settings.content_type),
                 self.settings.timeout)
         except TimeoutError:
             raise _Retry(f"no answer within {self.settings.timeout:g} s") from None
@@ -101,7 +112,13 @@ class WebhookSink:
         raise SinkError(f"webhook answered HTTP {answer.status} {answer.reason[:80]} (not retried)")
 
     async def send(self, alert: Alert) -> None:
-        body = json.dumps(alert_to_dict(alert), ensure_ascii=False).encode("utf-8")
+        if self._render is not None:
+            try:
+                body = self._render(alert)
+            except TemplateProblem as exc:
+                raise SinkError(str(exc)) from None
+        else:
+            body = json.dumps(alert_to_dict(alert), ensure_ascii=False).encode("utf-8")
         delay = self.settings.backoff
         for attempt in range(self.settings.retries + 1):
             try:
