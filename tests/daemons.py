@@ -839,6 +839,26 @@ while True:
 """
 
 
+def start_caddy(workdir: Path, host: str, port: int, access_log: Path) -> Daemon:
+    """Caddy (Debian's) on http://host:port answering 404 "nothing here" to everything and
+    writing its JSON access log to ``access_log``; no admin endpoint, no automatic HTTPS, its
+    data and config dirs under ``workdir``."""
+    caddy = _need("/usr/bin/caddy")
+    workdir.mkdir(parents=True, exist_ok=True)
+    cfg = workdir / "Caddyfile"
+    cfg.write_text(
+        "{\n  admin off\n  auto_https off\n}\n"
+        f"http://{host}:{port} {{\n  bind {host}\n"
+        f"  log {{\n    output file {access_log}\n    format json\n  }}\n"
+        '  respond "nothing here" 404\n}\n')
+    env = {"HOME": str(workdir), "XDG_DATA_HOME": str(workdir / "data"),
+           "XDG_CONFIG_HOME": str(workdir / "config")}
+    proc, log = _spawn([caddy, "run", "--config", str(cfg), "--adapter", "caddyfile"],
+                       workdir, "caddy.out", env)
+    d = Daemon("caddy", host, port, proc, workdir, None, log)
+    return _started(d, lambda: wait_tcp(host, port, proc=proc))
+
+
 def start_telnetd(workdir: Path, host: str, port: int) -> Daemon:
     """inetutils telnetd run inetd-style by a tiny Python acceptor."""
     _need("/usr/sbin/telnetd")

@@ -260,9 +260,11 @@ def watch(
         "--decoy", help="A decoy listener ADDR:PORT\\[/udp]\\[=persona] (repeat), e.g. "
         "127.0.0.1:2323, 0.0.0.0:1900/udp, [::]:8081=http.")] = None,
     access_logs: Annotated[list[Path] | None, typer.Option(
-        "--access-log", help="An nginx/Apache access log (combined format) to follow.")] = None,
+        "--access-log", help="An access log to follow: nginx/Apache (combined format), Caddy "
+        "or Traefik (JSON).")] = None,
     auth_logs: Annotated[list[Path] | None, typer.Option(
-        "--auth-log", help="An sshd/auth log file to follow.")] = None,
+        "--auth-log", help="An auth log file to follow: sshd, postfix (SASL), dovecot "
+        "(failed logins).")] = None,
     firewall_logs: Annotated[list[Path] | None, typer.Option(
         "--firewall-log", help="A kernel log file with nftables/iptables log lines.")] = None,
     journald: Annotated[bool, typer.Option(

@@ -1,4 +1,5 @@
-"""nginx and Apache access logs in the combined (or common) format.
+"""nginx and Apache access logs in the combined (or common) format; a line that starts with
+``{`` is a Caddy or Traefik JSON line (:mod:`mamori.watch.logs.jsonaccess`).
 
 Pure. ``parse`` reads one line::
 
@@ -24,6 +25,7 @@ from typing import cast
 
 from mamori.model.watch import Event, EventType
 from mamori.watch.logs.common import MONTHS, fast_event
+from mamori.watch.logs.jsonaccess import parse_json
 
 _QUOTED = r'"([^"\\]*(?:\\.[^"\\]*)*)"'
 _LINE = re.compile(
@@ -150,6 +152,8 @@ def parse(
     escaped) is taken apart here with ``str.split`` alone; anything else goes to the general
     parser (regex, unescaping, malformed requests).
     """
+    if line[:1] == "{":  # Caddy or Traefik JSON
+        return parse_json(line, source=source, now=now)
     parts = line.split('"') if "\\" not in line else ()
     if len(parts) == 7:
         head, request, mid, referer, gap, agent, tail = parts
