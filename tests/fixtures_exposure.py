@@ -199,12 +199,21 @@ def start_tftpd(workdir: Path, host: str, port: int, *, files: dict[str, bytes])
     return _started(d, lambda: wait_udp(host, port, proc=proc))
 
 
-def start_rsyncd_drop(workdir: Path, host: str, port: int, *, writable: bool) -> Daemon:
+RSYNC_DROP_FILES = {"keep.txt": b"someone's file\n", "sub/inner.txt": b"nested\n",
+                    ".hidden": b"dot file\n"}
+
+
+def start_rsyncd_drop(workdir: Path, host: str, port: int, *, writable: bool,
+                      extra: str = "") -> Daemon:
     """rsync --daemon with a module "drop" (``read only = no`` when ``writable``, else yes)
-    and a read-only module "pub" listed first."""
+    holding RSYNC_DROP_FILES, a read-only module "pub" listed first, then ``extra`` (more
+    module sections, verbatim)."""
     rsync = _need("rsync")
     for sub in ("drop", "pub"):
         (workdir / sub).mkdir(parents=True, exist_ok=True)
+    for rel, body in RSYNC_DROP_FILES.items():
+        (workdir / "drop" / rel).parent.mkdir(parents=True, exist_ok=True)
+        (workdir / "drop" / rel).write_bytes(body)
     pid = workdir / "rsyncd.pid"
     cfg = workdir / "rsyncd.conf"
     cfg.write_text(
@@ -212,7 +221,7 @@ def start_rsyncd_drop(workdir: Path, host: str, port: int, *, writable: bool) ->
         f"log file = {workdir}/rsyncd.log\n"
         f"[pub]\n  path = {workdir}/pub\n  read only = yes\n  uid = root\n  gid = root\n"
         f"[drop]\n  path = {workdir}/drop\n  read only = {'no' if writable else 'yes'}\n"
-        "  uid = root\n  gid = root\n")
+        "  uid = root\n  gid = root\n" + extra)
     proc, log = _spawn([rsync, "--daemon", "--no-detach", f"--config={cfg}",
                         f"--address={host}", f"--port={port}"], workdir, "rsyncd.out")
     d = Daemon("rsyncd", host, port, proc, workdir, pid, log)

@@ -39,7 +39,6 @@ GIT_OPEN, GIT_CLOSED = ("127.0.83.3", 19418), ("127.0.83.4", 19419)
 LDAP_OPEN, LDAP_CLOSED = ("127.0.83.5", 13389), ("127.0.83.6", 13390)
 TFTP_OPEN, TFTP_EMPTY = ("127.0.83.7", 16969), ("127.0.83.8", 16970)
 DNS_OPEN, DNS_CLOSED = ("127.0.83.9", 15353), ("127.0.83.10", 15354)
-RSYNC_DROP, RSYNC_RO = ("127.0.83.12", 18733), ("127.0.83.13", 18734)
 PXE_MENU = b"DEFAULT linux\nLABEL linux\n  KERNEL vmlinuz\n  APPEND root=/dev/nfs\n" * 20
 
 
@@ -74,8 +73,6 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dm.Lab]:
         "tftp-empty": lambda: fb.start_tftpd(base / "t2", *TFTP_EMPTY, files={}),
         "dns-open": lambda: fb.start_named_xfr(base / "d1", *DNS_OPEN, transfer="any"),
         "dns-closed": lambda: fb.start_named_xfr(base / "d2", *DNS_CLOSED, transfer="none"),
-        "rsync-drop": lambda: fb.start_rsyncd_drop(base / "r1", *RSYNC_DROP, writable=True),
-        "rsync-ro": lambda: fb.start_rsyncd_drop(base / "r2", *RSYNC_RO, writable=False),
     }
     with dm.running_lab(starters) as running:
         yield running
@@ -193,29 +190,7 @@ def test_zone_transfer_refused_passes_and_lists_the_zones_tried(lab: dm.Lab) -> 
     assert "lab84.test AXFR REFUSED" in dict(result.evidence.facts)["refused"]
 
 
-# --- rsync uploads --------------------------------------------------------------------------
-
-
-def test_rsync_module_open_to_uploads_is_likely_and_nothing_is_written(
-    lab: dm.Lab, tmp_path_factory: pytest.TempPathFactory
-) -> None:
-    lab.need("rsync-drop")
-    result = check("rsync-module-writable", RSYNC_DROP, "rsync")
-    assert_finding(result)
-    assert result.confidence is Confidence.LIKELY
-    assert result.evidence is not None
-    facts = dict(result.evidence.facts)
-    assert facts["writable_module"] == "drop"
-    assert "pub: ERROR: module is read only" in facts["refused"]
-    assert list((lab["rsync-drop"].workdir / "drop").iterdir()) == []
-
-
-def test_rsync_read_only_modules_pass(lab: dm.Lab) -> None:
-    lab.need("rsync-ro")
-    result = check("rsync-module-writable", RSYNC_RO, "rsync")
-    assert_passed(result)
-    assert result.evidence is not None
-    assert "drop: ERROR: module is read only" in dict(result.evidence.facts)["refused"]
+# rsync uploads: tests/checks/test_check_rsync_write.py
 
 
 # --- parsers on hostile bytes ---------------------------------------------------------------

@@ -9,9 +9,11 @@ Pure: bytes in, records out; never raises on untrusted input.
 from __future__ import annotations
 
 import re
+import struct
 from dataclasses import dataclass
 
 from mamori.protocols._wire import Reader, Truncated, text
+from mamori.protocols.md4 import md4
 
 CLIENT_PROTOCOL = 29
 _GREETING = re.compile(rb"^@RSYNCD: (\d{1,3})\.(\d{1,3})([^\n]*)\n")
@@ -209,11 +211,102 @@ def parse_file_list(data: bytes, limit: int = 200) -> FileList | None:
     return FileList(tuple(entries), False)
 
 
-def build_push_request(module: str) -> bytes:
-    """Server arguments for an upload into the module's top directory (what "rsync -r SRC
-    rsync://host/module/" sends: the daemon becomes the receiver). Nothing follows them: a
-    read-only module refuses right after its checksum seed, a writable one waits for a file
-    list that we never send."""
+# --- upload (we are the sender, the daemon the receiver), protocol 29 ---------------------------
+
+NDX_DONE = -1
+_XMIT_SAME_UID = 1 << 3
+_XMIT_SAME_GID = 1 << 4
+ITEM_TRANSFER = 1 << 15
+_ITEM_BASIS_TYPE_FOLLOWS = 1 << 11
+_ITEM_XNAME_FOLLOWS = 1 << 12
+_MAX_SUMS_BYTES = 1 << 20
+_CHUNK = 32 * 1024
+REGULAR_FILE = 0o100644
+
+
+def build_receiver_args(module: str, *, delete_missing: bool = False) -> bytes:
+    """Server arguments that make the daemon receive into the module's top directory, as
+    "rsync FILE rsync://host/module/" sends them at protocol 29 (no -r, -l, -o, -g, -D: the
+    file list then carries only name, size, time and mode). With ``delete_missing`` the
+    daemon deletes each listed name that we mark missing (mode 0) and nothing else:
+    "--delete-missing-args", the one rsync option whose deletions are limited to the names
+    sent, unlike "--delete" which removes whatever a directory holds beyond the list."""
     build_module_request(module)  # validates the name
-    args = ["--server", "-r", ".", f"{module}/"]
+    args = ["--server"] + (["--delete-missing-args"] if delete_missing else []) + [
+        ".", f"{module}/"]
     return "".join(a + "\n" for a in args).encode() + b"\n"
+
+
+def build_file_list(name: str, size: int, mtime: int, mode: int) -> bytes:
+    """A protocol-29 file list of one top-level entry, its end marker and the io_error word.
+    ``mode`` 0 marks the name missing (with "--delete-missing-args": delete it)."""
+    raw = name.encode()
+    if not raw or len(raw) > 255 or b"/" in raw or b"\0" in raw or raw in (b".", b".."):
+        raise ValueError("one plain file name of 1..255 bytes")
+    if not 0 <= size < 1 << 31 or not 0 <= mtime < 1 << 31 or not 0 <= mode < 1 << 16:
+        raise ValueError("size, time or mode out of range")
+    return (bytes([_XMIT_SAME_UID | _XMIT_SAME_GID, len(raw)]) + raw
+            + struct.pack("<iii", size, mtime, mode) + b"\x00" + struct.pack("<i", 0))
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """What the daemon's generator sends the sender: a file index (or NDX_DONE at the end of a
+    phase) with its item flags and block-checksum header, as the bytes the sender echoes."""
+
+    ndx: int
+    iflags: int
+    echo: bytes  # index, flags, optional basis type / name, checksum header: sent back as is
+    size: int  # bytes consumed from the data stream
+
+
+def parse_request(data: bytes) -> Request | None:
+    """The next generator request at the start of ``data`` (demultiplexed), or None until it
+    is whole. Raises ValueError for what no rsync sends (a negative index other than
+    NDX_DONE, a checksum header announcing more than 1 MiB of block sums)."""
+    r = Reader(data)
+    try:
+        ndx = struct.unpack("<i", r.take(4))[0]
+        if ndx == NDX_DONE:
+            return Request(ndx, 0, data[:4], 4)
+        if ndx < 0:
+            raise ValueError(f"file index {ndx}")
+        iflags = r.u16le()
+        if iflags & _ITEM_BASIS_TYPE_FOLLOWS:
+            r.u8()
+        if iflags & _ITEM_XNAME_FOLLOWS:
+            n = r.u8()
+            if n & 0x80:
+                n = (n & 0x7F) * 256 + r.u8()
+            r.skip(n)
+        count, _blength, s2length, _rem = struct.unpack("<iiii", r.take(16))
+        if count < 0 or not 0 <= s2length <= 16 or count * (4 + s2length) > _MAX_SUMS_BYTES:
+            raise ValueError(f"checksum header: {count} sums of {s2length} bytes")
+        echo = data[:r.pos]
+        r.skip(count * (4 + s2length))
+    except Truncated:
+        return None
+    return Request(ndx, iflags, echo, r.pos)
+
+
+def build_file_data(request: Request, payload: bytes, seed: int) -> bytes:
+    """The sender's answer to a transfer request: the echoed request, ``payload`` as literal
+    tokens, the end token, then the whole-file checksum (protocol 29: MD4 over the 4-byte
+    little-endian checksum seed followed by the data)."""
+    out = bytearray(request.echo)
+    for off in range(0, len(payload), _CHUNK):
+        chunk = payload[off:off + _CHUNK]
+        out += struct.pack("<i", len(chunk)) + chunk
+    out += struct.pack("<i", 0)
+    out += md4(struct.pack("<I", seed & 0xFFFFFFFF) + payload)
+    return bytes(out)
+
+
+def build_done() -> bytes:
+    return struct.pack("<i", NDX_DONE)
+
+
+def parse_seed(data: bytes) -> int | None:
+    """The 4-byte checksum seed the daemon sends after the server arguments (protocol < 30:
+    no compatibility flags before it)."""
+    return struct.unpack("<I", data[:4])[0] if len(data) >= 4 else None

@@ -13,6 +13,7 @@ import secrets
 from mamori.checks.observation import Observation, ProbeContext, excerpt
 from mamori.checks.params import Params
 from mamori.checks.primitive import Primitive
+from mamori.checks.probes import rsync_push
 from mamori.model import ErrorKind
 from mamori.net.datagram_tid import ask_any_port
 from mamori.net.stream import BoundedStream, ProbeFailure, exchange
@@ -195,28 +196,16 @@ async def _rsync_session(ctx: ProbeContext, line: bytes) -> tuple[BoundedStream,
     return stream, greeting
 
 
-async def _push_answer(stream: BoundedStream) -> tuple[bytes, list[str]]:
-    """After the push arguments: the 4-byte checksum seed, then either the daemon's error
-    messages or silence (it waits for our file list) until the idle timeout."""
-    def refused(buf: bytes) -> bool:
-        return len(buf) > 4 and bool(rsync.demultiplex(buf[4:])[1])
-    try:
-        buf = await stream.read_until(refused)
-    except ProbeFailure as exc:
-        if exc.kind not in (ErrorKind.TIMEOUT, ErrorKind.CLOSED, ErrorKind.RESET):
-            raise
-        buf = exc.partial
-    return buf, rsync.demultiplex(buf[4:])[1] if len(buf) > 4 else []
-
-
 async def rsync_module_write(ctx: ProbeContext, params: Params) -> Observation:
-    """List the modules ("#list"), then for each (up to ``max_modules``) ask, without
-    credentials, to upload into it ("--server -r . MODULE/", the daemon as receiver) and read
-    whether it refuses (e.g. "module is read only") or waits for our file list; the
-    connection is then closed without any file list, so nothing is written.
+    """List the modules ("#list"), then for each (up to ``max_modules``) try, without
+    credentials, to upload one uniquely named tiny file into its top directory (protocol 29,
+    the daemon as receiver); when it went out, list the module to see it, delete exactly that
+    name and list again (see rsync_push).
 
-    Fields: modules, writable_module, refused (module: the daemon's words), auth_required,
-    grade ("accepted"). Raises ProbeFailure when the peer is no rsync daemon.
+    Fields: modules, writable_module, uploaded, listed, cleanup, refused (module: the
+    daemon's words), auth_required, not_written, grade ("written" when the listing showed the
+    file, "accepted" when the daemon took it but the listing did not show it).
+    Raises ProbeFailure when the peer is no rsync daemon.
     """
     limit = int(params.number("max_modules", 4))
     stream, greeting = await _rsync_session(ctx, rsync.build_module_request("#list"))
@@ -229,43 +218,51 @@ async def rsync_module_write(ctx: ProbeContext, params: Params) -> Observation:
     log: list[str] = []
     refused: list[str] = []
     auth: list[str] = []
+    other: list[str] = []
+    failure: ProbeFailure | None = None
     for module in modules:
-        stream, _ = await _rsync_session(ctx, rsync.build_module_request(module))
-        try:
-            buf = await stream.read_until(rsync.module_reply_complete)
-            answer = rsync.parse_module_reply(buf)
-            if answer is None or answer.status != "ok":
-                status = answer.status if answer else "no answer"
-                log.append(f"{module}: {status} {answer.detail if answer else ''}".strip())
-                if status == "auth-required":
-                    auth.append(module)
-                continue
-            await stream.send(rsync.build_push_request(module))
-            seed, messages = await _push_answer(stream)
-        finally:
-            await stream.close()
-        if messages:
-            log.append(f"{module}: upload refused: {'; '.join(messages[:2])}")
-            refused.append(f"{module}: {messages[0]}")
-        elif len(seed) >= 4:
-            log.append(f"{module}: upload accepted (checksum seed sent, then waiting for our "
-                       "file list); closed without sending one, nothing written")
-            fields.update(writable_module=module, grade="accepted")
-            break
+        proof = await rsync_push.prove_upload(ctx, module)
+        up = proof.upload
+        words = "; ".join(filter(None, [up.detail, *up.messages[:2]]))
+        if up.status == "auth-required":
+            auth.append(module)
+            log.append(f"{module}: password required")
+        elif up.status == "refused":
+            refused.append(f"{module}: {next(m for m in up.messages if 'read only' in m)}")
+            log.append(f"{module}: upload refused: {'; '.join(up.messages[:2])}")
+        elif not up.sent:
+            other.append(f"{module}: {words or up.status}")
+            log.append(f"{module}: no file requested ({words or up.status})")
+            failure = failure or ProbeFailure(up.kind, f"rsync module {module}: {words}")
         else:
-            log.append(f"{module}: closed without a checksum seed")
+            uploaded = f"{module}/{proof.name} ({proof.size} bytes)"
+            fields.update(writable_module=module, uploaded=uploaded, listed=proof.seen,
+                          cleanup=proof.cleanup,
+                          grade="written" if proof.seen.startswith("seen,") else "accepted")
+            log.append(f"{module}: uploaded {uploaded} without a password"
+                       + (f" ({words})" if words else "") + f", listed it: {proof.seen}; "
+                       + proof.cleanup)
+            break
+    if failure is not None and "writable_module" not in fields:
+        raise failure  # a module we could not judge: "not tested" with its reason, never passed
     if refused:
         fields["refused"] = ", ".join(refused)[:300]
     if auth:
         fields["auth_required"] = ", ".join(auth)[:300]
+    if other:
+        fields["not_written"] = ", ".join(other)[:300]
     tried = modules[:len(log)]
     return Observation(
-        test='asked the rsync daemon for "#list", then for each module an upload session '
-             "without credentials (the daemon as receiver, protocol 29), closed before sending "
-             "any file: " + (", ".join(tried) or "no module listed"),
+        test='asked the rsync daemon for "#list", then for each module, without credentials, '
+             "uploaded one uniquely named file (protocol 29, the daemon as receiver); when it "
+             "went out: listed the module, deleted exactly that name "
+             "(--delete-missing-args) and listed again: " + (", ".join(tried) or
+                                                             "no module listed"),
         fields=fields,
         request=excerpt(rsync.build_hello() + b"#list\n" + b"".join(
-            rsync.build_module_request(m) + rsync.build_push_request(m) for m in tried)),
+            rsync.build_module_request(m) + rsync.build_receiver_args(m) for m in tried) + (
+            rsync.build_module_request(tried[-1]) + rsync.build_receiver_args(
+                tried[-1], delete_missing=True) if "writable_module" in fields else b"")),
         reply=excerpt(greeting.decode("utf-8", "replace") + "\n".join(log)),
     )
 
