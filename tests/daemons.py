@@ -777,7 +777,9 @@ def _wait_postgres_login(
             time.sleep(0.1)
 
 
-def start_smbd(workdir: Path, host: str, port: int) -> Daemon:
+def start_smbd(workdir: Path, host: str, port: int, extra: str = "") -> Daemon:
+    """smbd on host:port with a read-only [share]; ``extra`` lines go into [global] (e.g.
+    ``log level = 1 auth_audit:3``); it logs to smbd.out in ``workdir``."""
     smbd = _need("/usr/sbin/smbd")
     undo = add_lo_alias(host)
     dirs = {
@@ -795,8 +797,8 @@ def start_smbd(workdir: Path, host: str, port: int) -> Daemon:
         f"  private dir = {dirs['private']}\n  ncalrpc dir = {dirs['ncalrpc']}\n"
         f"  log file = {workdir}/smbd.log\n  disable netbios = yes\n  load printers = no\n"
         "  printing = bsd\n  printcap name = /dev/null\n  disable spoolss = yes\n"
-        "  server services = -nbt\n"
-        f"[share]\n  path = {dirs['share']}\n  read only = yes\n  guest ok = no\n"
+        "  server services = -nbt\n" + extra
+        + f"[share]\n  path = {dirs['share']}\n  read only = yes\n  guest ok = no\n"
     )
     proc, log = _spawn(
         [smbd, "-F", "--no-process-group", "--debug-stdout", "-s", str(cfg)], workdir, "smbd.out"

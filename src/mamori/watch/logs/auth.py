@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from mamori.model.watch import Event, EventType
 from mamori.watch.logs.common import make_event, port, split_syslog
 from mamori.watch.logs.mailauth import parse_mail_auth
+from mamori.watch.logs.smbauth import parse_smb_auth
 
 # User names are whatever the visitor typed, so a name may itself contain "from 1.2.3.4
 # port 22": every pattern takes the LAST "from <addr> port <n>" (greedy name, anchored tail).
@@ -185,10 +186,17 @@ def is_sshd(program: str | None) -> bool:
 def parse(
     line: str, *, source: str, year: int | None = None, now: datetime | None = None
 ) -> Event | None:
-    """One auth.log / secure / ``sshd -E`` line, or a failed login in a postfix or dovecot
-    line (:mod:`mamori.watch.logs.mailauth`); lines of other programs give None."""
+    """One auth.log / secure / ``sshd -E`` line, or a login in a postfix or dovecot line
+    (:mod:`mamori.watch.logs.mailauth`) or a samba auth audit line
+    (:mod:`mamori.watch.logs.smbauth`); lines of other programs give None."""
     now = now or datetime.now(UTC)
     head = split_syslog(line, year=year, now=now)
     if not is_sshd(head.program):
-        return parse_mail_auth(head, line, source=source, now=now)
-    return parse_message(head.message, time=head.time or now, source=source, pid=head.pid)
+        found = parse_mail_auth(head, line, source=source, now=now)
+        if found is None and "Auth: [" in line:
+            return parse_smb_auth(line, source=source, now=now)
+        return found
+    found = parse_message(head.message, time=head.time or now, source=source, pid=head.pid)
+    if found is None and "Auth: [" in line:  # samba's own log file (no syslog header)
+        return parse_smb_auth(line, source=source, now=now)
+    return found
