@@ -101,7 +101,7 @@ BAD = [
     (["watch", "--read-once", "--decoy", f"{HOST}:2323", "--access-log", "/dev/null"],
      "read-once"),
     (["watch", "--read-once"], "read-once"),
-    (["watch"], "nothing to watch"),
+    (["watch", "--no-knocks"], "nothing to watch"),
     (["watch", "--decoy", f"{HOST}:2323", "--settings", "/nonexistent/settings.toml"],
      "does not exist"),
     (["events", "--since", "yesterday"], "--since"),
@@ -242,8 +242,9 @@ def test_sigint_stops_cleanly_and_a_busy_port_is_an_error_not_a_crash(tmp_path: 
         assert f"decoy:tcp/{HOST}:{taken}: Address already in use" in text
         assert "stopped:" in text
 
-        # Nothing at all can start: exit 3, the reason on stderr and in the store.
-        result = run_mamori("watch", "--decoy", f"{HOST}:{taken}", "--db", db,
+        # Nothing at all can start: exit 3, the reason on stderr and in the store (knocks,
+        # on by default, would start as root: off, so that the busy decoy is all there is).
+        result = run_mamori("watch", "--decoy", f"{HOST}:{taken}", "--no-knocks", "--db", db,
                             env={"MAMORI_SETTINGS": str(no_user_settings)})
         assert result.returncode == 3, result.stderr
         assert "nothing to watch could start" in result.stderr

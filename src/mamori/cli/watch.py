@@ -7,7 +7,8 @@ nothing stored), 3 nothing could run / the store failed.
 Sources come from the command line when any source flag is given (--decoy, --access-log,
 --auth-log, --firewall-log, --journald, --icmp), else from the ``[watch]`` section of the
 settings file; alerts, detector thresholds, blocking and the store always come from the
-settings file (defaults without one: incidents printed on stdout, nothing blocked).
+settings file (defaults without one: incidents printed on stdout, nothing blocked). Knocks on
+closed ports are a switch, on by default: --knocks/--no-knocks, else ``knocks`` in the file.
 """
 
 from __future__ import annotations
@@ -263,8 +264,8 @@ def watch(
         "--access-log", help="An access log to follow: nginx/Apache (combined format), Caddy "
         "or Traefik (JSON).")] = None,
     auth_logs: Annotated[list[Path] | None, typer.Option(
-        "--auth-log", help="An auth log file to follow: sshd, postfix (SASL), dovecot, "
-        "samba (auth audit).")] = None,
+        "--auth-log", help="An auth log file to follow: sshd, postfix (SASL), dovecot "
+        "(failed logins).")] = None,
     firewall_logs: Annotated[list[Path] | None, typer.Option(
         "--firewall-log", help="A kernel log file with nftables/iptables log lines.")] = None,
     journald: Annotated[bool, typer.Option(
@@ -272,10 +273,11 @@ def watch(
     ] = False,
     icmp: Annotated[bool, typer.Option(
         "--icmp", help="Record ICMP (pings) with a raw socket (root or CAP_NET_RAW).")] = False,
-    knocks: Annotated[bool, typer.Option(
-        "--knocks", help="Record knocks on closed ports (TCP SYN/NULL/FIN/XMAS, UDP; IPv4 "
-        "and IPv6) with raw sockets (root or CAP_NET_RAW); a scan becomes one scan.ports "
-        "incident, no decoy needed.")] = False,
+    knocks: Annotated[bool | None, typer.Option(
+        "--knocks/--no-knocks", show_default=False, help="Record knocks on closed ports (TCP "
+        "SYN/NULL/FIN/XMAS, UDP; IPv4 and IPv6) with raw sockets; a scan becomes one "
+        "scan.ports incident, no decoy needed. On by default (else `knocks` in the settings "
+        "file); without root or CAP_NET_RAW said once to be not watched.")] = None,
     no_tcp_knock: Annotated[bool, typer.Option(
         "--no-tcp-knock", help="Do not watch for half-open (SYN/NULL/FIN/XMAS) scans of the "
         "TCP decoys with a raw socket (on by default when allowed).")] = False,
@@ -290,9 +292,10 @@ def watch(
         "--read-once", help="Read the given log files from the start, record, and exit "
         "(replay old logs).")] = False,
 ) -> None:
-    """Watch who knocks: decoy listeners, ICMP and logs become events; scans, brute force and
-    worm or exploit requests become incidents; alerts go where the settings say (default:
-    incidents on stdout). Runs until SIGTERM or Ctrl-C, then flushes everything."""
+    """Watch who knocks: knocks on closed ports (on by default; root or CAP_NET_RAW), decoy
+    listeners, ICMP and logs become events; scans, brute force and worm or exploit requests
+    become incidents; alerts go where the settings say (default: incidents on stdout). Runs
+    until SIGTERM or Ctrl-C, then flushes everything."""
     if ctx.invoked_subcommand is not None:
         return
     try:
@@ -343,8 +346,9 @@ def _restore_blocks(router: Any, store: Store) -> None:
 
 def _settings(path: Path | None, decoys: list[str], access: list[Path], auth: list[Path],
               firewall: list[Path], journald: bool, icmp: bool, block: bool,
-              read_once: bool, *, knocks: bool = False) -> WatchSettings:
-    """The settings file's [watch] section with the command line's sources and switches."""
+              read_once: bool, *, knocks: bool | None = None) -> WatchSettings:
+    """The settings file's [watch] section with the command line's sources and switches
+    (``knocks`` None: the file's ``knocks``, on unless it says false)."""
     from mamori.watch.decoys import DecoySpec
     from mamori.watch.settings import LogSettings, SettingsError, load_watch_settings
 
@@ -367,20 +371,26 @@ def _settings(path: Path | None, decoys: list[str], access: list[Path], auth: li
     logs += [LogSettings(kind="auth", path=p, follow=not read_once) for p in auth]
     logs += [LogSettings(kind="firewall", path=p, follow=not read_once) for p in firewall]
     update: dict[str, Any] = {}
-    if decoys or logs or journald or icmp or knocks:
+    if decoys or logs or journald or icmp:
         # The command line names the sources: the settings file's are not added to them.
         from mamori.watch.settings import JournaldSettings
 
-        update.update(decoys=tuple(decoys), logs=tuple(logs), icmp=icmp, knocks=knocks,
+        update.update(decoys=tuple(decoys), logs=tuple(logs), icmp=icmp,
                       journald=JournaldSettings(sshd=journald, kernel=journald))
+    if knocks is not None:  # a switch beside the sources: the file's unless the flag is given
+        update["knocks"] = knocks
     if block:
         update["block"] = settings.block.model_copy(update={"enabled": True})
     settings = settings.model_copy(update=update)
     if read_once:
-        if (settings.decoys or settings.icmp or settings.knocks or settings.journald.sshd
+        if knocks:
+            raise UsageProblem("--read-once replays log files; it cannot watch knocks")
+        # Replaying old logs is no live watch: knocks (on by default) are not watched.
+        settings = settings.model_copy(update={"knocks": False})
+        if (settings.decoys or settings.icmp or settings.journald.sshd
                 or settings.journald.kernel):
-            raise UsageProblem("--read-once replays log files; it cannot run decoys, ICMP, "
-                               "knocks or the journal")
+            raise UsageProblem("--read-once replays log files; it cannot run decoys, ICMP "
+                               "or the journal")
         if not settings.logs:
             raise UsageProblem("--read-once needs log files (--access-log, --auth-log, "
                                "--firewall-log)")
@@ -388,9 +398,9 @@ def _settings(path: Path | None, decoys: list[str], access: list[Path], auth: li
             s.model_copy(update={"follow": False}) for s in settings.logs)})
     if not (settings.decoys or settings.logs or settings.icmp or settings.knocks
             or settings.journald.sshd or settings.journald.kernel):
-        raise UsageProblem("nothing to watch: give --decoy, --access-log, --auth-log, "
-                           "--firewall-log, --journald, --icmp or --knocks, or a [watch] "
-                           "section in the settings file")
+        raise UsageProblem("nothing to watch with knocks off: give --decoy, --access-log, "
+                           "--auth-log, --firewall-log, --journald, --icmp or --knocks, or a "
+                           "[watch] section in the settings file")
     return settings
 
 

@@ -198,6 +198,20 @@ def _dump(family: int, proto: str) -> set[tuple[str, int]]:
     raise OSError("sock_diag dump did not end")
 
 
+def _not_watched(failures: list[Event]) -> Event:
+    """The one ``sensor.error`` event for raw sockets none of which opened: knocks on closed
+    ports are not watched, and why (the reasons of the sockets, told once)."""
+    reasons = [f.fields.get("reason", "") for f in failures]
+    if all("not permitted" in r for r in reasons):
+        why = ("raw TCP and UDP sockets not permitted (needs root or CAP_NET_RAW): "
+               + reasons[0].rsplit(": ", 1)[-1])
+    else:
+        why = "; ".join(dict.fromkeys(reasons))
+    reason = f"knocks on closed ports not watched: {why}"
+    return Event(time=failures[0].time, type=EventType.SENSOR_ERROR, source=SOURCE,
+                 fields=MappingProxyType({"reason": reason[:300], "watched": "no"}))
+
+
 def _unicast(address: str) -> bool:
     try:
         parsed = ipaddress.ip_address(address)
@@ -249,8 +263,11 @@ class KnockSensor:
 
     async def start(self) -> bool:
         """Open the raw sockets (one ``sensor.error`` event per family and protocol that
-        cannot open). False when none could open."""
+        cannot open). False when none could open: then one ``sensor.error`` event instead,
+        saying that knocks on closed ports are not watched and why (no root or
+        CAP_NET_RAW, mostly)."""
         self._loop = asyncio.get_running_loop()
+        failures: list[Event] = []
         self._read_listeners()
         protos: tuple[tuple[Proto, int], ...] = (
             ("tcp", socket.IPPROTO_TCP), ("udp", socket.IPPROTO_UDP))
@@ -271,8 +288,13 @@ class KnockSensor:
 
             opened = rawsock.open_all(
                 self._loop, (4, 6), name=proto.upper(), proto=proto, source=SOURCE,
-                opener=opener, reader=reader, emit=self._emit, errors=self.errors)
+                opener=opener, reader=reader, emit=failures.append, errors=self.errors)
             self._socks += [(s, v, proto) for s, v in opened]
+        if not self._socks and failures:
+            self._emit(_not_watched(failures))
+            return False
+        for failure in failures:  # some run (IPv6 off, say): each missing one is told
+            self._emit(failure)
         self._attach_filters()
         if self._socks:
             self._timer = self._loop.call_later(self.refresh, self._tick)

@@ -279,11 +279,12 @@ class Sensor:
         try:
             ok = await sensor.start()
         except OSError as exc:
-            self._failed("knock", exc.strerror or str(exc))
+            self._failed("knock", "knocks on closed ports not watched: "
+                         + (exc.strerror or str(exc)))
             return
-        if not ok:  # the sensor emitted its own sensor.error events (shown on stderr)
+        if not ok:  # the sensor emitted one sensor.error event: not watched, and why (stderr)
             self.stats.sources_failed += 1
-            self.stats.errors.append("knock: raw TCP/UDP sockets not available")
+            self.stats.errors.append("knock: knocks on closed ports not watched")
             return
         self.stats.sources_started += 1
         self._sources.append(sensor)

@@ -367,7 +367,9 @@ class WatchSettings(_Model):
     logs: tuple[LogSettings, ...] = ()
     icmp: StrictBool = False
     tcp_knock: StrictBool = True  # half-open (SYN/NULL/FIN/XMAS) scans of the TCP decoys
-    knocks: StrictBool = False  # SYN/NULL/FIN/XMAS and UDP to closed ports (raw sockets)
+    # SYN/NULL/FIN/XMAS and UDP to closed ports (raw sockets; without CAP_NET_RAW said to be
+    # not watched, and the rest runs on)
+    knocks: StrictBool = True
     journald: JournaldSettings = JournaldSettings()
     store: str | None = None  # a database URL, or a file path for SQLite
     incident_window: Duration | None = None
