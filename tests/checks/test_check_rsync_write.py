@@ -33,6 +33,7 @@ from mamori.protocols import rsync
 from mamori.protocols.md4 import md4
 
 WRITABLE, READ_ONLY, MIXED = ("127.0.147.1", 18741), ("127.0.147.2", 18742), ("127.0.147.3", 18743)
+NO_DELETE = ("127.0.147.5", 18745)
 FAKE = ("127.0.147.9", 18749)
 NAME = re.compile(r"^drop/\.mamori-write-test-[0-9a-f]{12} \((\d+) bytes\)$")
 
@@ -64,6 +65,10 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dm.Lab]:
         "writable": lambda: fb.start_rsyncd_drop(base / "m1", *WRITABLE, writable=True),
         "read-only": lambda: fb.start_rsyncd_drop(base / "m2", *READ_ONLY, writable=False),
         "mixed": lambda: fb.start_rsyncd_drop(base / "m3", *MIXED, writable=False, extra=extra),
+        "no-delete": lambda: fb.start_rsyncd_drop(
+            base / "m4", *NO_DELETE, writable=False,
+            extra=f"[keep]\n  path = {base}/m4/pub\n  read only = no\n"
+                  "  refuse options = delete*\n  uid = root\n  gid = root\n"),
     }
     with dm.running_lab(starters) as running:
         yield running
@@ -121,10 +126,27 @@ def test_password_module_is_not_written_and_write_only_module_is_likely(lab: dm.
     assert tree(inbox) == before
 
 
+def test_a_delete_the_daemon_refuses_is_said_loudly_with_the_path(lab: dm.Lab) -> None:
+    lab.need("no-delete")
+    keep = lab["no-delete"].workdir / "pub"
+    result = check(NO_DELETE)
+    assert_finding(result)
+    assert result.confidence is Confidence.CONFIRMED, result.summary
+    assert result.evidence is not None
+    facts = dict(result.evidence.facts)
+    left = [p.name for p in keep.iterdir()]
+    assert len(left) == 1 and left[0].startswith(".mamori-write-test-"), left
+    assert facts["cleanup"].startswith("DELETE FAILED"), facts["cleanup"]
+    assert f"remove keep/{left[0]} from the module yourself" in facts["cleanup"]
+    assert f"keep/{left[0]}" in result.summary
+    (keep / left[0]).unlink()
+
+
 # --- hostile daemons ------------------------------------------------------------------------
 
 
-def _fake(after_args: bytes, *, stall: bool = False, flood: bool = False) -> CheckResult:
+def _fake(after_args: bytes, *, stall: bool = False, flood: bool = False,
+          huge_list: bool = False) -> CheckResult:
     from fake_servers import tcp_server
 
     async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -136,8 +158,16 @@ def _fake(after_args: bytes, *, stall: bool = False, flood: bool = False) -> Che
             await writer.drain()
             return
         writer.write(b"@RSYNCD: OK\n")
-        while (await reader.readline()).strip():
-            pass
+        args = []
+        while line := (await reader.readline()).strip():
+            args.append(line)
+        if huge_list and b"--sender" in args:  # a listing: an endless file list
+            writer.write(b"\x01\x02\x03\x04")
+            for i in range(100000):
+                entry = b"\x18\x08" + f"f{i:07d}".encode() + struct.pack("<iii", 1, 1, 0o100644)
+                writer.write(struct.pack("<I", (7 << 24) | len(entry)) + entry)
+                await writer.drain()
+            return
         writer.write(b"\x01\x02\x03\x04" + after_args)
         await writer.drain()
         if stall:
@@ -154,6 +184,21 @@ def _fake(after_args: bytes, *, stall: bool = False, flood: bool = False) -> Che
             return result
 
     return asyncio.run(go())
+
+
+def test_a_daemon_that_floods_the_listing_gives_no_confirmed_finding() -> None:
+    """It asks for the file and ends every phase like rsync, then answers each listing with
+    an endless file list: the read stops at the cap, the file is not seen, the finding is
+    only likely and the clean-up is not claimed."""
+    request = struct.pack("<iH", 0, 0x8000) + struct.pack("<iiii", 0, 0, 0, 0)
+    frame = request + struct.pack("<i", -1) * 4
+    result = _fake(struct.pack("<I", (7 << 24) | len(frame)) + frame, stall=True, huge_list=True)
+    assert_finding(result)
+    assert result.confidence is Confidence.LIKELY, result.summary
+    assert result.evidence is not None
+    facts = dict(result.evidence.facts)
+    assert facts["listed"] == "not in the part of the list that arrived", facts
+    assert facts["cleanup"].startswith("DELETE NOT CONFIRMED"), facts["cleanup"]
 
 
 @pytest.mark.parametrize(("case", "after_args", "stall", "flood"), [

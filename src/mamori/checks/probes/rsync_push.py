@@ -211,11 +211,13 @@ async def prove_upload(ctx: ProbeContext, module: str) -> Probe:
     if not isinstance(after, str) and after[1] and name not in after[0]:
         cleanup = "deleted it (--delete-missing-args), listed again: gone"
     elif isinstance(after, str) and not present and deletion.status == "done":
-        cleanup = (f"deleted it (--delete-missing-args, session completed), but the module "
-                   f"cannot be listed ({after}): check that {module}/{name} is gone")
+        cleanup = (f"the daemon completed the delete session (--delete-missing-args), but the "
+                   f"module cannot be listed ({after}): check that {module}/{name} is gone")
     else:
         why = "; ".join(filter(None, [deletion.detail, *deletion.messages[:2]]))
-        still = _seen(after, name)[1]
-        cleanup = (f"DELETE FAILED (delete session: {why or deletion.status}; listed again: "
+        still_there, still = _seen(after, name)
+        verdict = ("DELETE FAILED" if deletion.status != "done" or still_there
+                   else "DELETE NOT CONFIRMED")
+        cleanup = (f"{verdict} (delete session: {why or deletion.status}; listed again: "
                    f"{still}): remove {module}/{name} from the module yourself")
     return Probe(name, len(body), upload, seen, cleanup)
