@@ -13,6 +13,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import daemons as dm
 import fixtures_exposure as fb
@@ -240,3 +242,13 @@ def test_upload_bytes_follow_protocol_29() -> None:
         rsync.parse_request(struct.pack("<iHiiii", 0, 0, 1 << 20, 700, 16, 0))
     with pytest.raises(ValueError):
         rsync.build_file_list("a/b", 1, 1, 1)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=200))
+def test_parse_request_on_random_bytes_returns_or_raises_value_error_only(data: bytes) -> None:
+    try:
+        req = rsync.parse_request(data)
+    except ValueError:
+        return
+    assert req is None or (req.size <= len(data) and req.echo == data[:len(req.echo)])
