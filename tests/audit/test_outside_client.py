@@ -205,3 +205,28 @@ def test_a_family_the_url_cannot_reach_is_not_tested_with_the_reason() -> None:
     assert v6.error.startswith("not tested over IPv6")
     (bad,) = probe_from_outside("ftp://example.invalid/", PORTS, [4])
     assert bad.error is not None and "http://" in bad.error
+
+
+def test_an_out_of_scope_refusal_keeps_the_address_the_service_saw() -> None:
+    """A service refusing a CGNAT address still says which address it saw: that is how the
+    internet sees the line (the joined verdict names it in the router step)."""
+    def scope(conn: socket.socket) -> None:
+        _read_request(conn)
+        _answer(conn, "403 Forbidden", json.dumps({
+            "api": 1, "error": "it is a carrier-grade NAT address (100.64.0.0/10)",
+            "seen_address": "100.64.1.2"}).encode())
+
+    def liar(conn: socket.socket) -> None:
+        _read_request(conn)
+        _answer(conn, "403 Forbidden", json.dumps({
+            "api": 1, "error": "no", "seen_address": "x" * 500}).encode())
+
+    with service(scope) as url:
+        (result,) = probe_from_outside(url, PORTS, [4], timeout=2.0, deadline=10.0,
+                                       sleep=lambda s: None)
+    assert result.seen_address == "100.64.1.2"
+    assert result.error is not None and "carrier-grade NAT" in result.error
+    with service(liar) as url:
+        (result,) = probe_from_outside(url, PORTS, [4], timeout=2.0, deadline=10.0,
+                                       sleep=lambda s: None)
+    assert result.seen_address is None and result.error is not None

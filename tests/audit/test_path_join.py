@@ -207,3 +207,50 @@ def test_a_dual_stack_listener_is_asked_about_each_family_and_v6only_is_seen() -
     fams = sorted((v.address, v.port, v.family, v.reach.value) for v in report.verdicts)
     assert fams == [("0.0.0.0", 80, 4, "host"), ("::", 80, 6, "undetermined"),
                     ("::", 8443, 4, "host"), ("::", 8443, 6, "undetermined")]
+
+
+NO_PUBLIC_WORDS = ("the router reports no public IPv4 address (behind CGNAT or another NAT): "
+                   "not reachable over IPv4 from the internet, likely")
+
+
+def test_a_router_without_a_public_ipv4_address_makes_ipv4_lan_with_the_reason() -> None:
+    """Debian's miniupnpd (Connected, but an empty external address) behind CGNAT: the
+    IPv4 path is LAN-only for that reason, not "NAT unknown", even with a mapping."""
+    view = router(SSH_FWD, nat=NatKind.NO_PUBLIC, external="")
+    r = join_paths([inside(lst("0.0.0.0", 22, "sshd")), inside(lst("::", 80, "nginx"))],
+                   view, (), ADDRS)
+    v = one(r, 22, 4)
+    assert v.reach is Reach.LAN and v.mapping == SSH_FWD
+    nat = next(s for s in v.steps if s.name == "nat")
+    assert (nat.verdict, nat.detail) == ("no-public-ipv4", NO_PUBLIC_WORDS)
+    assert NO_PUBLIC_WORDS in v.notes
+    # its IPv6 twin is still asked about, and NAT hiding IPv4 is said
+    web6 = one(r, 80, 6)
+    assert any(n.startswith("ipv6-exposes-what-nat-hides") for n in web6.notes)
+
+
+def test_the_outside_probe_says_how_the_internet_sees_the_line() -> None:
+    seen = OutsideResult("http://11.0.0.1:8080", 4, "203.0.113.9",
+                         (OutsidePort(Proto.TCP, 22, OutsideState.FILTERED),), None, "c0ffee")
+    told_none = join_paths([inside(lst("0.0.0.0", 22, "sshd"))],
+                           router(nat=NatKind.NO_PUBLIC, external=""), (seen,), ADDRS)
+    step = next(s for s in one(told_none, 22, 4).steps if s.name == "router")
+    assert ("the internet sees this line as 203.0.113.9 (the router told no external "
+            "address)") in step.detail
+    other = join_paths([inside(lst("0.0.0.0", 22, "sshd"))], router(), (seen,), ADDRS)
+    step = next(s for s in one(other, 22, 4).steps if s.name == "router")
+    assert ("the internet sees this line as 203.0.113.9, not as the router's external "
+            "address 11.0.0.2") in step.detail
+    same = join_paths([inside(lst("0.0.0.0", 22, "sshd"))], router(),
+                      (outside(4, (22, OutsideState.CLOSED)),), ADDRS)
+    step = next(s for s in one(same, 22, 4).steps if s.name == "router")
+    assert "the internet sees" not in step.detail
+
+
+def test_a_disconnected_router_is_not_called_cgnat() -> None:
+    view = RouterView(found=True, protocol="upnp-igd1", gateway="192.168.77.1",
+                      external_address=None, nat=NatKind.UNKNOWN,
+                      connection_status="Disconnected")
+    v = one(join_paths([inside(lst("0.0.0.0", 22, "sshd"))], view, (), ADDRS), 22, 4)
+    assert all(s.verdict not in ("cgnat", "no-public-ipv4") for s in v.steps)
+    assert not any("CGNAT" in n for n in v.notes)

@@ -49,6 +49,8 @@ table inet homefw {
   }
 }
 """
+NO_PUBLIC = ("the router reports no public IPv4 address (behind CGNAT or another NAT): not "
+             "reachable over IPv4 from the internet, likely")
 HOME_DAEMONS = ("sshd:sshd:0.0.0.0:22", "redis:redis:0.0.0.0:6379", "web:nginx:0.0.0.0:80:v6",
                 "admin:nginx:0.0.0.0:8081", "torrent:nginx:0.0.0.0:51413")
 
@@ -241,9 +243,12 @@ def test_the_joined_verdicts_over_a_real_home_network(tmp_path: Path) -> None:
 
 def test_behind_cgnat_the_router_hides_its_address_and_ipv4_is_closed(tmp_path: Path) -> None:
     """The router's WAN in 100.64.0.0/10. Real miniupnpd refuses to tell a reserved external
-    address (its log: "Port forwarding is impossible"), so the reading is "router found,
-    external address not told"; with no mapping the IPv4 path is LAN-only. (A router that does
-    tell 100.64.x.y gives "behind CGNAT: not reachable over IPv4": test_path_join.py.)"""
+    address (an empty NewExternalIPAddress while GetStatusInfo says Connected, NAT-PMP
+    "network failure"): the router has no public IPv4 address, likely, and the IPv4 path is
+    LAN-only for that reason, even with the router's own forward of port 22. The outside
+    service (on the ISP side, 100.64.1.1) refuses to probe a CGNAT address but says which
+    address it saw: the router step names it. (A router that does tell 100.64.x.y gives
+    "behind CGNAT: not reachable over IPv4": test_path_join.py.)"""
     config = LabConfig(wan_v4="100.64.1.2", dnat=(("tcp", 22, 22),))
     try:
         lab_cm = _lab(tmp_path, config)
@@ -251,13 +256,30 @@ def test_behind_cgnat_the_router_hides_its_address_and_ipv4_is_closed(tmp_path: 
     except DaemonUnavailable as exc:
         pytest.skip(str(exc))
     try:
-        with _home_daemons(lab, tmp_path, ("sshd:sshd:0.0.0.0:22",)):
-            doc = _check(lab, tmp_path)
+        with _home_daemons(lab, tmp_path, ("sshd:sshd:0.0.0.0:22",)), \
+                _name_only_here(lab.home, lab.internet_v4, lab.internet_v6), \
+                _serve(lab, tmp_path) as url:
+            doc = _check(lab, tmp_path, "--outside", url)
+            shown = lab.run(lab.home, sys.executable, "-m", "mamori", "show",
+                            str(doc["scan"]["id"]), "--format", "markdown",
+                            env=_env(tmp_path), timeout=60)
     finally:
         lab_cm.__exit__(None, None, None)
     router = doc["paths"]["router"]
     assert router["found"] and router["external_address"] is None
-    assert router["nat"] in ("unknown", "cgnat")
+    assert (router["nat"], router["connection_status"]) == ("no-public-ipv4", "Connected")
     ssh = _verdict(doc, 22, 4)
-    assert ssh["reach"] == "lan"
-    assert next(s for s in ssh["steps"] if s["name"] == "router")["verdict"] == "no-mapping"
+    assert ssh["reach"] == "lan" and not ssh["proven"]
+    steps = {s["name"]: s for s in ssh["steps"]}
+    assert steps["router"]["verdict"] == "no-mapping"
+    assert ("the internet sees this line as 100.64.1.2 (the router told no external address)"
+            in steps["router"]["detail"])
+    assert steps["nat"]["verdict"] == "no-public-ipv4"
+    assert NO_PUBLIC in steps["nat"]["detail"] and NO_PUBLIC in ssh["notes"]
+    assert steps["outside"]["verdict"] == "not-tested"
+    (v4,) = [o for o in doc["paths"]["outside"] if o["family"] == 4]
+    assert v4["seen_address"] == "100.64.1.2" and "carrier-grade NAT" in v4["error"]
+    # the report says it in words, not "NAT unknown"
+    md = " ".join(shown.stdout.replace("\\", "").split())  # Markdown escapes ( and )
+    assert NO_PUBLIC in md, shown.stdout[-3000:]
+    assert "external address not told (no-public-ipv4)" in md and "(unknown)" not in md

@@ -72,6 +72,7 @@ class FakeIgd:
     entries: Callable[[int], bytes] = lambda i: entry(i) if i < 2 else FAULT_713
     raw: Handler | None = None  # replaces the HTTP side entirely
     natpmp: bytes | None = None
+    status: bytes | None = None  # the GetStatusInfo answer (None: 404, as before)
     requests: list[str] = field(default_factory=list)
 
     def answer(self, conn: socket.socket, path: str, action: str, body: bytes) -> None:
@@ -83,6 +84,8 @@ class FakeIgd:
             conn.sendall(http(self.description))
         elif action.endswith("#GetExternalIPAddress\""):
             conn.sendall(http(self.external))
+        elif action.endswith("#GetStatusInfo\"") and self.status is not None:
+            conn.sendall(http(self.status))
         elif action.endswith("#GetGenericPortMappingEntry\""):
             index = int(body.split(b"<NewPortMappingIndex>")[1].split(b"<")[0])
             data = self.entries(index)
@@ -345,3 +348,54 @@ def test_a_gateway_that_says_yes_to_everything_gives_no_finding() -> None:
     assert view.found is False
     results = router_results(view)
     assert results and all(r.status is not CheckStatus.FINDING for r in results)
+
+
+def status_info(status: str) -> bytes:
+    return soap_answer("GetStatusInfo", f"<NewConnectionStatus>{status}</NewConnectionStatus>"
+                       "<NewLastConnectionError>ERROR_NONE</NewLastConnectionError>"
+                       "<NewUptime>77</NewUptime>")
+
+
+def natpmp_result(result: int) -> bytes:
+    return b"\x00\x80" + struct.pack("!HI", result, 77)
+
+
+def test_connected_with_an_empty_external_address_is_no_public_ipv4() -> None:
+    """What Debian's miniupnpd does behind CGNAT: Connected, NewExternalIPAddress empty,
+    NAT-PMP result 3: the router has no usable public address (likely)."""
+    fake = FakeIgd(external=external(""), status=status_info("Connected"),
+                   natpmp=natpmp_result(3))
+    view, _ = read(fake)
+    assert view.found and view.external_address is None
+    assert view.nat is NatKind.NO_PUBLIC
+    assert view.connection_status == "Connected"
+    evidence = "\n".join(view.evidence)
+    assert "POST GetStatusInfo: HTTP 200, NewConnectionStatus='Connected'" in evidence
+    assert "network failure" in evidence
+    assert view.mappings  # the table is still read
+
+
+def test_a_disconnected_router_with_no_address_is_not_no_public() -> None:
+    fake = FakeIgd(external=external(""), status=status_info("Disconnected"),
+                   natpmp=natpmp_result(3))
+    view, _ = read(fake)
+    assert view.external_address is None and view.nat is NatKind.UNKNOWN
+    assert view.connection_status == "Disconnected"
+
+
+def test_no_status_answer_and_no_natpmp_stays_unknown() -> None:
+    view, _ = read(FakeIgd(external=external("")))
+    assert view.external_address is None and view.nat is NatKind.UNKNOWN
+    assert view.connection_status == ""
+
+
+def test_natpmp_result_3_alone_is_no_public_ipv4() -> None:
+    view, _ = read(FakeIgd(ssdp=[], natpmp=natpmp_result(3)))
+    assert view.found and view.protocol == "natpmp"
+    assert view.external_address is None and view.nat is NatKind.NO_PUBLIC
+    assert "NAT-PMP: network failure" in (view.error or "")
+
+
+def test_natpmp_refusing_is_not_no_public_ipv4() -> None:
+    view, _ = read(FakeIgd(ssdp=[], natpmp=natpmp_result(2)))
+    assert view.nat is NatKind.UNKNOWN

@@ -140,17 +140,40 @@ def test_a_router_that_refuses_this_host_is_control_open_false(tmp_path: Path) -
 
 
 def test_cgnat_wan_address_is_not_told_by_miniupnpd(tmp_path: Path) -> None:
-    """miniupnpd hides a reserved external address (100.64.1.2) over UPnP and NAT-PMP alike:
-    the view says the router did not tell it, never that it is public."""
+    """miniupnpd hides a reserved external address (100.64.1.2) over UPnP and NAT-PMP alike
+    while its WAN is up: the view says the router has no public IPv4 address (likely), never
+    that it is public."""
     with running_router_lab(tmp_path, LabConfig(wan_v4="100.64.1.2")) as lab:
         done = mamori(lab, "router", "show", "--format", "json")
+        table = mamori(lab, "router", "show")
     view = json.loads(done.stdout)
     assert view["found"] is True
     assert view["external_address"] is None
-    assert view["nat"] == "unknown"
+    # up (GetStatusInfo: Connected) but no address told: no usable public IPv4 (likely)
+    assert (view["nat"], view["connection_status"]) == ("no-public-ipv4", "Connected")
     evidence = "\n".join(view["evidence"])
     assert "did not tell its external address" in evidence
+    assert "POST GetStatusInfo: HTTP 200, NewConnectionStatus='Connected'" in evidence
     assert "NAT-PMP external address request to 192.168.77.1: network failure" in evidence
+    assert ("NAT: no public IPv4 address: the router reports no public IPv4 address (behind "
+            "CGNAT or another NAT): not reachable over IPv4 from the internet, likely"
+            ) in table.stdout, table.stdout
+    assert "(WAN connection: Connected)" in table.stdout
+
+
+def test_a_router_whose_wan_link_is_down_is_not_called_cgnat(tmp_path: Path) -> None:
+    """Same CGNAT WAN, but the link is down: miniupnpd says Disconnected and NAT-PMP
+    "network failure", exactly what it says for a reserved address. Not a no-public-IPv4
+    verdict: the router is not connected, so nothing is judged."""
+    with running_router_lab(tmp_path, LabConfig(wan_v4="100.64.1.2")) as lab:
+        lab.run(lab.router, "ip", "link", "set", lab.wan_if, "down", check=True)
+        done = mamori(lab, "router", "show", "--format", "json")
+    view = json.loads(done.stdout)
+    assert view["found"] is True and view["external_address"] is None
+    assert (view["nat"], view["connection_status"]) == ("unknown", "Disconnected")
+    evidence = "\n".join(view["evidence"])
+    assert "NAT-PMP external address request to 192.168.77.1: network failure" in evidence
+    assert "WAN connection is 'Disconnected': not connected, not judged CGNAT" in evidence
 
 
 def test_without_miniupnpd_nothing_is_found_and_nothing_hangs(tmp_path: Path) -> None:

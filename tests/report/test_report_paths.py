@@ -4,6 +4,7 @@ router-controlled text stays inert (escaped, capped) in each format."""
 
 from __future__ import annotations
 
+import html
 import json
 from datetime import UTC, datetime
 
@@ -81,7 +82,7 @@ def test_markdown_html_sarif_and_json_carry_the_verdicts(lang: str) -> None:
         ("tcp/22 on 0.0.0.0", "IPv4", "internet"), ("tcp/6379 on 0.0.0.0", "IPv4", "lan"),
         ("tcp/80 on ::", "IPv6", "internet")}
     doc = json.loads(render(rec, "json", lang=lang))
-    assert doc["schema"] == "mamori.scan/1.5"
+    assert doc["schema"] == "mamori.scan/1.6"
     v = next(x for x in doc["paths"]["verdicts"] if x["port"] == 22)
     assert v["reach"] == "internet" and v["mapping"]["description"] == "Transmission"
     assert [s["name"] for s in v["steps"]] == ["bind", "host-firewall", "router", "nat",
@@ -100,3 +101,49 @@ def test_the_json_paths_validate_against_the_published_schema() -> None:
     Draft202012Validator(schema, format_checker=Draft202012Validator.FORMAT_CHECKER).validate(doc)
     doc["paths"]["verdicts"][0]["reach"] = "everywhere"
     assert list(Draft202012Validator(schema).iter_errors(doc))
+
+
+@pytest.mark.parametrize("lang", ["en", "ja"])
+@pytest.mark.parametrize("fmt", ["table", "markdown", "html"])
+def test_lease_0_reads_permanent_in_every_format(fmt: str, lang: str) -> None:
+    out = html.unescape(render(record(), fmt, width=400, lang=lang))
+    assert "description 'Transmission', lease 0 = permanent" in out
+    assert "lease 60 s left" in out  # the other host's mapping, with a lease
+
+
+def no_public_record() -> ScanRecord:
+    router = RouterView(True, "upnp-igd1", "http://192.168.77.1:5000/ctl", "192.168.77.1",
+                        "MiniUPnPd", None, NatKind.NO_PUBLIC, connection_status="Connected")
+    paths = join_paths([Inside(Listener(Proto.TCP, "0.0.0.0", 22, Scope.ALL, 10, "sshd"),
+                               {4: OPEN})], router, (), HostAddresses((HOME,), ()))
+    now = datetime(2026, 12, 8, tzinfo=UTC)
+    return ScanRecord(1, "check", ScanStatus.DONE, now, now, ("localhost",), {}, (), (),
+                      paths=paths)
+
+
+@pytest.mark.parametrize(("lang", "words"), [
+    ("en", "the router reports no public IPv4 address (behind CGNAT or another NAT): not "
+           "reachable over IPv4 from the internet, likely"),
+    ("ja", "ルーターは公開 IPv4 アドレスを持っていないと報告している (CGNAT など別の NAT の内側): "
+           "インターネットから IPv4 では届かない (推定)"),
+])
+@pytest.mark.parametrize("fmt", ["table", "markdown", "html"])
+def test_no_public_ipv4_is_said_in_every_format(fmt: str, lang: str, words: str) -> None:
+    text = html.unescape(render(no_public_record(), fmt, width=400, lang=lang))
+    out = " ".join(text.replace("\\", "").split())  # Markdown escapes ( and )
+    assert words in out
+    assert "NAT unknown" not in out and "(unknown)" not in out
+
+
+def test_no_public_ipv4_json_validates_against_the_published_schema() -> None:
+    from pathlib import Path
+
+    from jsonschema import Draft202012Validator
+
+    schema = json.loads((Path(__file__).resolve().parents[2] / "docs" / "schema"
+                         / "scan-v1.json").read_text(encoding="utf-8"))
+    doc = json.loads(render(no_public_record(), "json"))
+    assert doc["schema"] == "mamori.scan/1.6"
+    router = doc["paths"]["router"]
+    assert (router["nat"], router["connection_status"]) == ("no-public-ipv4", "Connected")
+    Draft202012Validator(schema, format_checker=Draft202012Validator.FORMAT_CHECKER).validate(doc)

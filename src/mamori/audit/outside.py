@@ -33,6 +33,7 @@ from mamori.protocols.serve_api import (
     merge_ports,
     parse_created,
     parse_status,
+    refusal_seen_address,
 )
 from mamori.protocols.serve_api import check_body as _check_body
 
@@ -98,7 +99,7 @@ def _one_family(url: str, service: Service, ports: list[tuple[Proto, int]], fami
     except HttpError as exc:
         return failed(str(exc))
     if reply.status != 202:
-        return failed(_refusal(reply, address))
+        return failed(_refusal(reply, address), refusal_seen_address(reply.body))
     try:
         created = parse_created(reply.body)
     except ApiFormatError as exc:

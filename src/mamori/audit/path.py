@@ -39,6 +39,7 @@ from mamori.model.path_json import (
     CGNAT_NOTE,
     CONTRADICTION,
     NAT_HIDES,
+    NO_PUBLIC_NOTE,
     STATIC_FORWARD,
     mapping_words,
 )
@@ -125,8 +126,21 @@ def _mapping_for(router: RouterView | None, lst: Listener,
     return None
 
 
-def _ipv4_path(lst: Listener, router: RouterView | None,
-               addrs: HostAddresses) -> tuple[list[PathStep], Reach, str, PortMapping | None, str]:
+def seen_as(router: RouterView, outside: Sequence[OutsideResult]) -> str:
+    """"; the internet sees this line as X …" when the outside probe saw the request come
+    from an address other than the router's external one (or the router told none); ""."""
+    seen = next((r.seen_address for r in outside if r.family == 4 and r.seen_address), None)
+    if seen is None or seen == router.external_address:
+        return ""
+    if not router.external_address:
+        return f"; the internet sees this line as {seen} (the router told no external address)"
+    return (f"; the internet sees this line as {seen}, not as the router's external address "
+            f"{router.external_address}: another NAT or another way out")
+
+
+def _ipv4_path(lst: Listener, router: RouterView | None, addrs: HostAddresses,
+               outside: Sequence[OutsideResult] = ()
+               ) -> tuple[list[PathStep], Reach, str, PortMapping | None, str]:
     """(steps, reach inferred before the outside result, missing, mapping, note)."""
     bound = lst.address.split("%", 1)[0]
     public = [a for a in addrs.ipv4 if _is_public(a)] if lst.scope is Scope.ALL else (
@@ -140,12 +154,15 @@ def _ipv4_path(lst: Listener, router: RouterView | None,
                 f"{why} and no outside probe", None, "")
     ext = router.external_address or "unknown"
     mapping = _mapping_for(router, lst, addrs.ipv4)
+    said = (mapping_words(mapping) if mapping else
+            f"{router.protocol or 'router'} at {router.gateway}: no mapping to "
+            f"{lst.proto.value}/{lst.port} on this host ({len(router.mappings)} mappings read"
+            f"{', table cut' if router.mappings_truncated else ''})")
     steps = [PathStep("router", "mapped" if mapping else "no-mapping",
-                      mapping_words(mapping) if mapping else
-                      f"{router.protocol or 'router'} at {router.gateway}: no mapping to "
-                      f"{lst.proto.value}/{lst.port} on this host "
-                      f"({len(router.mappings)} mappings read"
-                      f"{', table cut' if router.mappings_truncated else ''})")]
+                      said + seen_as(router, outside))]
+    if router.nat is NatKind.NO_PUBLIC:
+        steps.append(PathStep("nat", router.nat.value, NO_PUBLIC_NOTE))
+        return steps, Reach.LAN, "", mapping, NO_PUBLIC_NOTE
     if router.nat is NatKind.CGNAT:
         steps.append(PathStep("nat", "cgnat", f"external address {ext} is in 100.64.0.0/10: "
                                               f"{CGNAT_NOTE}"))
@@ -191,7 +208,7 @@ def _one(inside: Inside, family: int, router: RouterView | None,
     mapping: PortMapping | None = None
     note = ""
     if family == 4:
-        more, reach, missing, mapping, note = _ipv4_path(lst, router, addrs)
+        more, reach, missing, mapping, note = _ipv4_path(lst, router, addrs, outside)
     else:
         more, reach, missing = _ipv6_path(lst, addrs)
     steps += more
@@ -231,7 +248,8 @@ def _closed_v4(v4: PathVerdict) -> bool:
     probe), not by the host firewall."""
     return v4.reach is Reach.LAN and any(
         s.name in ("router", "nat", "outside") and s.verdict in (
-            "no-mapping", "cgnat", "double-nat", "closed", "filtered") for s in v4.steps)
+            "no-mapping", "cgnat", "double-nat", NatKind.NO_PUBLIC.value, "closed", "filtered")
+        for s in v4.steps)
 
 
 def join_paths(insides: Sequence[Inside], router: RouterView | None,

@@ -28,6 +28,7 @@ from mamori.net.igd import (
     ssdp_search,
 )
 from mamori.protocols.natpmp import (
+    NATPMP_NETWORK_FAILURE,
     NATPMP_PORT,
     NatPmpAnswer,
     NatPmpFormatError,
@@ -266,6 +267,13 @@ def _read_upnp(probe: RouterProbe, igd: Igd, log: _Log) -> RouterView:
             log.add(f"external address {address[:40]!r} is not an IPv4 address in use")
     else:
         error = f"GetExternalIPAddress: {ext if isinstance(ext, str) else ext.description}"
+    status = ""
+    if isinstance(ext, dict) and address is None:
+        # why no address: a router that is up but withholds it (no usable public address)
+        # differs from one whose WAN link is down
+        info = soap.call("GetStatusInfo")
+        if isinstance(info, dict):
+            status = " ".join(info.get("NewConnectionStatus", "").split())[:40]
     mappings: tuple[PortMapping, ...] = ()
     truncated = False
     if not soap.refused:
@@ -279,7 +287,8 @@ def _read_upnp(probe: RouterProbe, igd: Igd, log: _Log) -> RouterView:
     return RouterView(found=True, protocol=proto, control_url=d.control_url, gateway=igd.gateway,
                       server=igd.server, external_address=address, nat=nat_kind(address),
                       mappings=mappings, mappings_truncated=truncated,
-                      control_open=control_open, error=error, evidence=tuple(log.lines))
+                      control_open=control_open, error=error, evidence=tuple(log.lines),
+                      connection_status=status)
 
 
 def _ask_natpmp(probe: RouterProbe, gateway: str, log: _Log) -> NatPmpAnswer | str:
@@ -322,22 +331,42 @@ def _read_natpmp(probe: RouterProbe, gateway: str, log: _Log, upnp_error: str) -
             f"UPnP: {upnp_error}; NAT-PMP: {ans}"), evidence=tuple(log.lines))
     protocol = "pcp" if _pcp_present(probe, gateway, log) else "natpmp"
     return RouterView(found=True, protocol=protocol, gateway=gateway,
-                      external_address=ans.address, nat=nat_kind(ans.address),
+                      external_address=ans.address, nat=_natpmp_kind(ans),
                       control_open=True if ans.result == 0 else None,
                       error=None if ans.result == 0 else f"NAT-PMP: {ans.result_text}",
                       evidence=tuple(log.lines))
 
 
+def _natpmp_kind(ans: NatPmpAnswer) -> NatKind:
+    """NAT-PMP's "network failure" (result 3) is what a gateway without a usable public
+    address answers (miniupnpd: "private/reserved address is not suitable")."""
+    if ans.address is None and ans.result == NATPMP_NETWORK_FAILURE:
+        return NatKind.NO_PUBLIC
+    return nat_kind(ans.address)
+
+
 def _with_natpmp(probe: RouterProbe, view: RouterView, log: _Log) -> RouterView:
-    """The UPnP view; when it lacks the external address, NAT-PMP's word added."""
+    """The UPnP view; when it lacks the external address, NAT-PMP's word added. No address
+    while the IGD says Connected (or NAT-PMP says "network failure" and the IGD did not say
+    its link is down) is NO_PUBLIC; a link that is down is never called that."""
     if view.external_address is not None:
         return view
     log.add("the IGD did not tell its external address (miniupnpd, for one, hides a private "
             "or reserved one: CGNAT or double NAT)")
     ans = _ask_natpmp(probe, view.gateway, log)
     address = ans.address if isinstance(ans, NatPmpAnswer) else None
-    return replace(view, external_address=address, nat=nat_kind(address),
-                   evidence=tuple(log.lines))
+    kind = nat_kind(address)
+    status = view.connection_status
+    if address is None and status in ("", "Connected") and (
+            status == "Connected" or (isinstance(ans, NatPmpAnswer)
+                                      and _natpmp_kind(ans) is NatKind.NO_PUBLIC)):
+        kind = NatKind.NO_PUBLIC
+        log.add("the router is up (" + (f"status {status}" if status else
+                                         "NAT-PMP: network failure")
+                + ") but tells no external address: it has no usable public IPv4 address")
+    elif address is None and status:
+        log.add(f"the router's WAN connection is {status!r}: not connected, not judged CGNAT")
+    return replace(view, external_address=address, nat=kind, evidence=tuple(log.lines))
 
 
 def read_router(probe: RouterProbe | None = None) -> RouterView:

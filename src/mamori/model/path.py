@@ -30,6 +30,11 @@ class NatKind(StrEnum):
     CGNAT = "cgnat"  # 100.64.0.0/10: the ISP's NAT; nothing reachable from outside over IPv4
     PRIVATE = "private"  # RFC 1918 or other non-public: a second NAT (double NAT) upstream
     UNKNOWN = "unknown"  # no gateway answered, or it did not tell its external address
+    # the router is up (UPnP GetStatusInfo: Connected) but has no usable external address
+    # (an empty NewExternalIPAddress), or NAT-PMP answered "network failure": what routers
+    # behind CGNAT or another NAT do (miniupnpd withholds a private/reserved address).
+    # Likely, not proven: nothing on this line is reachable over IPv4 from the internet
+    NO_PUBLIC = "no-public-ipv4"
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +70,9 @@ class RouterView:
     control_open: bool | None = None
     error: str | None = None  # why discovery/reading stopped (timeout, bad XML, refused…)
     evidence: tuple[str, ...] = ()  # one line per request made and its answer, in order
+    # UPnP GetStatusInfo's NewConnectionStatus ("Connected", "Disconnected", …), asked only
+    # when the external address was not told; "" when not asked or not answered
+    connection_status: str = ""
 
 
 class OutsideState(StrEnum):

@@ -27,6 +27,8 @@ from mamori.model.path import (
 CONTRADICTION = "contradiction"
 NAT_HIDES = "ipv6-exposes-what-nat-hides"
 CGNAT_NOTE = "behind CGNAT: not reachable over IPv4"
+NO_PUBLIC_NOTE = ("the router reports no public IPv4 address (behind CGNAT or another NAT): "
+                  "not reachable over IPv4 from the internet, likely")
 STATIC_FORWARD = "static-forward"
 
 
@@ -61,7 +63,8 @@ def router_dict(r: RouterView) -> dict[str, Any]:
             "gateway": r.gateway, "server": r.server, "external_address": r.external_address,
             "nat": r.nat.value, "mappings": [mapping_dict(m) for m in r.mappings],
             "mappings_truncated": r.mappings_truncated, "control_open": r.control_open,
-            "error": r.error, "evidence": list(r.evidence)}
+            "error": r.error, "evidence": list(r.evidence),
+            "connection_status": r.connection_status}
 
 
 def _router(d: dict[str, Any]) -> RouterView:
@@ -73,7 +76,8 @@ def _router(d: dict[str, Any]) -> RouterView:
         mappings=tuple(_mapping(m) for m in d.get("mappings", ())),
         mappings_truncated=bool(d.get("mappings_truncated", False)),
         control_open=d.get("control_open"), error=d.get("error"),
-        evidence=tuple(str(e) for e in d.get("evidence", ())))
+        evidence=tuple(str(e) for e in d.get("evidence", ())),
+        connection_status=str(d.get("connection_status", "")))
 
 
 def outside_dict(o: OutsideResult) -> dict[str, Any]:

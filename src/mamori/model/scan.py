@@ -15,7 +15,7 @@ from mamori.model.audit import ListenerRecord, Scope, Verdict
 from mamori.model.base import Proto, Severity
 from mamori.model.path import PathReport
 
-JSON_SCHEMA_VERSION = "1.5"
+JSON_SCHEMA_VERSION = "1.6"
 
 _EMPTY: Mapping[str, str] = MappingProxyType({})
 

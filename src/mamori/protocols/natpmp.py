@@ -12,6 +12,7 @@ import struct
 from dataclasses import dataclass
 
 NATPMP_PORT = 5351
+NATPMP_NETWORK_FAILURE = 3  # RFC 6886: e.g. the gateway has no usable external address
 NATPMP_RESULTS = {0: "success", 1: "unsupported version", 2: "not authorized/refused",
                   3: "network failure", 4: "out of resources", 5: "unsupported opcode"}
 PCP_RESULTS = {0: "success", 1: "unsupported version", 2: "not authorized",

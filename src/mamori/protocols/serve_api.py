@@ -10,6 +10,7 @@ target), ``parse_created`` / ``parse_status`` read the service's answers into mo
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import re
 from collections.abc import Iterable, Sequence
@@ -178,6 +179,19 @@ def error_message(raw: bytes) -> str | None:
     if obj is None or not isinstance(obj.get("error"), str):
         return None
     return _cut(obj["error"])
+
+
+def refusal_seen_address(raw: bytes) -> str | None:
+    """The ``seen_address`` a refusal names (an out-of-scope or blocked address), when it is
+    an IP address; else None."""
+    obj = json_object(raw)
+    seen = obj.get("seen_address") if obj is not None else None
+    if not isinstance(seen, str) or len(seen) > 64:
+        return None
+    try:
+        return str(ipaddress.ip_address(seen))
+    except ValueError:
+        return None
 
 
 def merge_ports(first: Sequence[OutsidePort], then: Sequence[OutsidePort]) -> tuple[

@@ -358,6 +358,7 @@ MESSAGES: Final[dict[str, Msg]] = {
     "path.router_found": Msg("{protocol} at {gateway}, external address {external} ({nat}), "
                              "{n} mappings", "{gateway} の {protocol}、外部アドレス {external} "
                              "({nat})、マッピング {n} 件"),
+    "path.not_told": Msg("not told", "通知なし"),
     "path.router_error": Msg("not read: {error}", "読めていない: {error}"),
     "path.ipv6": Msg("This host's IPv6 addresses: {list}", "このホストの IPv6 アドレス: {list}"),
     "path.ipv6_none": Msg("This host has no global or ULA IPv6 address",
@@ -372,6 +373,10 @@ MESSAGES: Final[dict[str, Msg]] = {
                           "で閉じているが、IPv6 は閉じていると分かっていない"),
     "path.cgnat": Msg("behind CGNAT: not reachable over IPv4",
                       "CGNAT の内側: IPv4 では届かない"),
+    "path.no_public": Msg("the router reports no public IPv4 address (behind CGNAT or another "
+                          "NAT): not reachable over IPv4 from the internet, likely",
+                          "ルーターは公開 IPv4 アドレスを持っていないと報告している (CGNAT など"
+                          "別の NAT の内側): インターネットから IPv4 では届かない (推定)"),
     "path.static_forward": Msg(
         "reachable although the router lists no mapping for it over UPnP: a port forward set "
         "in the router itself, or a DMZ host",

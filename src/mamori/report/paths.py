@@ -20,6 +20,7 @@ from mamori.model.path_json import (
     CGNAT_NOTE,
     CONTRADICTION,
     NAT_HIDES,
+    NO_PUBLIC_NOTE,
     STATIC_FORWARD,
     mapping_words,
 )
@@ -73,8 +74,8 @@ def _why(v: PathVerdict, lang: str) -> str:
 
 
 # the step that closes a path, said first when nothing else explains the reach
-_TELLING = ("loopback", "blocked", "closed", "filtered", "cgnat", "double-nat", "no-mapping",
-            "no-global-address")
+_TELLING = ("loopback", "blocked", "closed", "filtered", "cgnat", "no-public-ipv4",
+            "double-nat", "no-mapping", "no-global-address")
 
 
 def _note(note: str, lang: str) -> str:
@@ -82,6 +83,8 @@ def _note(note: str, lang: str) -> str:
         return t("path.nat_hides", lang)
     if note == CGNAT_NOTE:
         return t("path.cgnat", lang)
+    if note == NO_PUBLIC_NOTE:
+        return t("path.no_public", lang)
     if note.startswith(STATIC_FORWARD):
         return t("path.static_forward", lang)
     if note.startswith(CONTRADICTION):
@@ -108,9 +111,10 @@ def path_lines(report: PathReport, lang: str) -> list[str]:
         lines = [t("path.router", lang, what=t("path.router_error", lang,
                                                error=clean(r.error or "?", _LIMIT)))]
     else:
+        external = r.external_address or t("path.not_told", lang)
         lines = [t("path.router", lang, what=t(
             "path.router_found", lang, protocol=clean(r.protocol or "?", 32),
-            gateway=clean(r.gateway or "?", 64), external=clean(r.external_address or "?", 64),
+            gateway=clean(r.gateway or "?", 64), external=clean(external, 64),
             nat=r.nat.value, n=len(r.mappings)))]
     if report.ipv6:
         lines.append(t("path.ipv6", lang, list=", ".join(f"{a} ({k})" for a, k in report.ipv6)))

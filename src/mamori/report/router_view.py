@@ -20,6 +20,9 @@ _NAT_WORDS = {
                    "line is reachable from the internet over IPv4",
     NatKind.PRIVATE: "private: another NAT (double NAT) stands in front of this router",
     NatKind.UNKNOWN: "unknown: the router did not tell its external address",
+    NatKind.NO_PUBLIC: "no public IPv4 address: the router reports no public IPv4 address "
+                       "(behind CGNAT or another NAT): not reachable over IPv4 from the "
+                       "internet, likely",
 }
 
 
@@ -42,7 +45,9 @@ def router_table(view: RouterView, this_host: Sequence[str]) -> str:
         lines += [
             f"gateway: {view.gateway}  protocol: {view.protocol}"
             + (f"  server: {view.server}" if view.server else ""),
-            f"external address: {view.external_address or 'not told'}",
+            f"external address: {view.external_address or 'not told'}"
+            + (f"  (WAN connection: {view.connection_status})"
+               if view.connection_status else ""),
             f"NAT: {_NAT_WORDS[view.nat]}",
         ]
         if view.control_open is True:
