@@ -148,11 +148,11 @@ def test_a_delete_the_daemon_refuses_is_said_loudly_with_the_path(lab: dm.Lab) -
 
 
 def _fake(after_args: bytes, *, stall: bool = False, flood: bool = False,
-          huge_list: bool = False) -> CheckResult:
+          huge_list: bool = False, greeting: bytes = b"@RSYNCD: 31.0 md4\n") -> CheckResult:
     from fake_servers import tcp_server
 
     async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        writer.write(b"@RSYNCD: 31.0 md4\n")
+        writer.write(greeting)
         await reader.readline()
         module = (await reader.readline()).strip()
         if module == b"#list":
@@ -214,6 +214,12 @@ def test_hostile_daemon_is_not_tested_with_a_reason(
     result = _fake(after_args, stall=stall, flood=flood)
     assert result.status is CheckStatus.NOT_TESTED, (case, result.summary)
     assert "drop" in result.summary, result.summary
+
+
+def test_a_daemon_older_than_protocol_29_is_not_tested() -> None:
+    result = _fake(b"", stall=True, greeting=b"@RSYNCD: 28.0\n")
+    assert result.status is CheckStatus.NOT_TESTED, result.summary
+    assert "protocol 28, older than 29" in result.summary, result.summary
 
 
 # --- the bytes ------------------------------------------------------------------------------

@@ -31,7 +31,7 @@ class Session:
     detail: str = ""
     messages: list[str] = field(default_factory=list)
     sent: bool = False  # the file data went out
-    kind: ErrorKind = ErrorKind.GARBAGE  # what went wrong, when status is "error"
+    kind: ErrorKind = ErrorKind.PROTOCOL  # what went wrong, when status is "error"
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,8 +59,12 @@ async def _open_module(ctx: ProbeContext, module: str) -> tuple[BoundedStream, b
     stream = await BoundedStream.open(ctx.address, ctx.port, ctx.options.limits)
     try:
         greeting = await stream.read_line()
-        if rsync.parse_greeting(greeting) is None:
+        hello = rsync.parse_greeting(greeting)
+        if hello is None:
             raise ProbeFailure(ErrorKind.GARBAGE, f"no rsync greeting: {excerpt(greeting, 80)}")
+        if hello.major < rsync.CLIENT_PROTOCOL:
+            raise ProbeFailure(ErrorKind.PROTOCOL, f"the daemon speaks rsync protocol "
+                               f"{hello.major}, older than {rsync.CLIENT_PROTOCOL}: not tried")
         await stream.send(rsync.build_hello() + rsync.build_module_request(module))
         buf = await stream.read_until(rsync.module_reply_complete)
         answer = rsync.parse_module_reply(buf)
