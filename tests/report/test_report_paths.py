@@ -104,7 +104,7 @@ def test_the_json_paths_validate_against_the_published_schema() -> None:
 
 
 @pytest.mark.parametrize("lang", ["en", "ja"])
-@pytest.mark.parametrize("fmt", ["table", "markdown", "html"])
+@pytest.mark.parametrize("fmt", ["table", "markdown", "html", "sarif"])
 def test_lease_0_reads_permanent_in_every_format(fmt: str, lang: str) -> None:
     out = html.unescape(render(record(), fmt, width=400, lang=lang))
     assert "description 'Transmission', lease 0 = permanent" in out
