@@ -3,10 +3,11 @@
 Apprise sends to local receivers only, named by IP literal (no name is ever looked up): an
 HTTP server on 127.0.145.4 that records every request (json://, form://, xml://, ntfy://,
 gotify://) and a real postfix delivering to a Maildir (mailto://). Discord, Slack and Telegram
-URLs name their services' own hosts, and Matrix needs a homeserver's login and join API: those
-are not tested here. A template that reaches for unsafe attributes, an unknown name or bad
-syntax is refused when the sinks are built (start-up), and ``mamori watch`` says so in one
-line with exit 2."""
+URLs name their services' own hosts: those are not tested here. Matrix is tested against the
+same recorder answering as a homeserver's client-server API would (login, join, send), not
+against a real homeserver (none is in Debian's test dependencies). A template that reaches
+for unsafe attributes, an unknown name or bad syntax is refused when the sinks are built
+(start-up), and ``mamori watch`` says so in one line with exit 2."""
 
 from __future__ import annotations
 
@@ -54,6 +55,7 @@ class Request:
 class Recorder:
     port: int = 0
     status: int = 200
+    reply: bytes = b"{}"
     requests: list[Request] = field(default_factory=list)
 
 
@@ -64,14 +66,16 @@ def recorder() -> Iterator[Recorder]:
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
             size = int(self.headers.get("Content-Length") or 0)
-            rec.requests.append(Request("POST", self.path, dict(self.headers.items()),
+            rec.requests.append(Request(self.command, self.path, dict(self.headers.items()),
                                         self.rfile.read(min(size, 1 << 20))))
-            body = b"{}"
+            body = rec.reply
             self.send_response(rec.status)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
             self.wfile.write(body)
+
+        do_PUT = do_POST
 
         def log_message(self, *args: Any) -> None:
             pass
@@ -131,6 +135,24 @@ def test_apprise_http_services_get_the_alert(recorder: Recorder) -> None:
     gotify = json.loads(got["/message"].body)
     assert gotify["title"] == f"mamori: {HEADLINE}"
     assert got["/message"].headers.get("X-Gotify-Key") == "AbCdEfGhIjKlMnO"
+
+
+def test_apprise_matrix_logs_in_joins_and_sends(recorder: Recorder) -> None:
+    recorder.reply = json.dumps({"access_token": "syt_test", "user_id": "@mamori:mx.test",
+                                 "home_server": "mx.test", "room_id": "!r00m:mx.test",
+                                 "event_id": "$ev1"}).encode()
+    router = route({"type": "apprise", "urls": [
+        f"matrix://mamori:secret@{HOST}:{recorder.port}/#alerts?discovery=no"]})
+    deliver(router, incident())
+    assert router.stats()["apprise"].sent == 1
+    calls = [(r.method, r.path) for r in recorder.requests]
+    assert calls[0] == ("POST", "/_matrix/client/v3/login")
+    assert json.loads(recorder.requests[0].body)["password"] == "secret"
+    assert calls[-1][0] == "PUT" and calls[-1][1].startswith(
+        "/_matrix/client/v3/rooms/%21r00m%3Amx.test/send/m.room.message/")
+    message = json.loads(recorder.requests[-1].body)
+    assert message["msgtype"] == "m.text" and HEADLINE in message["body"]
+    assert recorder.requests[-1].headers["Authorization"] == "Bearer syt_test"
 
 
 def test_a_failing_service_is_counted_not_raised(recorder: Recorder) -> None:
