@@ -67,7 +67,9 @@ async def run_sensor(sensor: Sensor, visit: Callable[[], Awaitable[None]]) -> in
 
 def test_decoy_visits_are_stored_grouped_and_announced_with_ids(tmp_path: Path) -> None:
     decoys = (*(f"{HOST}:{p}" for p in PORTS), f"{HOST}:23055=http")
-    settings = WatchSettings(decoys=decoys, alerts=())
+    # knocks=False: the decoys' own events are counted exactly here (knocks on closed ports,
+    # on by default, have their own tests: test_watch_knock*.py)
+    settings = WatchSettings(decoys=decoys, alerts=(), knocks=False)
     recorder = Recorder()
     said: list[str] = []
     with Store.open(str(tmp_path / "w.db")) as store:
@@ -155,7 +157,8 @@ def test_a_source_that_cannot_start_is_an_error_event_and_the_rest_runs(tmp_path
     blocker.bind((HOST, 0))
     blocker.listen()
     taken = blocker.getsockname()[1]
-    settings = WatchSettings(decoys=(f"{HOST}:{taken}", f"{HOST}:23058"), alerts=())
+    settings = WatchSettings(decoys=(f"{HOST}:{taken}", f"{HOST}:23058"), alerts=(),
+                             knocks=False)  # the busy decoy and the free one, nothing else
     said: list[str] = []
     try:
         with Store.open(str(tmp_path / "w.db")) as store:
@@ -248,7 +251,7 @@ def test_decoy_limits_from_the_settings_bound_a_noisy_visitor(tmp_path: Path) ->
 
     def visits(limits: DecoyLimitSettings, db: str, port: int) -> list[Event]:
         settings = WatchSettings(decoys=(f"{HOST}:{port}",), alerts=(), tcp_knock=False,
-                                 decoy_limits=limits)
+                                 knocks=False, decoy_limits=limits)  # the decoys' limits only
         with Store.open(str(tmp_path / db)) as store:
             sensor = Sensor(settings, store, Recorder(), signatures=load(), say=lambda _: None)
 

@@ -209,7 +209,9 @@ def test_nmap_scans_and_web_attacks_become_one_incident_each(
     # Exactly one incident per visitor, with the right headline.
     (tcp_scan,) = by_src[NMAP_SRC]
     assert tcp_scan["kind"] == "scan.ports" and tcp_scan["status"] == "closed"
-    assert set(tcp_scan["types"]) == {"decoy.connect", "scan.ports"}
+    # nmap tried each host's ports on both hosts: the other host's are closed, and knocks
+    # on closed ports (on by default) join the scan
+    assert set(tcp_scan["types"]) == {"decoy.connect", "port.knock", "scan.ports"}
     (udp_scan,) = by_src[UDP_SRC]
     assert udp_scan["kind"] == "scan.ports"
     assert "decoy.udp" in udp_scan["types"]
@@ -227,6 +229,11 @@ def test_nmap_scans_and_web_attacks_become_one_incident_each(
     connects = [e for e in events if e["src"] == NMAP_SRC and e["type"] == "decoy.connect"]
     assert {(e["dst"], e["dst_port"]) for e in connects} == {
         (h, p) for h, ports in TCP_DECOYS.items() for p in ports}
+    knocks = [e for e in events if e["src"] == NMAP_SRC and e["type"] == "port.knock"]
+    assert {(e["dst"], e["dst_port"]) for e in knocks} == {
+        (h, p) for h in TCP_DECOYS for other, ports in TCP_DECOYS.items() if other != h
+        for p in ports}
+    assert {e["incident_id"] for e in knocks} == {tcp_scan["id"]}
     (scan_event,) = [e for e in events if e["type"] == "scan.ports" and e["src"] == NMAP_SRC]
     assert scan_event["fields"]["technique"] == "connect"
     assert scan_event["incident_id"] == tcp_scan["id"]

@@ -344,8 +344,8 @@ def test_sensor_wires_knocks_and_limits_icmp_to_the_decoys() -> None:
     echoes = [e for e in events if e.type is EventType.ICMP_ECHO]
     assert {e.dst for e in echoes} == {HOST}  # the ping to OTHER is not a decoy's business
 
-    off = Sensor(WatchSettings(decoys=(f"{HOST}:{PORTS[1]}",), tcp_knock=False, alerts=()),
-                 None, None, say=lambda _line: None)
+    off = Sensor(WatchSettings(decoys=(f"{HOST}:{PORTS[1]}",), tcp_knock=False, knocks=False,
+                               alerts=()), None, None, say=lambda _line: None)
 
     async def nothing() -> None:
         await asyncio.sleep(0)
@@ -359,6 +359,7 @@ import asyncio, json, os, socket
 from mamori.watch.rawtcp import TcpKnockSensor
 from mamori.watch.sensor import Sensor
 from mamori.watch.settings import WatchSettings
+import mamori.watch.knock  # (imported as root: /root may hold this Python's modules)
 os.setgroups([]); os.setgid(65534); os.setuid(65534)  # drop root before opening anything
 async def main():
     events = []
@@ -397,6 +398,9 @@ def test_unprivileged_reports_unavailable_and_the_decoys_run_on() -> None:
     # inside the sensor: the decoy ran and recorded its visitor; the knock sensor said why not
     assert result["ran"] == 1 and result["running"] == ["decoy:tcp/127.0.125.1:23222=banner"]
     assert any("tcp-knock" in line and "CAP_NET_RAW" in line for line in result["said"])
+    # ... and so did the knocks on closed ports (on by default), once
+    (knocks,) = [line for line in result["said"] if "knocks on closed ports" in line]
+    assert "not watched" in knocks and "CAP_NET_RAW" in knocks
     assert result["received"] >= 2  # the sensor.error and the decoy.connect
 
 

@@ -212,7 +212,7 @@ class Sensor:
                 await self._start_tcp_knock()
         if s.icmp:
             await self._start_icmp()
-        if s.knocks:
+        if s.knocks and not self.options.read_once:  # a replay of old logs is no live watch
             await self._start_knocks()
         for entry in s.log_settings():
             await self._start_log(entry)
