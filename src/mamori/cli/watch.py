@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 from mamori.cli.common import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 
 watch_app = typer.Typer(
-    help="Watch who knocks: decoys, ICMP and logs become events and incidents.",
+    help="Watch who knocks: closed ports, decoys, ICMP and logs become events and incidents.",
     invoke_without_command=True,
     no_args_is_help=False,
 )

@@ -15,7 +15,7 @@ complete -c mamori -n '__fish_use_subcommand' -f -a man -d 'Print the man page i
 complete -c mamori -n '__fish_use_subcommand' -f -a checks -d 'The exposure-check catalog.'
 complete -c mamori -n '__fish_use_subcommand' -f -a firewall -d 'Plan the firewall that closes what you do not serve.'
 complete -c mamori -n '__fish_use_subcommand' -f -a router -d 'What the LAN\'s router tells (UPnP IGD, NAT-PMP): external address, NAT, port mappings.'
-complete -c mamori -n '__fish_use_subcommand' -f -a watch -d 'Watch who knocks: decoys, ICMP and logs become events and incidents.'
+complete -c mamori -n '__fish_use_subcommand' -f -a watch -d 'Watch who knocks: closed ports, decoys, ICMP and logs become events and incidents.'
 complete -c mamori -n '__fish_use_subcommand' -f -a canary -d 'Canary sinks that prove stepping-stone findings.'
 complete -c mamori -n '__fish_use_subcommand' -l version -d 'Print the version and exit.'
 complete -c mamori -n '__fish_use_subcommand' -s h -l help -d 'Show this message and exit.'
