@@ -264,8 +264,8 @@ def watch(
         "--access-log", help="An access log to follow: nginx/Apache (combined format), Caddy "
         "or Traefik (JSON).")] = None,
     auth_logs: Annotated[list[Path] | None, typer.Option(
-        "--auth-log", help="An auth log file to follow: sshd, postfix (SASL), dovecot "
-        "(failed logins).")] = None,
+        "--auth-log", help="An auth log file to follow: sshd, postfix (SASL), dovecot, "
+        "samba (auth audit).")] = None,
     firewall_logs: Annotated[list[Path] | None, typer.Option(
         "--firewall-log", help="A kernel log file with nftables/iptables log lines.")] = None,
     journald: Annotated[bool, typer.Option(

@@ -168,7 +168,7 @@ complete -c mamori -n '__fish_seen_subcommand_from watch; and not __fish_seen_su
 complete -c mamori -n '__fish_seen_subcommand_from watch; and not __fish_seen_subcommand_from report blocked unblock' -f -a unblock -d 'Lift a block: take ADDRESS out of the nftables set and out of the store.'
 complete -c mamori -n '__fish_seen_subcommand_from watch; and not __fish_seen_subcommand_from report blocked unblock' -l decoy -r -d 'A decoy listener ADDR:PORT[/udp][=persona] (repeat), e.g. 127.0.0.1:2323, 0.0.0.0:1900/udp, [::]:8081=http.'
 complete -c mamori -n '__fish_seen_subcommand_from watch; and not __fish_seen_subcommand_from report blocked unblock' -l access-log -r -d 'An access log to follow: nginx/Apache (combined format), Caddy or Traefik (JSON).'
-complete -c mamori -n '__fish_seen_subcommand_from watch; and not __fish_seen_subcommand_from report blocked unblock' -l auth-log -r -d 'An auth log file to follow: sshd, postfix (SASL), dovecot (failed logins).'
+complete -c mamori -n '__fish_seen_subcommand_from watch; and not __fish_seen_subcommand_from report blocked unblock' -l auth-log -r -d 'An auth log file to follow: sshd, postfix (SASL), dovecot, samba (auth audit).'
 complete -c mamori -n '__fish_seen_subcommand_from watch; and not __fish_seen_subcommand_from report blocked unblock' -l firewall-log -r -d 'A kernel log file with nftables/iptables log lines.'
 complete -c mamori -n '__fish_seen_subcommand_from watch; and not __fish_seen_subcommand_from report blocked unblock' -l journald -d 'Follow sshd and kernel firewall lines in the systemd journal.'
 complete -c mamori -n '__fish_seen_subcommand_from watch; and not __fish_seen_subcommand_from report blocked unblock' -l icmp -d 'Record ICMP (pings) with a raw socket (root or CAP_NET_RAW).'
