@@ -13,8 +13,15 @@ from pathlib import Path
 
 from conftest import run_mamori
 from serve_helpers import serve
+from threaded_server import ThreadedServer
 
 SERVICE = "127.0.153.2"
+
+
+def _banner(conn: socket.socket) -> None:
+    """A listener that says what it is at once (a silent one would cost mamori check's
+    identification budget, which is not what these tests are about)."""
+    conn.sendall(b"SSH-2.0-OpenSSH_9.2p1 mamori-test\r\n")
 
 
 def test_a_bad_outside_url_is_one_usage_line_and_nothing_stored(tmp_path: Path) -> None:
@@ -31,8 +38,8 @@ def test_a_bad_outside_url_is_one_usage_line_and_nothing_stored(tmp_path: Path) 
 def test_check_outside_shows_what_the_service_saw_per_family(tmp_path: Path) -> None:
     (tmp_path / "serve").mkdir()
     with serve(tmp_path / "serve", host=SERVICE, allow_networks=["127.0.0.1/32"]) as srv, \
-            socket.create_server(("0.0.0.0", 0)) as wide:
-        port = wide.getsockname()[1]
+            ThreadedServer("0.0.0.0", 0, _banner) as speaking:
+        port = speaking.sock.getsockname()[1]
         r = run_mamori("check", "--no-checks", "--outside", srv.url,
                        env={"MAMORI_DB": str(tmp_path / "m.db")}, timeout=240)
         srv.backend.wait_idle(10)
@@ -45,4 +52,5 @@ def test_check_outside_shows_what_the_service_saw_per_family(tmp_path: Path) -> 
     assert f"tcp/{port:<5} open (reachable from outside)" in out
     assert "IPv6 via" in out and "not tested over IPv6: the service URL names an IPv4" in out
     assert port in request.tcp_ports and 2024 not in request.tcp_ports
+    assert request.identify is False  # the API reports port states: no identification
     assert f"outside: asking {srv.url}" in r.stderr

@@ -14,17 +14,24 @@ from pathlib import Path
 
 from conftest import run_mamori
 from serve_helpers import serve
+from threaded_server import ThreadedServer
 
 SERVICE = "127.0.163.2"
+
+
+def _banner(conn: socket.socket) -> None:
+    """A listener that says what it is at once (a silent one would cost mamori check's
+    identification budget, which is not what these tests are about)."""
+    conn.sendall(b"SSH-2.0-OpenSSH_9.2p1 mamori-test\r\n")
 
 
 def test_check_outside_verdicts_are_stored_and_shown_again(tmp_path: Path) -> None:
     (tmp_path / "serve").mkdir()
     env = {"MAMORI_DB": str(tmp_path / "m.db")}
     with serve(tmp_path / "serve", host=SERVICE, allow_networks=["127.0.0.1/32"]) as srv, \
-            socket.create_server(("0.0.0.0", 0)) as wide, \
-            socket.create_server(("127.0.0.1", 0)) as local:
-        port, lo_port = wide.getsockname()[1], local.getsockname()[1]
+            ThreadedServer("0.0.0.0", 0, _banner) as speaking, \
+            ThreadedServer("127.0.0.1", 0, _banner) as local:
+        port, lo_port = speaking.sock.getsockname()[1], local.sock.getsockname()[1]
         r = run_mamori("check", "--no-checks", "--outside", srv.url, "--format", "json",
                        env=env, timeout=240)
         srv.backend.wait_idle(10)

@@ -109,6 +109,7 @@ def test_a_visitor_finds_their_own_open_redis_and_deletes_the_result(
     # Exactly the visitor's address, exactly the asked port (2024 dropped, "target" ignored).
     (request,) = [r for r in srv.scanner.requests if r.address == visitor]
     assert request.tcp_ports == (port,)
+    assert request.identify is True  # the page names what answers
     assert "127.0.151.99" not in srv.scanner.addresses()
     check = db.get_by_token(srv.store, location.rsplit("/", 1)[1])
     assert check is not None and check.scan_id is not None

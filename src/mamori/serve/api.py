@@ -38,6 +38,7 @@ from mamori.serve import ratelimit
 from mamori.serve.pages import blocked_address, load_check, origin_ok, state_of, store_check
 from mamori.serve.peer import ProxyHeaderError
 from mamori.serve.profiles import Choice, excluded
+from mamori.serve.scanner import API_PROFILE
 from mamori.serve.scope import AddressError, IPAddress, judge, rate_keys
 from mamori.serve.state import ServeState
 from mamori.store import serve as db
@@ -174,7 +175,7 @@ def _submit(st: ServeState, request: Request, ip: IPAddress,
         return _refuse(st, request, 429, f"too many checks from {address}; try again in "
                        f"{wait} s", address=address, reason="check rate", retry_after=wait)
     stored = probe + out  # excluded ones are stored to be reported; the worker skips them
-    choice = Choice("api", tuple(n for p, n in stored if p is Proto.TCP),
+    choice = Choice(API_PROFILE, tuple(n for p, n in stored if p is Proto.TCP),
                     tuple(n for p, n in stored if p is Proto.UDP))
     try:
         token = store_check(st, address, per_prefix or address, choice,

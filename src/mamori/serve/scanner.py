@@ -12,6 +12,8 @@ from typing import Protocol
 
 from mamori.scan.pipeline import ProgressFn, ScanSink
 
+API_PROFILE = "api"  # the profile name of checks asked for through the JSON API
+
 
 @dataclass(frozen=True)
 class ScanRequest:
@@ -23,6 +25,10 @@ class ScanRequest:
     helo_name: str
     timeout: float = 1.5
     rate: float | None = None
+    # Name the services that answer (the page shows them). The API reports port states only:
+    # its checks skip identification, so a silent listener costs one probe timeout, not the
+    # identification budget (UDP payloads of the sweep still tell open UDP ports).
+    identify: bool = True
 
 
 class Scanner(Protocol):
@@ -49,7 +55,7 @@ class PipelineScanner:
             # One lane, no forked workers: the web process is threaded, and one address
             # gains nothing from a second core.
             sweep=SweepOptions(max_timeout=request.timeout, rate=request.rate, workers=1),
-            identify=True,
+            identify=request.identify,
             identify_user_agent=request.user_agent,
             checks=specs,
             check_options=CheckOptions(helo_name=request.helo_name,

@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from mamori.model import ScanStatus
 from mamori.scan.store_sink import StoreSink
 from mamori.serve.profiles import excluded
-from mamori.serve.scanner import PipelineScanner, Scanner, ScanRequest
+from mamori.serve.scanner import API_PROFILE, PipelineScanner, Scanner, ScanRequest
 from mamori.serve.scope import judge_text
 from mamori.serve.settings import ServeSettings
 from mamori.store import Store, StoreError
@@ -88,6 +88,7 @@ def build_request(check: db.WebCheck, settings: ServeSettings) -> ScanRequest:
         helo_name=settings.smtp_helo,
         timeout=settings.probe_timeout,
         rate=settings.probe_rate,
+        identify=check.profile != API_PROFILE,
     )
 
 
