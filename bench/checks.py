@@ -12,8 +12,8 @@ alias makes local clients come from 127.0.70.1, which a protected Redis refuses)
 memcached without auth, PostgreSQL
 with trust, MariaDB with an empty root password, mosquitto anonymous, rsyncd with an open
 module, vsftpd anonymous and writable, telnetd, samba with a guest share and SMB1, nginx with
-autoindex, an exposed .git/.env and DAV PUT, openssl s_server speaking TLS 1.0 (NULL and
-anonymous suites offered too) with an expired self-signed certificate, sshd with password
+autoindex, an exposed .git/.env and DAV PUT, openssl s_server speaking TLS 1.0 (NULL-encryption
+suites offered too) with an expired self-signed certificate, sshd with password
 auth and weak algorithms, snmpd with
 community "public", apache2 on 8080 (server-status and server-info for anyone, Digest on plain
 HTTP, a login form posted over HTTP), nginx on 8081 (stub_status and a real php-fpm's status
