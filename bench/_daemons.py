@@ -286,7 +286,8 @@ def _starters(lab: Lab, stack: contextlib.ExitStack
     def s_server() -> dm.Daemon:
         pem = _expired_self_signed(_mkdir(w / "pki"))
         # NULL-encryption suites too ("weak TLS ciphers" is a planted problem; DEFAULT alone
-        # offers none, and its !eNULL cannot be undone), never anonymous ones (ssl-cert would then get no certificate).
+        # offers none, and its !eNULL cannot be undone), never anonymous ones (ssl-cert
+        # would then get no certificate).
         return fc.start_s_server(_mkdir(w / "tls"), HOST, 443, pem, "-tls1",
                                  "-cipher", "ALL:eNULL:!aNULL:@SECLEVEL=0")
 
