@@ -48,7 +48,7 @@ import os
 import socket
 import struct
 import time
-from collections import Counter, OrderedDict
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -67,6 +67,7 @@ from mamori.watch.listeners import (
     parse_diag,
     parse_sockets,
 )
+from mamori.watch.repeats import RecentKeys
 
 __all__ = ["Knock", "KnockSensor", "parse_knock4", "parse_knock6", "tcp_technique"]
 
@@ -238,7 +239,7 @@ class KnockSensor:
         self.proc = proc
         self.use_netlink = proc == Path("/proc/net")  # tests hand in their own tables
         self.listeners = Listeners()
-        self._recent: OrderedDict[tuple[str, str, int, str, str], float] = OrderedDict()
+        self._recent = RecentKeys(window, max_recent)
         self._socks: list[tuple[socket.socket, int, Proto]] = []
         self._filtered_ports: dict[tuple[str, int], frozenset[int]] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -485,15 +486,9 @@ class KnockSensor:
     def _report(self, knock: Knock, technique: str, certainty: str, fingerprint: str,
                 when: float) -> None:
         now = time.monotonic()
-        key = (knock.src, knock.dst, knock.dport, knock.proto, technique)
-        last = self._recent.get(key)
-        if last is not None and now - last < self.window:
+        if self._recent.repeat((knock.src, knock.dst, knock.dport, knock.proto, technique), now):
             self.repeated += 1
             return
-        self._recent[key] = now
-        self._recent.move_to_end(key)
-        while len(self._recent) > self.max_recent:
-            self._recent.popitem(last=False)
         if not self.guard.allow_event(knock.src):
             self.suppressed += 1
             self._summarise(knock, technique)

@@ -35,6 +35,7 @@ from mamori.model.watch import Event, EventType
 from mamori.watch import rawsock
 from mamori.watch.decoys.guard import SourceGuard
 from mamori.watch.decoys.spec import DecoyLimits
+from mamori.watch.repeats import RecentKeys
 
 __all__ = ["TcpKnockSensor", "TcpSegment", "classify", "flag_names", "parse_tcp4",
            "parse_tcp6"]
@@ -149,7 +150,7 @@ class TcpKnockSensor:
         self.settle, self.window = settle, window
         self.max_pending, self.max_recent = max_pending, max_recent
         self._pending: OrderedDict[Key, tuple[TcpSegment, float, datetime]] = OrderedDict()
-        self._recent: OrderedDict[tuple[str, str, int, str], float] = OrderedDict()
+        self._recent = RecentKeys(window, max_recent)
         self._socks: list[tuple[socket.socket, int]] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._timer: asyncio.TimerHandle | None = None
@@ -258,15 +259,9 @@ class TcpKnockSensor:
 
     def _report(self, segment: TcpSegment, technique: str, when: datetime) -> None:
         now = time.monotonic()
-        key = (segment.src, segment.dst, segment.dport, technique)
-        last = self._recent.get(key)
-        if last is not None and now - last < self.window:
+        if self._recent.repeat((segment.src, segment.dst, segment.dport, technique), now):
             self.repeated += 1
             return
-        self._recent[key] = now
-        self._recent.move_to_end(key)
-        while len(self._recent) > self.max_recent:
-            self._recent.popitem(last=False)
         if not self.guard.allow_event(segment.src):
             self.suppressed += 1
             return
