@@ -39,6 +39,7 @@ GIT_OPEN, GIT_CLOSED = ("127.0.83.3", 19418), ("127.0.83.4", 19419)
 LDAP_OPEN, LDAP_CLOSED = ("127.0.83.5", 13389), ("127.0.83.6", 13390)
 TFTP_OPEN, TFTP_EMPTY = ("127.0.83.7", 16969), ("127.0.83.8", 16970)
 DNS_OPEN, DNS_CLOSED = ("127.0.83.9", 15353), ("127.0.83.10", 15354)
+TFTP_69 = "127.0.83.40"  # tftpd on its own port, for --udp's default list
 PXE_MENU = b"DEFAULT linux\nLABEL linux\n  KERNEL vmlinuz\n  APPEND root=/dev/nfs\n" * 20
 
 
@@ -71,6 +72,8 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dm.Lab]:
         "tftp-open": lambda: fb.start_tftpd(base / "t1", *TFTP_OPEN,
                                             files={"pxelinux.cfg/default": PXE_MENU}),
         "tftp-empty": lambda: fb.start_tftpd(base / "t2", *TFTP_EMPTY, files={}),
+        "tftp-69": lambda: fb.start_tftpd(base / "t3", TFTP_69, 69,
+                                          files={"pxelinux.cfg/default": PXE_MENU}),
         "dns-open": lambda: fb.start_named_xfr(base / "d1", *DNS_OPEN, transfer="any"),
         "dns-closed": lambda: fb.start_named_xfr(base / "d2", *DNS_CLOSED, transfer="none"),
     }
@@ -252,6 +255,20 @@ def test_scan_finds_tftp_on_an_unusual_udp_port_and_runs_the_check(
     (host,) = doc["hosts"]
     (endpoint,) = [e for e in host["endpoints"] if e["port"] == TFTP_OPEN[1]]
     assert endpoint["state"] == "open" and endpoint["service"]["name"] == "tftp"
+    assert "tftp-files-readable" in json.dumps(doc)
+
+
+def test_udp_defaults_cover_tftp_and_it_is_found_and_checked(lab: dm.Lab, tmp_path: Path) -> None:
+    """`--udp` without a UDP port list sweeps 69 (and 111): TFTP on its own port is found."""
+    lab.need("tftp-69")
+    proc = run_mamori("scan", TFTP_69, "-p", "T:1", "--udp", "--format", "json",
+                      "--db", str(tmp_path / "m.db"))
+    assert proc.returncode in (0, 1), proc.stderr
+    doc = json.loads(proc.stdout)
+    (host,) = doc["hosts"]
+    swept = {(e["proto"], e["port"]) for e in host["endpoints"]}
+    (endpoint,) = [e for e in host["endpoints"] if (e["proto"], e["port"]) == ("udp", 69)]
+    assert endpoint["state"] == "open" and endpoint["service"]["name"] == "tftp", swept
     assert "tftp-files-readable" in json.dumps(doc)
 
 

@@ -44,7 +44,7 @@ from mamori.cli.stats import (
 )
 
 # UDP ports with a service-specific payload: what `--udp` sweeps when -p names no U: ports.
-DEFAULT_UDP_PORTS = (53, 111, 123, 137, 161, 1900, 5353, 11211)
+DEFAULT_UDP_PORTS = (53, 69, 111, 123, 137, 161, 1900, 5353, 11211)
 
 
 def register(app: typer.Typer) -> None:
