@@ -414,7 +414,7 @@ async def ftp_anonymous_write(ctx: ProbeContext, params: Params) -> Observation:
 # --- rsync -------------------------------------------------------------------------------------
 
 
-async def _rsync_open(ctx: ProbeContext, request: bytes) -> tuple[BoundedStream, bytes]:
+async def rsync_open(ctx: ProbeContext, request: bytes) -> tuple[BoundedStream, bytes]:
     """Connect, check the daemon's greeting, send our version and ``request``.
 
     Returns the stream and the greeting line. Raises ProbeFailure when the peer is not an
@@ -440,7 +440,7 @@ async def _rsync_list_module(
     Returns the status ("ok", "auth-required", "error") and the file list (None unless
     read). Raises ProbeFailure on connection failures.
     """
-    stream, _ = await _rsync_open(ctx, rsync.build_module_request(module))
+    stream, _ = await rsync_open(ctx, rsync.build_module_request(module))
     try:
         buf = await stream.read_until(rsync.module_reply_complete)
         answer = rsync.parse_module_reply(buf)
@@ -481,7 +481,7 @@ async def rsync_modules(ctx: ProbeContext, params: Params) -> Observation:
     Raises ProbeFailure when the peer is not an rsync daemon.
     """
     limit = int(params.number("max_modules", 4))
-    stream, greeting = await _rsync_open(ctx, rsync.build_module_request("#list"))
+    stream, greeting = await rsync_open(ctx, rsync.build_module_request("#list"))
     try:
         listing = await stream.read_until(rsync.module_list_complete)
     finally:

@@ -14,9 +14,10 @@ from mamori.checks.observation import Observation, ProbeContext, excerpt
 from mamori.checks.params import Params
 from mamori.checks.primitive import Primitive
 from mamori.checks.probes import rsync_push
+from mamori.checks.probes.remote import rsync_open
 from mamori.model import ErrorKind
 from mamori.net.datagram_tid import ask_any_port
-from mamori.net.stream import BoundedStream, ProbeFailure, exchange
+from mamori.net.stream import ProbeFailure, exchange
 from mamori.protocols import git, rsync, tftp, x11
 
 # git daemon cannot list its repositories: these are the paths tried when the check file
@@ -181,21 +182,6 @@ async def tftp_files(ctx: ProbeContext, params: Params) -> Observation:
     )
 
 
-async def _rsync_session(ctx: ProbeContext, line: bytes) -> tuple[BoundedStream, bytes]:
-    """Connect, check the greeting, send our version and ``line``; return the stream and what
-    the daemon said. Raises ProbeFailure when the peer is no rsync daemon."""
-    stream = await BoundedStream.open(ctx.address, ctx.port, ctx.options.limits)
-    try:
-        greeting = await stream.read_line()
-        if rsync.parse_greeting(greeting) is None:
-            raise ProbeFailure(ErrorKind.GARBAGE, f"no rsync greeting: {excerpt(greeting, 80)}")
-        await stream.send(rsync.build_hello() + line)
-    except BaseException:
-        await stream.close()
-        raise
-    return stream, greeting
-
-
 async def rsync_module_write(ctx: ProbeContext, params: Params) -> Observation:
     """List the modules ("#list"), then for each (up to ``max_modules``) try, without
     credentials, to upload one uniquely named tiny file into its top directory (protocol 29,
@@ -208,7 +194,7 @@ async def rsync_module_write(ctx: ProbeContext, params: Params) -> Observation:
     Raises ProbeFailure when the peer is no rsync daemon.
     """
     limit = int(params.number("max_modules", 4))
-    stream, greeting = await _rsync_session(ctx, rsync.build_module_request("#list"))
+    stream, greeting = await rsync_open(ctx, rsync.build_module_request("#list"))
     try:
         listing = await stream.read_until(rsync.module_list_complete)
     finally:
